@@ -1,0 +1,542 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CredentialHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CREDENTIAL_HEALTH_UNSPECIFIED: _ClassVar[CredentialHealth]
+    CREDENTIAL_HEALTH_ACTIVE: _ClassVar[CredentialHealth]
+    CREDENTIAL_HEALTH_INVALID: _ClassVar[CredentialHealth]
+    CREDENTIAL_HEALTH_RATE_LIMITED: _ClassVar[CredentialHealth]
+    CREDENTIAL_HEALTH_UNREACHABLE: _ClassVar[CredentialHealth]
+
+class KeySource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KEY_SOURCE_UNSPECIFIED: _ClassVar[KeySource]
+    KEY_SOURCE_TENANT: _ClassVar[KeySource]
+    KEY_SOURCE_PLATFORM: _ClassVar[KeySource]
+
+class RevocationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVOCATION_REASON_UNSPECIFIED: _ClassVar[RevocationReason]
+    REVOCATION_REASON_DEACTIVATED: _ClassVar[RevocationReason]
+    REVOCATION_REASON_ROTATED: _ClassVar[RevocationReason]
+    REVOCATION_REASON_DELETED: _ClassVar[RevocationReason]
+    REVOCATION_REASON_CALLER_UNBOUND: _ClassVar[RevocationReason]
+    REVOCATION_REASON_INVALID: _ClassVar[RevocationReason]
+    REVOCATION_REASON_SCOPE_CHANGED: _ClassVar[RevocationReason]
+CREDENTIAL_HEALTH_UNSPECIFIED: CredentialHealth
+CREDENTIAL_HEALTH_ACTIVE: CredentialHealth
+CREDENTIAL_HEALTH_INVALID: CredentialHealth
+CREDENTIAL_HEALTH_RATE_LIMITED: CredentialHealth
+CREDENTIAL_HEALTH_UNREACHABLE: CredentialHealth
+KEY_SOURCE_UNSPECIFIED: KeySource
+KEY_SOURCE_TENANT: KeySource
+KEY_SOURCE_PLATFORM: KeySource
+REVOCATION_REASON_UNSPECIFIED: RevocationReason
+REVOCATION_REASON_DEACTIVATED: RevocationReason
+REVOCATION_REASON_ROTATED: RevocationReason
+REVOCATION_REASON_DELETED: RevocationReason
+REVOCATION_REASON_CALLER_UNBOUND: RevocationReason
+REVOCATION_REASON_INVALID: RevocationReason
+REVOCATION_REASON_SCOPE_CHANGED: RevocationReason
+
+class Scope(_message.Message):
+    __slots__ = ("org_id", "project_id", "user_id")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    user_id: str
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class SecretReference(_message.Message):
+    __slots__ = ("mount", "path", "version", "transit_key", "transit_key_version")
+    MOUNT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRANSIT_KEY_FIELD_NUMBER: _ClassVar[int]
+    TRANSIT_KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    mount: str
+    path: str
+    version: int
+    transit_key: str
+    transit_key_version: int
+    def __init__(self, mount: _Optional[str] = ..., path: _Optional[str] = ..., version: _Optional[int] = ..., transit_key: _Optional[str] = ..., transit_key_version: _Optional[int] = ...) -> None: ...
+
+class Credential(_message.Message):
+    __slots__ = ("credential_id", "provider", "scope", "name", "api_base", "default_model", "active", "primary", "health", "key_hint", "fingerprint", "secret_ref", "create_time", "update_time", "last_verify_time", "last_rotate_time")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    API_BASE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    KEY_HINT_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SECRET_REF_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_VERIFY_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_ROTATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    provider: str
+    scope: Scope
+    name: str
+    api_base: str
+    default_model: str
+    active: bool
+    primary: bool
+    health: CredentialHealth
+    key_hint: str
+    fingerprint: str
+    secret_ref: SecretReference
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    last_verify_time: _timestamp_pb2.Timestamp
+    last_rotate_time: _timestamp_pb2.Timestamp
+    def __init__(self, credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., active: _Optional[bool] = ..., primary: _Optional[bool] = ..., health: _Optional[_Union[CredentialHealth, str]] = ..., key_hint: _Optional[str] = ..., fingerprint: _Optional[str] = ..., secret_ref: _Optional[_Union[SecretReference, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_verify_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_rotate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateCredentialRequest(_message.Message):
+    __slots__ = ("provider", "scope", "name", "api_key", "api_base", "default_model", "primary")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    API_BASE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    scope: Scope
+    name: str
+    api_key: str
+    api_base: str
+    default_model: str
+    primary: bool
+    def __init__(self, provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., api_key: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., primary: _Optional[bool] = ...) -> None: ...
+
+class CreateCredentialResponse(_message.Message):
+    __slots__ = ("credential",)
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
+
+class GetCredentialRequest(_message.Message):
+    __slots__ = ("credential_id",)
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    def __init__(self, credential_id: _Optional[str] = ...) -> None: ...
+
+class GetCredentialResponse(_message.Message):
+    __slots__ = ("credential",)
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
+
+class ListCredentialsRequest(_message.Message):
+    __slots__ = ("org_id", "project_id", "user_id", "provider", "active", "page_size", "page_token")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    user_id: str
+    provider: str
+    active: bool
+    page_size: int
+    page_token: str
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., provider: _Optional[str] = ..., active: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCredentialsResponse(_message.Message):
+    __slots__ = ("credentials", "next_page_token")
+    CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    credentials: _containers.RepeatedCompositeFieldContainer[Credential]
+    next_page_token: str
+    def __init__(self, credentials: _Optional[_Iterable[_Union[Credential, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateCredentialRequest(_message.Message):
+    __slots__ = ("credential_id", "name", "api_base", "default_model", "primary")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    API_BASE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    name: str
+    api_base: str
+    default_model: str
+    primary: bool
+    def __init__(self, credential_id: _Optional[str] = ..., name: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., primary: _Optional[bool] = ...) -> None: ...
+
+class UpdateCredentialResponse(_message.Message):
+    __slots__ = ("credential",)
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
+
+class RotateCredentialSecretRequest(_message.Message):
+    __slots__ = ("credential_id", "api_key", "expected_version")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    api_key: str
+    expected_version: int
+    def __init__(self, credential_id: _Optional[str] = ..., api_key: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class RotateCredentialSecretResponse(_message.Message):
+    __slots__ = ("credential",)
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
+
+class ActivateCredentialRequest(_message.Message):
+    __slots__ = ("credential_id",)
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    def __init__(self, credential_id: _Optional[str] = ...) -> None: ...
+
+class ActivateCredentialResponse(_message.Message):
+    __slots__ = ("credential",)
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
+
+class DeactivateCredentialRequest(_message.Message):
+    __slots__ = ("credential_id",)
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    def __init__(self, credential_id: _Optional[str] = ...) -> None: ...
+
+class DeactivateCredentialResponse(_message.Message):
+    __slots__ = ("credential",)
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
+
+class DeleteCredentialRequest(_message.Message):
+    __slots__ = ("credential_id",)
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    def __init__(self, credential_id: _Optional[str] = ...) -> None: ...
+
+class DeleteCredentialResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RegisterCredentialRequest(_message.Message):
+    __slots__ = ("provider", "scope", "name", "vault_path", "api_base", "default_model", "primary")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VAULT_PATH_FIELD_NUMBER: _ClassVar[int]
+    API_BASE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    scope: Scope
+    name: str
+    vault_path: str
+    api_base: str
+    default_model: str
+    primary: bool
+    def __init__(self, provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., vault_path: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., primary: _Optional[bool] = ...) -> None: ...
+
+class RegisterCredentialResponse(_message.Message):
+    __slots__ = ("credential",)
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
+
+class VerifyCredentialRequest(_message.Message):
+    __slots__ = ("credential_id",)
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    def __init__(self, credential_id: _Optional[str] = ...) -> None: ...
+
+class VerifyCredentialResponse(_message.Message):
+    __slots__ = ("credential", "http_status")
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    credential: Credential
+    http_status: int
+    def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ..., http_status: _Optional[int] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("event_id", "time", "actor", "action", "credential_id", "org_id", "outcome", "details_json")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    time: _timestamp_pb2.Timestamp
+    actor: str
+    action: str
+    credential_id: str
+    org_id: str
+    outcome: str
+    details_json: str
+    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., credential_id: _Optional[str] = ..., org_id: _Optional[str] = ..., outcome: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("org_id", "credential_id", "action", "actor", "since", "page_size", "page_token")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    credential_id: str
+    action: str
+    actor: str
+    since: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, org_id: _Optional[str] = ..., credential_id: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Provider(_message.Message):
+    __slots__ = ("name", "default_api_base", "default_model", "model_pattern", "key_format", "platform_key_env", "api_family")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_API_BASE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    KEY_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_KEY_ENV_FIELD_NUMBER: _ClassVar[int]
+    API_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    default_api_base: str
+    default_model: str
+    model_pattern: str
+    key_format: str
+    platform_key_env: str
+    api_family: str
+    def __init__(self, name: _Optional[str] = ..., default_api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., model_pattern: _Optional[str] = ..., key_format: _Optional[str] = ..., platform_key_env: _Optional[str] = ..., api_family: _Optional[str] = ...) -> None: ...
+
+class ListProvidersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProvidersResponse(_message.Message):
+    __slots__ = ("providers",)
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    providers: _containers.RepeatedCompositeFieldContainer[Provider]
+    def __init__(self, providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ...) -> None: ...
+
+class OrgPolicy(_message.Message):
+    __slots__ = ("org_id", "allow_platform_fallback")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PLATFORM_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    allow_platform_fallback: bool
+    def __init__(self, org_id: _Optional[str] = ..., allow_platform_fallback: _Optional[bool] = ...) -> None: ...
+
+class SetOrgPolicyRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: OrgPolicy
+    def __init__(self, policy: _Optional[_Union[OrgPolicy, _Mapping]] = ...) -> None: ...
+
+class SetOrgPolicyResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: OrgPolicy
+    def __init__(self, policy: _Optional[_Union[OrgPolicy, _Mapping]] = ...) -> None: ...
+
+class GetOrgPolicyRequest(_message.Message):
+    __slots__ = ("org_id",)
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    def __init__(self, org_id: _Optional[str] = ...) -> None: ...
+
+class GetOrgPolicyResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: OrgPolicy
+    def __init__(self, policy: _Optional[_Union[OrgPolicy, _Mapping]] = ...) -> None: ...
+
+class CallerBinding(_message.Message):
+    __slots__ = ("caller_identity", "org_id", "project_id", "create_time")
+    CALLER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    caller_identity: str
+    org_id: str
+    project_id: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, caller_identity: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateCallerBindingRequest(_message.Message):
+    __slots__ = ("binding",)
+    BINDING_FIELD_NUMBER: _ClassVar[int]
+    binding: CallerBinding
+    def __init__(self, binding: _Optional[_Union[CallerBinding, _Mapping]] = ...) -> None: ...
+
+class CreateCallerBindingResponse(_message.Message):
+    __slots__ = ("binding",)
+    BINDING_FIELD_NUMBER: _ClassVar[int]
+    binding: CallerBinding
+    def __init__(self, binding: _Optional[_Union[CallerBinding, _Mapping]] = ...) -> None: ...
+
+class DeleteCallerBindingRequest(_message.Message):
+    __slots__ = ("caller_identity", "org_id", "project_id")
+    CALLER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    caller_identity: str
+    org_id: str
+    project_id: str
+    def __init__(self, caller_identity: _Optional[str] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
+
+class DeleteCallerBindingResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCallerBindingsRequest(_message.Message):
+    __slots__ = ("caller_identity", "org_id")
+    CALLER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    caller_identity: str
+    org_id: str
+    def __init__(self, caller_identity: _Optional[str] = ..., org_id: _Optional[str] = ...) -> None: ...
+
+class ListCallerBindingsResponse(_message.Message):
+    __slots__ = ("bindings",)
+    BINDINGS_FIELD_NUMBER: _ClassVar[int]
+    bindings: _containers.RepeatedCompositeFieldContainer[CallerBinding]
+    def __init__(self, bindings: _Optional[_Iterable[_Union[CallerBinding, _Mapping]]] = ...) -> None: ...
+
+class RevokeOrgRequest(_message.Message):
+    __slots__ = ("org_id",)
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    def __init__(self, org_id: _Optional[str] = ...) -> None: ...
+
+class RevokeOrgResponse(_message.Message):
+    __slots__ = ("deactivated_count",)
+    DEACTIVATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    deactivated_count: int
+    def __init__(self, deactivated_count: _Optional[int] = ...) -> None: ...
+
+class RewrapSecretsRequest(_message.Message):
+    __slots__ = ("org_id",)
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    def __init__(self, org_id: _Optional[str] = ...) -> None: ...
+
+class RewrapSecretsResponse(_message.Message):
+    __slots__ = ("rewrapped_count", "min_transit_key_version")
+    REWRAPPED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MIN_TRANSIT_KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    rewrapped_count: int
+    min_transit_key_version: int
+    def __init__(self, rewrapped_count: _Optional[int] = ..., min_transit_key_version: _Optional[int] = ...) -> None: ...
+
+class IssueKeyLeaseRequest(_message.Message):
+    __slots__ = ("scope", "provider", "model", "credential_id", "caller_identity", "exclude_credential_ids")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_CREDENTIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    provider: str
+    model: str
+    credential_id: str
+    caller_identity: str
+    exclude_credential_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., credential_id: _Optional[str] = ..., caller_identity: _Optional[str] = ..., exclude_credential_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class IssueKeyLeaseResponse(_message.Message):
+    __slots__ = ("lease_id", "expire_time", "key_source", "credential_id", "provider", "api_key", "api_base", "default_model", "secret_version", "api_family")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KEY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    API_BASE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SECRET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    API_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    expire_time: _timestamp_pb2.Timestamp
+    key_source: KeySource
+    credential_id: str
+    provider: str
+    api_key: str
+    api_base: str
+    default_model: str
+    secret_version: int
+    api_family: str
+    def __init__(self, lease_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., api_key: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., secret_version: _Optional[int] = ..., api_family: _Optional[str] = ...) -> None: ...
+
+class WatchRevocationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchRevocationsResponse(_message.Message):
+    __slots__ = ("sequence", "reason", "credential_id", "org_id", "caller_identity", "time", "ready")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    reason: RevocationReason
+    credential_id: str
+    org_id: str
+    caller_identity: str
+    time: _timestamp_pb2.Timestamp
+    ready: bool
+    def __init__(self, sequence: _Optional[int] = ..., reason: _Optional[_Union[RevocationReason, str]] = ..., credential_id: _Optional[str] = ..., org_id: _Optional[str] = ..., caller_identity: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready: _Optional[bool] = ...) -> None: ...
+
+class ReportKeyFailureRequest(_message.Message):
+    __slots__ = ("lease_id", "credential_id", "http_status")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    credential_id: str
+    http_status: int
+    def __init__(self, lease_id: _Optional[str] = ..., credential_id: _Optional[str] = ..., http_status: _Optional[int] = ...) -> None: ...
+
+class ReportKeyFailureResponse(_message.Message):
+    __slots__ = ("health",)
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    health: CredentialHealth
+    def __init__(self, health: _Optional[_Union[CredentialHealth, str]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Generated gRPC contracts of byok (see protos/)."""

@@ -1,0 +1,1 @@
+"""Generated code: regenerate with `make protos`, never edit."""

@@ -1,0 +1,1 @@
+"""The test suite: unit, integration (real OpenBao and PostgreSQL), e2e, helm."""
