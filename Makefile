@@ -1,0 +1,54 @@
+# byok: `make run` starts the local stack, `make test` runs the tests. Both set up .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: venv run test test-unit test-integration lint protos protos-check demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+## run: OpenBao dev server, dev certificates, keyservice, local upstream and proxy, in the foreground (Ctrl-C stops all)
+run: venv
+	$(PY) -m devstack
+
+## test: the whole suite (unit, integration against real OpenBao and PostgreSQL, e2e, helm); what CI runs
+test: venv protos-check lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+## protos: regenerate the committed Python code from protos/
+protos: venv
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos --pyi_out=protos \
+	  protos/byok/keys/v1/key_service.proto protos/byok/proxy/v1/chat_service.proto
+
+## protos-check: fail when the committed generated code is stale
+protos-check: venv
+	@tmp=$$(mktemp -d) && $(PY) -m grpc_tools.protoc -Iprotos --python_out=$$tmp --grpc_python_out=$$tmp \
+	  --pyi_out=$$tmp protos/byok/keys/v1/key_service.proto protos/byok/proxy/v1/chat_service.proto && \
+	for f in keys/v1/key_service_pb2.py keys/v1/key_service_pb2_grpc.py keys/v1/key_service_pb2.pyi \
+	         proxy/v1/chat_service_pb2.py proxy/v1/chat_service_pb2_grpc.py proxy/v1/chat_service_pb2.pyi; do \
+	  cmp -s $$tmp/byok/$$f protos/byok/$$f || { echo "stale generated code: protos/byok/$$f (run make protos)"; exit 1; }; \
+	done; rm -rf $$tmp
+
+## demo: the whole story once: add a key, stream a chat, deactivate, see the next request fail, show the audit
+demo: venv
+	$(PY) -m devstack --demo
+
+## bench: proxy benchmarks (not part of make test)
+bench: venv
+	$(PY) -m tests.perf.bench
+
+clean:
+	rm -rf .byok .pytest_cache

@@ -1,0 +1,243 @@
+"""Credential lifecycle across Vault and the DB, ordered so that a crash at any step leaves no DB row
+pointing at a missing secret:
+
+- create/register: Vault write first, then the DB row. A crash in between leaves an orphaned Vault entry,
+  which the reconciler removes after a grace period.
+- rotate: new KV version (check-and-set) first, then the row's version (compare-and-set); the old version
+  still exists, so a crash in between leaves the row on a readable secret. Old versions beyond the configured
+  number are destroyed only after the row moved on.
+- delete: the row first (the credential stops being visible and leasable at once), then every Vault version.
+  If Vault fails after the row is gone, the reconciler finishes the job.
+
+Every method is synchronous (hvac and the store are); the gRPC layer runs them in a thread pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import structlog
+
+from keyservice import audit, validation
+from keyservice.errors import Aborted, AlreadyExists, FailedPrecondition, KeyServiceError, NotFound
+from keyservice.providers import get_provider
+from keyservice.secrets_display import fingerprint, key_hint
+from keyservice.store import CredentialRow, Store
+from keyservice.vault import VaultClient
+
+_log = structlog.get_logger("byok.credentials")
+
+
+def new_credential_id() -> str:
+    return "cred_" + uuid.uuid4().hex[:24]
+
+
+@dataclasses.dataclass(frozen=True)
+class NewCredential:
+    provider: str
+    org_id: str
+    project_id: str
+    user_id: str
+    name: str
+    api_base: str
+    default_model: str
+    primary: bool
+
+
+class CredentialManager:
+    def __init__(self, store: Store, vault: VaultClient, *, keep_secret_versions: int = 2) -> None:
+        self.store = store
+        self.vault = vault
+        self.keep_secret_versions = keep_secret_versions
+
+    # -- create -----------------------------------------------------------------------------------------
+    def create(self, actor: str, new: NewCredential, api_key: str) -> CredentialRow:
+        spec = get_provider(new.provider)
+        spec.check_key(api_key)
+        self._check_api_base(spec.api_base_required, new.api_base)
+        self._check_name_free(new)
+        credential_id = new_credential_id()
+        path = self.vault.credential_path(new.org_id, credential_id)
+        stored = self.vault.write_secret(path, api_key, org_id=new.org_id, cas=0,
+                                         metadata=self._metadata(new, credential_id))
+        row = self._row(new, credential_id, stored, key_hint(spec, api_key), fingerprint(api_key))
+        try:
+            created = self.store.insert_credential(
+                row, audit=audit.event(actor, "credential.create", credential_id=credential_id,
+                                       org_id=new.org_id, provider=new.provider, name=new.name,
+                                       key_hint=row.key_hint, secret_version=stored.version))
+        except KeyServiceError:
+            self._forget_secret(path)  # compensate; the reconciler covers a crash right here
+            raise
+        self.store.append_revocation("scope_changed", org_id=new.org_id)
+        return created
+
+    def register(self, actor: str, new: NewCredential, vault_path: str) -> CredentialRow:
+        """Adopt a secret ops wrote with `vault kv put <mount>/<path> api_key=-`; the key never crossed our API."""
+        spec = get_provider(new.provider)
+        self._check_api_base(spec.api_base_required, new.api_base)
+        self._check_name_free(new)
+        try:
+            api_key = self.vault.read_secret(vault_path, org_id=new.org_id)
+        except NotFound:
+            raise NotFound(f"vault_path: no secret at {self.vault.settings.kv_mount}/{vault_path}") from None
+        spec.check_key(api_key, field="vault_path (its api_key field)")
+        meta = self.vault.read_metadata(vault_path)
+        credential_id = new_credential_id()
+        self.vault.set_custom_metadata(vault_path, self._metadata(new, credential_id))
+        version = int(meta.get("current_version") or 1)
+        from keyservice.vault import StoredSecret
+
+        stored = StoredSecret(mount=self.vault.settings.kv_mount, path=vault_path, version=version,
+                              transit_key="", transit_key_version=0)
+        row = self._row(new, credential_id, stored, key_hint(spec, api_key), fingerprint(api_key))
+        created = self.store.insert_credential(
+            row, audit=audit.event(actor, "credential.register", credential_id=credential_id, org_id=new.org_id,
+                                   provider=new.provider, name=new.name, vault_path=vault_path))
+        self.store.append_revocation("scope_changed", org_id=new.org_id)
+        return created
+
+    # -- rotate -----------------------------------------------------------------------------------------
+    def rotate(self, actor: str, credential_id: str, api_key: str, expected_version: int = 0) -> CredentialRow:
+        row = self.store.get_credential(credential_id)
+        spec = get_provider(row.provider)
+        spec.check_key(api_key)
+        if expected_version and expected_version != row.secret_version:
+            raise Aborted(f"expected_version {expected_version} is stale: current version is {row.secret_version}")
+        stored = self.vault.write_secret(row.vault_path, api_key, org_id=row.org_id, cas=row.secret_version,
+                                         metadata=self._metadata(self._as_new(row), credential_id))
+        rotated = self.store.update_credential(
+            credential_id, expected_version=row.secret_version,
+            audit=audit.event(actor, "credential.rotate", credential_id=credential_id, org_id=row.org_id,
+                              old_version=row.secret_version, new_version=stored.version,
+                              key_hint=key_hint(spec, api_key)),
+            revocation="rotated",
+            secret_version=stored.version, transit_key_version=stored.transit_key_version,
+            key_hint=key_hint(spec, api_key), fingerprint=fingerprint(api_key), health="unverified",
+            last_rotated_at=audit.now())
+        self._destroy_old_versions(rotated)
+        return rotated
+
+    def _destroy_old_versions(self, row: CredentialRow) -> None:
+        oldest_kept = row.secret_version - self.keep_secret_versions
+        if oldest_kept < 1:
+            return
+        try:
+            meta = self.vault.read_metadata(row.vault_path)
+            doomed = [int(v) for v, info in (meta.get("versions") or {}).items()
+                      if int(v) <= oldest_kept and not info.get("destroyed")]
+            if doomed:
+                self.vault.destroy_versions(row.vault_path, doomed)
+        except KeyServiceError as exc:
+            # Not fatal: the row already serves the new version; the next rotation retries.
+            _log.warning("credential.destroy_old_versions_failed", credential_id=row.credential_id,
+                         error=exc.message)
+
+    # -- state changes --------------------------------------------------------------------------------
+    def set_active(self, actor: str, credential_id: str, active: bool) -> CredentialRow:
+        row = self.store.get_credential(credential_id)
+        action = "credential.activate" if active else "credential.deactivate"
+        return self.store.update_credential(
+            credential_id, active=active,
+            audit=audit.event(actor, action, credential_id=credential_id, org_id=row.org_id),
+            revocation=None if active else "deactivated")
+
+    def update(self, actor: str, credential_id: str, changes: dict[str, Any]) -> CredentialRow:
+        row = self.store.get_credential(credential_id)
+        spec = get_provider(row.provider)
+        if "api_base" in changes:
+            self._check_api_base(spec.api_base_required, changes["api_base"])
+        if "name" in changes and changes["name"] != row.name:
+            self._check_name_free(dataclasses.replace(self._as_new(row), name=changes["name"]))
+        if not changes:
+            return row
+        updated = self.store.update_credential(
+            credential_id, audit=audit.event(actor, "credential.update", credential_id=credential_id,
+                                             org_id=row.org_id, fields=sorted(changes)),
+            revocation="scope_changed", **changes)
+        if "name" in changes:
+            self.vault.set_custom_metadata(row.vault_path, self._metadata(self._as_new(updated), credential_id))
+        return updated
+
+    def delete(self, actor: str, credential_id: str) -> None:
+        row = self.store.delete_credential(
+            credential_id, audit=audit.event(actor, "credential.delete", credential_id=credential_id),
+            revocation="deleted")
+        self._forget_secret(row.vault_path)
+
+    def record_health(self, actor: str, credential_id: str, health: str, *, action: str,
+                      **details: Any) -> CredentialRow:
+        row = self.store.get_credential(credential_id)
+        return self.store.update_credential(
+            credential_id, health=health, last_verified_at=audit.now() if action == "credential.verify" else None,
+            audit=audit.event(actor, action, credential_id=credential_id, org_id=row.org_id, health=health,
+                              **details),
+            revocation="invalid" if health == "invalid" else None)
+
+    def rewrap_all(self, actor: str, org_id: str = "") -> tuple[int, int]:
+        """Rewrap every envelope-mode secret to the latest transit key version; returns (count, min version)."""
+        if not self.vault.settings.transit_key:
+            raise FailedPrecondition("rewrap needs envelope mode (BYOK_VAULT_TRANSIT_KEY is not set)")
+        count, lowest, token = 0, 0, ""
+        while True:
+            rows, token = self.store.list_credentials(org_id=org_id, page_size=500, page_token=token)
+            for row in rows:
+                if not row.transit_key:
+                    continue
+                stored = self.vault.rewrap(row.vault_path, org_id=row.org_id)
+                version = row.transit_key_version
+                if stored is not None:
+                    self.store.update_credential(row.credential_id, expected_version=row.secret_version,
+                                                 secret_version=stored.version,
+                                                 transit_key_version=stored.transit_key_version)
+                    version = stored.transit_key_version
+                    count += 1
+                lowest = version if not lowest else min(lowest, version)
+            if not token:
+                break
+        self.store.append_audit(audit.event(actor, "secrets.rewrap", org_id=org_id, rewrapped=count,
+                                            min_transit_key_version=lowest))
+        return count, lowest
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def _check_name_free(self, new: NewCredential) -> None:
+        rows, _ = self.store.list_credentials(org_id=new.org_id, project_id=new.project_id or "",
+                                              user_id=new.user_id or "", provider=new.provider, page_size=500)
+        if any(r.name == new.name and r.project_id == new.project_id and r.user_id == new.user_id for r in rows):
+            raise AlreadyExists(f"name: a {new.provider} credential named {new.name!r} already exists in this scope")
+
+    @staticmethod
+    def _check_api_base(required: bool, api_base: str) -> None:
+        validation.api_base(api_base)
+        if required and not api_base:
+            from keyservice.errors import InvalidArgument
+
+            raise InvalidArgument("api_base", "is required for provider openai_compatible")
+
+    def _metadata(self, new: NewCredential, credential_id: str) -> dict[str, str]:
+        return {"org_id": new.org_id, "project_id": new.project_id, "user_id": new.user_id,
+                "provider": new.provider, "name": new.name, "credential_id": credential_id}
+
+    @staticmethod
+    def _as_new(row: CredentialRow) -> NewCredential:
+        return NewCredential(provider=row.provider, org_id=row.org_id, project_id=row.project_id,
+                             user_id=row.user_id, name=row.name, api_base=row.api_base,
+                             default_model=row.default_model, primary=row.primary)
+
+    def _row(self, new: NewCredential, credential_id: str, stored: Any, hint: str, fp: str) -> CredentialRow:
+        now = audit.now()
+        return CredentialRow(
+            credential_id=credential_id, provider=new.provider, org_id=new.org_id, project_id=new.project_id,
+            user_id=new.user_id, name=new.name, api_base=new.api_base, default_model=new.default_model,
+            active=True, primary=new.primary, health="unverified", key_hint=hint, fingerprint=fp,
+            vault_mount=stored.mount, vault_path=stored.path, secret_version=stored.version,
+            transit_key=stored.transit_key, transit_key_version=stored.transit_key_version,
+            created_at=now, updated_at=now, last_verified_at=None, last_rotated_at=None)
+
+    def _forget_secret(self, path: str) -> None:
+        try:
+            self.vault.delete_secret(path)
+        except KeyServiceError as exc:
+            _log.warning("credential.vault_delete_deferred", path=path, error=exc.message)

@@ -1,0 +1,143 @@
+"""Key leases for the proxy: resolve which key serves a tenant's request, read and decrypt it, audit it.
+
+Resolution order (documented in the README):
+  1. an explicit credential_id, if the request names one (it must belong to the tenant's scope chain);
+  2. the user's credentials for the provider (user + project, then user org-wide);
+  3. the project's credentials;
+  4. the org's credentials;
+  5. the platform's key from the environment (OPENAI_API_KEY, …), only if the org allows platform fallback.
+Within a level the primary credential comes first, then the oldest. Inactive credentials and credentials
+marked invalid are skipped, as are those the caller asks to exclude (failover after a provider 401/403).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from keyservice import audit, validation
+from keyservice.errors import NotFound, PermissionDenied
+from keyservice.providers import PROVIDERS, ProviderSpec, get_provider, provider_for_model
+from keyservice.store import CredentialRow, Store
+from keyservice.vault import VaultClient
+
+
+@dataclass(frozen=True)
+class LeaseRequest:
+    org_id: str
+    project_id: str
+    user_id: str
+    provider: str
+    model: str
+    credential_id: str
+    caller_identity: str
+    exclude: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Lease:
+    lease_id: str
+    expires_at: dt.datetime
+    key_source: str  # "tenant" | "platform"
+    credential_id: str
+    provider: str
+    family: str
+    api_key: str
+    api_base: str
+    default_model: str
+    secret_version: int
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Lease({self.lease_id}, {self.provider}, credential={self.credential_id or 'platform'})"
+
+
+class LeaseIssuer:
+    def __init__(self, store: Store, vault: VaultClient, *, ttl_seconds: int, platform_keys: dict[str, str],
+                 provider_base_urls: dict[str, str]) -> None:
+        self.store = store
+        self.vault = vault
+        self.ttl = dt.timedelta(seconds=ttl_seconds)
+        self._platform_keys = platform_keys
+        self._base_urls = provider_base_urls
+
+    def issue(self, actor: str, req: LeaseRequest) -> Lease:
+        validation.scope_id(req.org_id, "scope.org_id", required=True)
+        validation.scope_id(req.project_id, "scope.project_id")
+        validation.scope_id(req.user_id, "scope.user_id")
+        validation.identity(req.caller_identity)
+        if not self.store.is_bound(req.caller_identity, req.org_id, req.project_id):
+            self._audit_refusal(actor, req, "caller_not_bound")
+            raise PermissionDenied(f"caller {req.caller_identity} is not bound to org {req.org_id}"
+                                   + (f" project {req.project_id}" if req.project_id else ""))
+        if req.credential_id:
+            validation.credential_id(req.credential_id)
+            row = self._explicit(req)
+            spec = get_provider(row.provider)
+        else:
+            spec = self._provider(req)
+            row = self._resolve(req, spec)
+        if row is None:
+            return self._platform_lease(actor, req, spec)
+        api_key = self.vault.read_secret(row.vault_path, row.secret_version, org_id=row.org_id)
+        lease = Lease(
+            lease_id="lease_" + uuid.uuid4().hex, expires_at=audit.now() + self.ttl, key_source="tenant",
+            credential_id=row.credential_id, provider=row.provider, family=spec.family, api_key=api_key,
+            api_base=row.api_base or self._base(spec), default_model=row.default_model or spec.default_model,
+            secret_version=row.secret_version)
+        self.store.append_audit(audit.event(actor, "lease.issue", credential_id=row.credential_id,
+                                            org_id=req.org_id, lease_id=lease.lease_id, caller=req.caller_identity,
+                                            provider=row.provider, secret_version=row.secret_version))
+        return lease
+
+    def _provider(self, req: LeaseRequest) -> ProviderSpec:
+        if req.provider:
+            return get_provider(req.provider)
+        if not req.model:
+            from keyservice.errors import InvalidArgument
+
+            raise InvalidArgument("provider", "provider or model is required")
+        validation.model(req.model, "model")
+        return provider_for_model(req.model)
+
+    def _explicit(self, req: LeaseRequest) -> CredentialRow:
+        row = self.store.get_credential(req.credential_id)
+        in_chain = row.org_id == req.org_id and row.project_id in ("", req.project_id) and \
+            row.user_id in ("", req.user_id)
+        if not in_chain:
+            raise NotFound(f"credential {req.credential_id} not found in this tenant's scope")
+        if not row.active or row.health == "invalid":
+            raise NotFound(f"credential {req.credential_id} is inactive or invalid")
+        return row
+
+    def _resolve(self, req: LeaseRequest, spec: ProviderSpec) -> CredentialRow | None:
+        for row in self.store.lease_candidates(org_id=req.org_id, project_id=req.project_id,
+                                               user_id=req.user_id, provider=spec.name):
+            if row.credential_id not in req.exclude:
+                return row
+        return None
+
+    def _platform_lease(self, actor: str, req: LeaseRequest, spec: ProviderSpec) -> Lease:
+        key = self._platform_keys.get(spec.platform_key_env, "")
+        if not key or not self.store.get_org_policy(req.org_id):
+            self._audit_refusal(actor, req, "no_usable_credential", provider=spec.name)
+            raise NotFound(f"no usable {spec.name} credential for org {req.org_id}"
+                           + ("" if key else "") + " (and platform fallback is not available)")
+        lease = Lease(
+            lease_id="lease_" + uuid.uuid4().hex, expires_at=audit.now() + self.ttl, key_source="platform",
+            credential_id="", provider=spec.name, family=spec.family, api_key=key, api_base=self._base(spec),
+            default_model=spec.default_model, secret_version=0)
+        self.store.append_audit(audit.event(actor, "lease.issue", org_id=req.org_id, lease_id=lease.lease_id,
+                                            caller=req.caller_identity, provider=spec.name, key_source="platform"))
+        return lease
+
+    def _base(self, spec: ProviderSpec) -> str:
+        return self._base_urls.get(spec.name) or spec.default_api_base
+
+    def _audit_refusal(self, actor: str, req: LeaseRequest, why: str, **details: str) -> None:
+        self.store.append_audit(audit.event(actor, "lease.refuse", org_id=req.org_id, outcome=why,
+                                            caller=req.caller_identity, **details))
+
+
+def known_provider_names() -> list[str]:
+    return sorted(PROVIDERS)

@@ -1,0 +1,169 @@
+"""Building the keyservice gRPC server apart from running it (the grpc examples' pattern):
+`create_server(settings)` wires everything and binds (port 0 in tests); `serve()` adds signals and a
+graceful stop. Health and reflection are registered on the mTLS port, health also on a plaintext port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import structlog
+from byok.keys.v1 import key_service_pb2, key_service_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from byokcommon.health import NOT_SERVING, SERVING, new_health_servicer, start_plaintext_health_server
+from byokcommon.interceptor import RequestInterceptor
+from byokcommon.metrics import RpcMetrics, start_metrics_server
+from byokcommon.tls import ReloadingServerCredentials
+from keyservice.authz import RoleAuthorizer
+from keyservice.credentials import CredentialManager
+from keyservice.leases import LeaseIssuer
+from keyservice.reconciler import run_periodically
+from keyservice.service import KeyServicer
+from keyservice.settings import KeyServiceSettings
+from keyservice.store import RevocationFeed, Store
+from keyservice.vault import VaultClient
+
+SERVICE_NAME = key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name
+_log = structlog.get_logger("byok.keyservice")
+
+
+@dataclass
+class KeyServiceApp:
+    """A running keyservice: the servers and everything they own, stopped together by `stop()`."""
+
+    server: grpc.aio.Server
+    port: int
+    health_port: int
+    metrics_port: int
+    store: Store
+    vault: VaultClient
+    feed: RevocationFeed
+    interceptor: RequestInterceptor
+    tls: ReloadingServerCredentials
+    metrics: RpcMetrics
+    _health_server: grpc.aio.Server | None = None
+    _metrics_server: Any = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _executor: ThreadPoolExecutor | None = None
+
+    async def stop(self, grace: float = 5.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.feed.stop()
+        await self.server.stop(grace)
+        if self._health_server:
+            await self._health_server.stop(0)
+        if self._metrics_server:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        if self._executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self.vault.close()
+        self.store.close()
+
+
+async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
+                        reconcile: bool = True) -> KeyServiceApp:
+    """Wire and start keyservice; returns once it is listening (port 0 in settings picks a free port)."""
+    executor = ThreadPoolExecutor(max_workers=settings.blocking_threads, thread_name_prefix="ks-blocking")
+    metrics = RpcMetrics()
+    store = Store(settings.database_url)
+    if migrate:
+        await asyncio.get_running_loop().run_in_executor(executor, store.migrate)
+    vault = VaultClient(settings.vault, observe=_vault_observer(metrics))
+    if settings.vault.transit_key:
+        await asyncio.get_running_loop().run_in_executor(executor, vault.ensure_transit_key)
+    feed = RevocationFeed(store)
+    await feed.start()
+    credentials = CredentialManager(store, vault, keep_secret_versions=settings.keep_secret_versions)
+    leases = LeaseIssuer(store, vault, ttl_seconds=settings.lease_ttl_seconds,
+                         platform_keys=settings.platform_keys, provider_base_urls=settings.provider_base_urls)
+    servicer = KeyServicer(store=store, credentials=credentials, leases=leases, feed=feed, executor=executor,
+                           verify_timeout=settings.verify_timeout_seconds,
+                           provider_base_urls=settings.provider_base_urls)
+    interceptor = RequestInterceptor(authorize=RoleAuthorizer(settings.roles), metrics=metrics,
+                                     max_concurrent=settings.max_concurrent_rpcs)
+    server = grpc.aio.server(interceptors=[interceptor], options=[
+        ("grpc.max_receive_message_length", 1 << 20),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ])
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(servicer, server)
+    health = new_health_servicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
+    tls = ReloadingServerCredentials(settings.tls, on_reload=lambda: _log.info("tls.reloaded"))
+    port = server.add_secure_port(settings.grpc_addr, tls.credentials)
+    await server.start()
+    app = KeyServiceApp(server=server, port=port, health_port=0, metrics_port=0, store=store, vault=vault,
+                        feed=feed, interceptor=interceptor, tls=tls, metrics=metrics, _executor=executor)
+    if settings.health_addr:
+        app._health_server, app.health_port = await start_plaintext_health_server(health, settings.health_addr)
+    if settings.metrics_addr:
+        app._metrics_server, _, app.metrics_port = start_metrics_server(metrics.registry, settings.metrics_addr)
+    await health.set("", SERVING)
+    await health.set(SERVICE_NAME, SERVING)
+    app._tasks.append(asyncio.create_task(_watch_dependencies(health, store, vault, executor)))
+    if reconcile:
+        async def run_blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            from keyservice.errors import translate_foreign
+
+            def call() -> Any:
+                with translate_foreign():
+                    return fn(*args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(executor, call)
+        app._tasks.append(asyncio.create_task(run_periodically(
+            run_blocking, store, vault, interval=settings.reconcile_interval_seconds,
+            grace_seconds=settings.reconcile_grace_seconds)))
+    _log.info("keyservice.started", port=port, health_port=app.health_port, metrics_port=app.metrics_port,
+              database=store.dialect, vault_mode="envelope" if settings.vault.transit_key else "kv")
+    return app
+
+
+async def _watch_dependencies(health: Any, store: Store, vault: VaultClient, executor: ThreadPoolExecutor) -> None:
+    """Readiness follows Vault and the DB: NOT_SERVING while either is down, SERVING once both are back."""
+    loop = asyncio.get_running_loop()
+    current = SERVING
+    while True:
+        ok = await loop.run_in_executor(executor, lambda: store.ping() and vault.health())
+        wanted = SERVING if ok else NOT_SERVING
+        if wanted != current:
+            current = wanted
+            await health.set(SERVICE_NAME, wanted)
+            _log.warning("keyservice.dependencies", serving=ok)
+        await asyncio.sleep(5)
+
+
+def _vault_observer(metrics: RpcMetrics) -> Any:
+    from prometheus_client import Histogram
+
+    hist = Histogram("byok_vault_request_duration_seconds", "Vault calls, by operation and outcome.",
+                     ["operation", "outcome"], registry=metrics.registry)
+
+    def observe(operation: str, seconds: float, outcome: str) -> None:
+        hist.labels(operation, outcome).observe(seconds)
+    return observe
+
+
+async def serve(settings: KeyServiceSettings) -> None:
+    """Run until SIGINT/SIGTERM, then stop gracefully (in-flight RPCs get a few seconds)."""
+    app = await create_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"keyservice listening on {settings.grpc_addr.rsplit(':', 1)[0]}:{app.port} (mTLS)", flush=True)
+    await stop.wait()
+    _log.info("keyservice.stopping")
+    await app.stop(grace=5.0)

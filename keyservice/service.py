@@ -1,0 +1,282 @@
+"""The KeyService gRPC servicer: checks input, runs the blocking work (Vault, DB) in a bounded thread pool,
+and turns results into protobuf messages. Role checks happen before this, in the interceptor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+from byok.keys.v1 import key_service_pb2 as pb
+from byok.keys.v1 import key_service_pb2_grpc as pb_grpc
+
+from byokcommon.tls import peer_identity
+from keyservice import audit, convert, validation
+from keyservice.credentials import CredentialManager, NewCredential
+from keyservice.errors import InvalidArgument, translate_foreign
+from keyservice.leases import LeaseIssuer, LeaseRequest
+from keyservice.providers import PROVIDERS, get_provider
+from keyservice.store import RevocationFeed, Store
+from keyservice.verify import verify_key
+
+T = TypeVar("T")
+
+KEY_SOURCE_TO_PB = {"tenant": pb.KEY_SOURCE_TENANT, "platform": pb.KEY_SOURCE_PLATFORM}
+_HEALTHS = {pb.CREDENTIAL_HEALTH_INVALID: "invalid"}
+
+
+class KeyServicer(pb_grpc.KeyServiceServicer):
+    def __init__(self, *, store: Store, credentials: CredentialManager, leases: LeaseIssuer,
+                 feed: RevocationFeed, executor: ThreadPoolExecutor, verify_timeout: float,
+                 provider_base_urls: dict[str, str]) -> None:
+        self.store = store
+        self.credentials = credentials
+        self.leases = leases
+        self.feed = feed
+        self.executor = executor
+        self.verify_timeout = verify_timeout
+        self.base_urls = provider_base_urls
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking work off the event loop, with foreign exceptions translated where they enter."""
+        def call() -> T:
+            with translate_foreign():
+                return fn(*args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    # -- management -----------------------------------------------------------------------------------
+    async def CreateCredential(self, request: pb.CreateCredentialRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.CreateCredentialResponse:
+        new = _new_credential(request)
+        row = await self._run(self.credentials.create, peer_identity(context), new, request.api_key)
+        return pb.CreateCredentialResponse(credential=convert.credential(row))
+
+    async def RegisterCredential(self, request: pb.RegisterCredentialRequest, context: grpc.aio.ServicerContext
+                                 ) -> pb.RegisterCredentialResponse:
+        new = _new_credential(request)
+        path = validation.vault_path(request.vault_path)
+        row = await self._run(self.credentials.register, peer_identity(context), new, path)
+        return pb.RegisterCredentialResponse(credential=convert.credential(row))
+
+    async def GetCredential(self, request: pb.GetCredentialRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.GetCredentialResponse:
+        row = await self._run(self.store.get_credential, validation.credential_id(request.credential_id))
+        return pb.GetCredentialResponse(credential=convert.credential(row))
+
+    async def ListCredentials(self, request: pb.ListCredentialsRequest, context: grpc.aio.ServicerContext
+                              ) -> pb.ListCredentialsResponse:
+        if request.provider:
+            get_provider(request.provider)
+        rows, token = await self._run(
+            self.store.list_credentials, org_id=validation.scope_id(request.org_id, "org_id"),
+            project_id=validation.scope_id(request.project_id, "project_id"),
+            user_id=validation.scope_id(request.user_id, "user_id"), provider=request.provider,
+            active=request.active if request.HasField("active") else None,
+            page_size=validation.page_size(request.page_size), page_token=request.page_token)
+        return pb.ListCredentialsResponse(credentials=[convert.credential(r) for r in rows], next_page_token=token)
+
+    async def UpdateCredential(self, request: pb.UpdateCredentialRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.UpdateCredentialResponse:
+        credential_id = validation.credential_id(request.credential_id)
+        changes: dict[str, Any] = {}
+        if request.HasField("name"):
+            changes["name"] = validation.name(request.name)
+        if request.HasField("api_base"):
+            changes["api_base"] = validation.api_base(request.api_base)
+        if request.HasField("default_model"):
+            changes["default_model"] = validation.model(request.default_model)
+        if request.HasField("primary"):
+            changes["primary"] = request.primary
+        row = await self._run(self.credentials.update, peer_identity(context), credential_id, changes)
+        return pb.UpdateCredentialResponse(credential=convert.credential(row))
+
+    async def RotateCredentialSecret(self, request: pb.RotateCredentialSecretRequest,
+                                     context: grpc.aio.ServicerContext) -> pb.RotateCredentialSecretResponse:
+        credential_id = validation.credential_id(request.credential_id)
+        if request.expected_version < 0:
+            raise InvalidArgument("expected_version", "must not be negative")
+        row = await self._run(self.credentials.rotate, peer_identity(context), credential_id, request.api_key,
+                              request.expected_version)
+        self.feed.poke()
+        return pb.RotateCredentialSecretResponse(credential=convert.credential(row))
+
+    async def ActivateCredential(self, request: pb.ActivateCredentialRequest, context: grpc.aio.ServicerContext
+                                 ) -> pb.ActivateCredentialResponse:
+        row = await self._run(self.credentials.set_active, peer_identity(context),
+                              validation.credential_id(request.credential_id), True)
+        return pb.ActivateCredentialResponse(credential=convert.credential(row))
+
+    async def DeactivateCredential(self, request: pb.DeactivateCredentialRequest,
+                                   context: grpc.aio.ServicerContext) -> pb.DeactivateCredentialResponse:
+        row = await self._run(self.credentials.set_active, peer_identity(context),
+                              validation.credential_id(request.credential_id), False)
+        self.feed.poke()
+        return pb.DeactivateCredentialResponse(credential=convert.credential(row))
+
+    async def DeleteCredential(self, request: pb.DeleteCredentialRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.DeleteCredentialResponse:
+        await self._run(self.credentials.delete, peer_identity(context),
+                        validation.credential_id(request.credential_id))
+        self.feed.poke()
+        return pb.DeleteCredentialResponse()
+
+    async def VerifyCredential(self, request: pb.VerifyCredentialRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.VerifyCredentialResponse:
+        credential_id = validation.credential_id(request.credential_id)
+        lease_row = await self._run(self.store.get_credential, credential_id)
+        spec = get_provider(lease_row.provider)
+        api_key = await self._run(self.credentials.vault.read_secret, lease_row.vault_path,
+                                  lease_row.secret_version, org_id=lease_row.org_id)
+        api_base = lease_row.api_base or self.base_urls.get(spec.name) or spec.default_api_base
+        health, status = await self._run(verify_key, spec.family, api_base, api_key, timeout=self.verify_timeout)
+        del api_key
+        row = await self._run(self.credentials.record_health, peer_identity(context), credential_id, health,
+                              action="credential.verify", http_status=status)
+        self.feed.poke()
+        return pb.VerifyCredentialResponse(credential=convert.credential(row), http_status=status)
+
+    async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+                              ) -> pb.ListAuditEventsResponse:
+        since = request.since.ToDatetime(tzinfo=audit.now().tzinfo) if request.HasField("since") else None
+        rows, token = await self._run(
+            self.store.list_audit, org_id=validation.scope_id(request.org_id, "org_id"),
+            credential_id=validation.credential_id(request.credential_id) if request.credential_id else "",
+            action=request.action[:64], actor=request.actor[:512], since=since,
+            page_size=validation.page_size(request.page_size), page_token=request.page_token)
+        return pb.ListAuditEventsResponse(events=[convert.audit_event(r) for r in rows], next_page_token=token)
+
+    async def ListProviders(self, request: pb.ListProvidersRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.ListProvidersResponse:
+        return pb.ListProvidersResponse(providers=[
+            pb.Provider(name=p.name, default_api_base=self.base_urls.get(p.name) or p.default_api_base,
+                        default_model=p.default_model, model_pattern=p.model_pattern, key_format=p.key_format,
+                        platform_key_env=p.platform_key_env, api_family=p.family)
+            for p in PROVIDERS.values()])
+
+    async def SetOrgPolicy(self, request: pb.SetOrgPolicyRequest, context: grpc.aio.ServicerContext
+                           ) -> pb.SetOrgPolicyResponse:
+        org_id = validation.scope_id(request.policy.org_id, "policy.org_id", required=True)
+        allow = request.policy.allow_platform_fallback
+        await self._run(self.store.set_org_policy, org_id, allow,
+                        audit=audit.event(peer_identity(context), "org.policy.set", org_id=org_id,
+                                          allow_platform_fallback=allow))
+        await self._run(self.store.append_revocation, "scope_changed", org_id=org_id)
+        self.feed.poke()
+        return pb.SetOrgPolicyResponse(policy=pb.OrgPolicy(org_id=org_id, allow_platform_fallback=allow))
+
+    async def GetOrgPolicy(self, request: pb.GetOrgPolicyRequest, context: grpc.aio.ServicerContext
+                           ) -> pb.GetOrgPolicyResponse:
+        org_id = validation.scope_id(request.org_id, "org_id", required=True)
+        allow = await self._run(self.store.get_org_policy, org_id)
+        return pb.GetOrgPolicyResponse(policy=pb.OrgPolicy(org_id=org_id, allow_platform_fallback=allow))
+
+    async def CreateCallerBinding(self, request: pb.CreateCallerBindingRequest,
+                                  context: grpc.aio.ServicerContext) -> pb.CreateCallerBindingResponse:
+        b = request.binding
+        caller = validation.identity(b.caller_identity, "binding.caller_identity")
+        org_id = validation.scope_id(b.org_id, "binding.org_id", required=True)
+        project_id = validation.scope_id(b.project_id, "binding.project_id")
+        row = await self._run(self.store.create_binding, caller, org_id, project_id,
+                              audit=audit.event(peer_identity(context), "binding.create", org_id=org_id,
+                                                caller=caller, project_id=project_id))
+        return pb.CreateCallerBindingResponse(binding=convert.binding(row))
+
+    async def DeleteCallerBinding(self, request: pb.DeleteCallerBindingRequest,
+                                  context: grpc.aio.ServicerContext) -> pb.DeleteCallerBindingResponse:
+        caller = validation.identity(request.caller_identity)
+        org_id = validation.scope_id(request.org_id, "org_id", required=True)
+        project_id = validation.scope_id(request.project_id, "project_id")
+        await self._run(self.store.delete_binding, caller, org_id, project_id,
+                        audit=audit.event(peer_identity(context), "binding.delete", org_id=org_id,
+                                          caller=caller, project_id=project_id),
+                        revocation="caller_unbound")
+        self.feed.poke()
+        return pb.DeleteCallerBindingResponse()
+
+    async def ListCallerBindings(self, request: pb.ListCallerBindingsRequest,
+                                 context: grpc.aio.ServicerContext) -> pb.ListCallerBindingsResponse:
+        caller = validation.identity(request.caller_identity) if request.caller_identity else ""
+        rows = await self._run(self.store.list_bindings, caller_identity=caller,
+                               org_id=validation.scope_id(request.org_id, "org_id"))
+        return pb.ListCallerBindingsResponse(bindings=[convert.binding(r) for r in rows])
+
+    async def RevokeOrg(self, request: pb.RevokeOrgRequest, context: grpc.aio.ServicerContext
+                        ) -> pb.RevokeOrgResponse:
+        org_id = validation.scope_id(request.org_id, "org_id", required=True)
+        rows = await self._run(self.store.deactivate_org, org_id,
+                               audit=audit.event(peer_identity(context), "org.revoke", org_id=org_id))
+        self.feed.poke()
+        return pb.RevokeOrgResponse(deactivated_count=len(rows))
+
+    async def RewrapSecrets(self, request: pb.RewrapSecretsRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.RewrapSecretsResponse:
+        org_id = validation.scope_id(request.org_id, "org_id")
+        count, lowest = await self._run(self.credentials.rewrap_all, peer_identity(context), org_id)
+        return pb.RewrapSecretsResponse(rewrapped_count=count, min_transit_key_version=lowest)
+
+    # -- data plane -----------------------------------------------------------------------------------
+    async def IssueKeyLease(self, request: pb.IssueKeyLeaseRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.IssueKeyLeaseResponse:
+        for i, cid in enumerate(request.exclude_credential_ids):
+            validation.credential_id(cid, f"exclude_credential_ids[{i}]")
+        req = LeaseRequest(
+            org_id=request.scope.org_id, project_id=request.scope.project_id, user_id=request.scope.user_id,
+            provider=request.provider, model=request.model, credential_id=request.credential_id,
+            caller_identity=request.caller_identity, exclude=frozenset(request.exclude_credential_ids))
+        lease = await self._run(self.leases.issue, peer_identity(context), req)
+        return pb.IssueKeyLeaseResponse(
+            lease_id=lease.lease_id, expire_time=convert.timestamp(lease.expires_at),
+            key_source=KEY_SOURCE_TO_PB[lease.key_source], credential_id=lease.credential_id,
+            provider=lease.provider, api_key=lease.api_key, api_base=lease.api_base,
+            default_model=lease.default_model, secret_version=lease.secret_version, api_family=lease.family)
+
+    async def WatchRevocations(self, request: pb.WatchRevocationsRequest, context: grpc.aio.ServicerContext
+                               ) -> AsyncIterator[pb.WatchRevocationsResponse]:
+        queue = self.feed.subscribe()
+        try:
+            yield pb.WatchRevocationsResponse(ready=True, time=convert.timestamp(audit.now()))
+            while True:
+                row = await queue.get()
+                yield pb.WatchRevocationsResponse(
+                    sequence=row.sequence, reason=convert.REASON_TO_PB.get(row.reason, 0),
+                    credential_id=row.credential_id, org_id=row.org_id, caller_identity=row.caller_identity,
+                    time=convert.timestamp(row.time))
+        finally:
+            self.feed.unsubscribe(queue)
+
+    async def ReportKeyFailure(self, request: pb.ReportKeyFailureRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.ReportKeyFailureResponse:
+        credential_id = validation.credential_id(request.credential_id)
+        if not 100 <= request.http_status <= 599:
+            raise InvalidArgument("http_status", "must be an HTTP status code (100-599)")
+        actor = peer_identity(context)
+        if request.http_status in (401, 403):
+            row = await self._run(self.credentials.record_health, actor, credential_id, "invalid",
+                                  action="credential.report_failure", http_status=request.http_status,
+                                  lease_id=request.lease_id[:64])
+            self.feed.poke()
+        else:
+            row = await self._run(self.store.get_credential, credential_id)
+            await self._run(self.store.append_audit, audit.event(
+                actor, "credential.report_failure", credential_id=credential_id, org_id=row.org_id,
+                http_status=request.http_status, lease_id=request.lease_id[:64]))
+        return pb.ReportKeyFailureResponse(health=convert.HEALTH_TO_PB.get(row.health, 0))
+
+
+def _new_credential(request: Any) -> NewCredential:
+    get_provider(request.provider)
+    scope = request.scope
+    return NewCredential(
+        provider=request.provider,
+        org_id=validation.scope_id(scope.org_id, "scope.org_id", required=True),
+        project_id=validation.scope_id(scope.project_id, "scope.project_id"),
+        user_id=validation.scope_id(scope.user_id, "scope.user_id"),
+        name=validation.name(request.name),
+        api_base=validation.api_base(request.api_base),
+        default_model=validation.model(request.default_model),
+        primary=request.primary,
+    )
+
+

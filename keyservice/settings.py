@@ -1,0 +1,131 @@
+"""keyservice settings: one frozen dataclass, loaded once in __main__ from the environment and injected."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from byokcommon.settings import (
+    SettingsError,
+    env_addr,
+    env_choice,
+    env_float,
+    env_int,
+    env_required,
+    env_str,
+)
+from byokcommon.tls import TlsFiles
+from keyservice.vault import VaultSettings
+
+ROLES = ("admin", "proxy")
+
+
+def parse_roles(raw: str, name: str = "BYOK_ROLES") -> dict[str, str]:
+    """'identity=role,identity=role' -> {identity: role}."""
+    roles: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        identity, sep, role = item.rpartition("=")
+        if not sep or not identity or role not in ROLES:
+            raise SettingsError(f"{name}: each entry must be IDENTITY=admin|proxy, got {item!r}")
+        roles[identity] = role
+    return roles
+
+
+@dataclass(frozen=True)
+class KeyServiceSettings:
+    """Everything keyservice needs to run. Secrets (Vault token, secret id) are held here, never printed."""
+
+    # mTLS gRPC listen address (BYOK_GRPC_ADDR); port 0 picks a free port.
+    grpc_addr: str
+    # Server certificate, key and the CA that client certificates must chain to (BYOK_TLS_CERT/KEY/CA).
+    tls: TlsFiles
+    # Vault/OpenBao connection, auth and layout (VAULT_ADDR, VAULT_TOKEN, BYOK_VAULT_*).
+    vault: VaultSettings
+    # SQLAlchemy URL (BYOK_DATABASE_URL): sqlite:///path or postgresql://…
+    database_url: str
+    # mTLS identity -> role ("admin" or "proxy") (BYOK_ROLES).
+    roles: dict[str, str] = field(default_factory=dict)
+    # Plaintext gRPC health port for kubelet (BYOK_HEALTH_ADDR); "" disables it.
+    health_addr: str = ""
+    # Prometheus /metrics listen address (BYOK_METRICS_ADDR); "" disables it.
+    metrics_addr: str = ""
+    # Lease lifetime in seconds (BYOK_LEASE_TTL_SECONDS, 5-3600).
+    lease_ttl_seconds: int = 60
+    # Most RPCs handled at once; more get RESOURCE_EXHAUSTED (BYOK_MAX_CONCURRENT_RPCS).
+    max_concurrent_rpcs: int = 512
+    # Worker threads for blocking Vault and DB calls (BYOK_BLOCKING_THREADS).
+    blocking_threads: int = 16
+    # Seconds between reconciler passes (BYOK_RECONCILE_INTERVAL_SECONDS); orphans younger than the grace
+    # period are left alone because a create may be between its Vault write and its DB insert.
+    reconcile_interval_seconds: float = 300.0
+    reconcile_grace_seconds: float = 120.0
+    # Old KV versions kept after a rotation; older ones are destroyed (BYOK_KEEP_SECRET_VERSIONS).
+    keep_secret_versions: int = 2
+    # Timeout of VerifyCredential's provider call (BYOK_VERIFY_TIMEOUT_SECONDS).
+    verify_timeout_seconds: float = 10.0
+    # Platform keys by provider env var name (OPENAI_API_KEY…), used only for orgs that allow fallback.
+    platform_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    # Base URL overrides per provider (BYOK_PROVIDER_BASE_URLS="openai=http://…,anthropic=…"), for the
+    # local stack and tests; credentials' own api_base wins.
+    provider_base_urls: dict[str, str] = field(default_factory=dict)
+    # Log level (BYOK_LOG_LEVEL).
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KeyServiceSettings:
+        from keyservice.providers import PROVIDERS
+
+        tls = TlsFiles(env_str(env, "BYOK_TLS_CERT"), env_str(env, "BYOK_TLS_KEY"), env_str(env, "BYOK_TLS_CA"))
+        tls.check("BYOK_TLS")
+        vault = VaultSettings(
+            addr=env_required(env, "VAULT_ADDR"),
+            ca_cert=env_str(env, "VAULT_CACERT") or None,
+            auth=env_choice(env, "BYOK_VAULT_AUTH", "token", ("token", "approle", "kubernetes")),
+            token=env_str(env, "VAULT_TOKEN") or None,
+            role_id=env_str(env, "BYOK_VAULT_ROLE_ID") or None,
+            secret_id=env_str(env, "BYOK_VAULT_SECRET_ID") or None,
+            k8s_role=env_str(env, "BYOK_VAULT_K8S_ROLE") or None,
+            k8s_mount=env_str(env, "BYOK_VAULT_K8S_MOUNT", "kubernetes") or "kubernetes",
+            kv_mount=env_str(env, "BYOK_VAULT_KV_MOUNT", "secret") or "secret",
+            kv_prefix=env_str(env, "BYOK_VAULT_KV_PREFIX", "byok") or "byok",
+            transit_mount=env_str(env, "BYOK_VAULT_TRANSIT_MOUNT", "transit") or "transit",
+            transit_key=env_str(env, "BYOK_VAULT_TRANSIT_KEY"),
+            timeout_seconds=env_float(env, "BYOK_VAULT_TIMEOUT_SECONDS", 5.0, minimum=0.1, maximum=60),
+        )
+        if vault.auth == "token" and not vault.token:
+            raise SettingsError("VAULT_TOKEN is required when BYOK_VAULT_AUTH=token")
+        if vault.auth == "approle" and not (vault.role_id and vault.secret_id):
+            raise SettingsError("BYOK_VAULT_ROLE_ID and BYOK_VAULT_SECRET_ID are required when BYOK_VAULT_AUTH=approle")
+        if vault.auth == "kubernetes" and not vault.k8s_role:
+            raise SettingsError("BYOK_VAULT_K8S_ROLE is required when BYOK_VAULT_AUTH=kubernetes")
+        base_urls: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in env_str(env, "BYOK_PROVIDER_BASE_URLS").split(","))):
+            name, sep, url = item.partition("=")
+            if not sep or name not in PROVIDERS or not url.startswith(("http://", "https://")):
+                raise SettingsError(f"BYOK_PROVIDER_BASE_URLS: expected PROVIDER=URL entries, got {item[:80]!r}")
+            base_urls[name] = url.rstrip("/")
+        roles = parse_roles(env_str(env, "BYOK_ROLES"))
+        if not roles:
+            raise SettingsError("BYOK_ROLES is required: e.g. spiffe://byok.local/admin=admin,spiffe://byok.local/proxy=proxy")
+        return cls(
+            grpc_addr=env_addr(env, "BYOK_GRPC_ADDR", "127.0.0.1:50051"),
+            tls=tls,
+            vault=vault,
+            database_url=env_str(env, "BYOK_DATABASE_URL", "sqlite:///.byok/keyservice.db"),
+            roles=roles,
+            health_addr=env_str(env, "BYOK_HEALTH_ADDR", "127.0.0.1:8081"),
+            metrics_addr=env_str(env, "BYOK_METRICS_ADDR", "127.0.0.1:9090"),
+            lease_ttl_seconds=env_int(env, "BYOK_LEASE_TTL_SECONDS", 60, minimum=5, maximum=3600),
+            max_concurrent_rpcs=env_int(env, "BYOK_MAX_CONCURRENT_RPCS", 512, minimum=1, maximum=100_000),
+            blocking_threads=env_int(env, "BYOK_BLOCKING_THREADS", 16, minimum=1, maximum=256),
+            reconcile_interval_seconds=env_float(env, "BYOK_RECONCILE_INTERVAL_SECONDS", 300.0, minimum=1,
+                                                 maximum=86400),
+            reconcile_grace_seconds=env_float(env, "BYOK_RECONCILE_GRACE_SECONDS", 120.0, minimum=0,
+                                              maximum=86400),
+            keep_secret_versions=env_int(env, "BYOK_KEEP_SECRET_VERSIONS", 2, minimum=1, maximum=100),
+            verify_timeout_seconds=env_float(env, "BYOK_VERIFY_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=120),
+            platform_keys={p.platform_key_env: env[p.platform_key_env] for p in PROVIDERS.values()
+                           if env.get(p.platform_key_env)},
+            provider_base_urls=base_urls,
+            log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        )

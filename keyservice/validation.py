@@ -1,0 +1,102 @@
+"""Input checks for keyservice RPCs: each raises InvalidArgument naming the field, never echoing a secret."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from keyservice.errors import InvalidArgument
+
+_SCOPE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CREDENTIAL_ID = re.compile(r"cred_[0-9a-f]{24}")
+_VAULT_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+){0,15}")
+_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}")
+_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,511}")
+
+
+def scope_id(value: str, field: str, *, required: bool = False) -> str:
+    if not value:
+        if required:
+            raise InvalidArgument(field, "is required")
+        return ""
+    if not _SCOPE_ID.fullmatch(value) or ".." in value:
+        raise InvalidArgument(field, "must be 1-128 characters of letters, digits and . _ : @ - (no '/')")
+    return value
+
+
+def name(value: str, field: str = "name") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not _NAME.fullmatch(value):
+        raise InvalidArgument(field, "must be 1-64 characters of letters, digits, '.', '_' or '-'")
+    return value
+
+
+def credential_id(value: str, field: str = "credential_id") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not _CREDENTIAL_ID.fullmatch(value):
+        raise InvalidArgument(field, "must look like cred_ followed by 24 hex digits")
+    return value
+
+
+def model(value: str, field: str = "default_model") -> str:
+    if value and not _MODEL.fullmatch(value):
+        raise InvalidArgument(field, "must be at most 256 characters of letters, digits and . _ : / @ + -")
+    return value
+
+
+def identity(value: str, field: str = "caller_identity") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not _IDENTITY.fullmatch(value):
+        raise InvalidArgument(field, "must be a SPIFFE URI or certificate CN of at most 512 safe characters")
+    return value
+
+
+def vault_path(value: str, field: str = "vault_path") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not _VAULT_PATH.fullmatch(value) or ".." in value.split("/"):
+        raise InvalidArgument(field, "must be a relative KV path of segments [A-Za-z0-9._-] separated by '/'")
+    return value
+
+
+def api_base(value: str, field: str = "api_base") -> str:
+    """https URLs anywhere; plain http only to loopback (local stacks). No credentials, query or fragment."""
+    if not value:
+        return ""
+    if len(value) > 2048:
+        raise InvalidArgument(field, "is longer than 2048 characters")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        _ = parts.port
+    except ValueError:
+        raise InvalidArgument(field, "is not a valid URL") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise InvalidArgument(field, "must be an absolute https:// URL")
+    if parts.username or parts.password:
+        raise InvalidArgument(field, "must not contain credentials")
+    if parts.query or parts.fragment:
+        raise InvalidArgument(field, "must not contain a query or fragment")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise InvalidArgument(field, "must use https (plain http is allowed only to loopback)")
+    return value.rstrip("/")
+
+
+def page_size(value: int, field: str = "page_size") -> int:
+    if value < 0 or value > 500:
+        raise InvalidArgument(field, "must be between 0 and 500")
+    return value or 50
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

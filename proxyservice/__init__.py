@@ -1,0 +1,1 @@
+"""proxyservice: streams provider responses to internal callers with short-lived key leases."""

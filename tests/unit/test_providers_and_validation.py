@@ -1,0 +1,96 @@
+"""Provider key-format checks, model routing and input validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyservice import validation
+from keyservice.errors import InvalidArgument
+from keyservice.providers import PROVIDERS, get_provider, provider_for_model
+from keyservice.secrets_display import fingerprint, key_hint
+
+GOOD_KEYS = {
+    "openai": "sk-proj-" + "a1B2" * 10,
+    "anthropic": "sk-ant-api03-" + "x9Y8" * 10,
+    "gemini": "AIza" + "SyD3" * 8 + "abc",
+    "mistral": "M1st" * 8,
+    "groq": "gsk_" + "G7h8" * 10,
+    "together": "f0e1" * 16,
+    "deepseek": "sk-" + "d33p" * 8,
+    "fireworks": "fw_" + "F1r3" * 6,
+    "openrouter": "sk-or-v1-" + "0a1b" * 16,
+    "openai_compatible": "local-key-" + "z" * 12,
+}
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_each_provider_accepts_a_key_of_its_shape(provider: str) -> None:
+    get_provider(provider).check_key(GOOD_KEYS[provider])
+
+
+@pytest.mark.parametrize(("provider", "bad"), [
+    ("anthropic", "sk-proj-" + "a" * 40), ("groq", "sk-" + "a" * 40), ("openrouter", "sk-ant-" + "a" * 40),
+    ("gemini", "sk-" + "a" * 36), ("fireworks", "gsk_" + "a" * 30), ("openai", "gsk_" + "a" * 30),
+    ("openai", "sk-short"), ("mistral", "has spaces in it 0123456789"), ("openai", "sk-" + "é" * 30),
+    ("openai", ""),
+])
+def test_wrong_shapes_are_refused_without_echoing_the_key(provider: str, bad: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        get_provider(provider).check_key(bad)
+    assert info.value.field == "api_key"
+    if bad:
+        assert bad not in info.value.message
+
+
+def test_unknown_provider_names_the_choices() -> None:
+    with pytest.raises(InvalidArgument, match="provider: unknown provider 'nope'; known: anthropic"):
+        get_provider("nope")
+
+
+@pytest.mark.parametrize(("model", "provider"), [
+    ("gpt-4o-mini", "openai"), ("o3-mini", "openai"), ("claude-3-5-haiku-latest", "anthropic"),
+    ("gemini-2.0-flash", "gemini"), ("mistral-large-latest", "mistral"), ("deepseek-chat", "deepseek"),
+    ("groq/llama-3.1", "groq"), ("accounts/fireworks/models/x", "fireworks"),
+    ("meta-llama/Llama-3.3-70B-Instruct-Turbo", "together"), ("anthropic/claude-3.5-sonnet", "openrouter"),
+])
+def test_models_route_to_their_provider(model: str, provider: str) -> None:
+    assert provider_for_model(model).name == provider
+
+
+def test_unroutable_model() -> None:
+    with pytest.raises(InvalidArgument, match="model: no provider serves"):
+        provider_for_model("llama3")
+
+
+def test_hint_and_fingerprint_reveal_little() -> None:
+    key = GOOD_KEYS["anthropic"]
+    assert key_hint(get_provider("anthropic"), key) == "sk-ant-…" + key[-4:]
+    assert key_hint(get_provider("mistral"), GOOD_KEYS["mistral"]) == "…" + GOOD_KEYS["mistral"][-4:]
+    fp = fingerprint(key)
+    assert fp.startswith("sha256:") and len(fp) == 23 and fp == fingerprint(key) != fingerprint(key + "x")
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a/b", "", "x" * 200, "with space", "-lead"])
+def test_scope_ids_are_path_safe(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        validation.scope_id(bad, "scope.org_id", required=True)
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("https://api.example.com/v1", True), ("http://127.0.0.1:8080/v1", True), ("http://localhost/v1", True),
+    ("http://api.example.com/v1", False), ("https://user:pw@example.com", False), ("ftp://x", False),
+    ("https://x/v1?key=abc", False), ("not a url", False), ("https://[::1/", False),
+])
+def test_api_base_rules(url: str, ok: bool) -> None:
+    if ok:
+        assert validation.api_base(url) == url.rstrip("/")
+    else:
+        with pytest.raises(InvalidArgument, match="^api_base"):
+            validation.api_base(url)
+
+
+def test_vault_path_rules() -> None:
+    assert validation.vault_path("byok/imports/acme-openai") == "byok/imports/acme-openai"
+    for bad in ["/abs", "a/../b", "a//b", "", "a/b?c"]:
+        with pytest.raises(InvalidArgument, match="^vault_path"):
+            validation.vault_path(bad)
