@@ -138,7 +138,8 @@ class _Call:
             _log.error("rpc.unhandled_exception", exc_type=type(exc).__name__)
             coded = (grpc.StatusCode.INTERNAL, "internal error")
         self._finish(coded[0])
-        await self.context.abort(coded[0], coded[1])
+        trailers = getattr(exc, "trailers", ())
+        await self.context.abort(coded[0], coded[1], trailers or None)
 
     def _finish(self, code: Any) -> None:
         if getattr(self, "_done", False):

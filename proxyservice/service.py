@@ -1,0 +1,200 @@
+"""The ChatService servicer: validate, lease (from cache), call the provider, relay its stream.
+
+Per request: the caller is the mTLS identity; the tenant comes from the request but keyservice checks the
+caller is bound to it when the lease is issued (leases are cached per caller). A provider 401/403 before any
+byte went to the caller reports the key to keyservice and retries once with another credential.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+import httpx
+import structlog
+from byok.keys.v1 import key_service_pb2 as kpb
+from byok.proxy.v1 import chat_service_pb2 as pb
+from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
+
+from byokcommon.tls import peer_identity
+from proxyservice import errors
+from proxyservice.adapters import adapter_for
+from proxyservice.adapters.base import AdapterError, RequestMappingError
+from proxyservice.keyclient import KeyServiceClient, LeaseKey
+from proxyservice.leasecache import CachedLease, LeaseCache
+from proxyservice.metrics import ProxyMetrics
+from proxyservice.upstream import Upstream, UpstreamFailure, translate_stream_error
+from proxyservice.validation import validate_parameters
+
+_log = structlog.get_logger("byok.proxy")
+_KEY_SOURCE = {kpb.KEY_SOURCE_TENANT: pb.KEY_SOURCE_TENANT, kpb.KEY_SOURCE_PLATFORM: pb.KEY_SOURCE_PLATFORM}
+
+
+@dataclass
+class _Outcome:
+    """What the per-request log line and metrics say about one request."""
+
+    request_id: str
+    caller: str
+    params: pb.ChatParameters
+    started: float = field(default_factory=time.perf_counter)
+    provider: str = ""
+    credential_id: str = ""
+    key_source: str = ""
+    upstream_status: int = 0
+    ttfb: float | None = None
+    usage: pb.Usage | None = None
+
+
+class ChatServicer(pb_grpc.ChatServiceServicer):
+    def __init__(self, *, cache: LeaseCache, keys: KeyServiceClient, upstream: Upstream,
+                 metrics: ProxyMetrics) -> None:
+        self.cache = cache
+        self.keys = keys
+        self.upstream = upstream
+        self.metrics = metrics
+
+    async def StreamChat(self, request: pb.StreamChatRequest, context: grpc.aio.ServicerContext
+                         ) -> AsyncIterator[pb.StreamChatResponse]:
+        params = request.parameters
+        outcome = self._begin(params, context)
+        code = "OK"
+        try:
+            entry, response, adapter = await self._open(params, outcome, stream=True)
+            lease = entry.lease
+            yield pb.StreamChatResponse(start=pb.StreamStart(
+                request_id=outcome.request_id, provider=lease.provider,
+                key_source=_KEY_SOURCE.get(lease.key_source, 0), credential_id=lease.credential_id))
+            decoder = adapter.stream_decoder()
+            try:
+                async for chunk in response.aiter_raw():
+                    if outcome.ttfb is None:
+                        outcome.ttfb = time.perf_counter() - outcome.started
+                    for message in decoder.feed(chunk):
+                        if message.HasField("usage"):
+                            outcome.usage = message.usage
+                        yield message
+                for message in decoder.close():
+                    yield message
+            except AdapterError as exc:
+                for message in exc.partial:
+                    yield message
+                raise errors.UpstreamProtocolError(str(exc)) from None
+            except httpx.HTTPError as exc:
+                raise translate_stream_error(exc, lease.api_family) from None
+            finally:
+                await response.aclose()  # on cancellation too: closes the upstream stream at once
+        except errors.ProxyError as exc:
+            code = exc.code.name
+            raise
+        except BaseException:
+            code = "CANCELLED"
+            raise
+        finally:
+            self._finish(outcome, code)
+
+    async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
+        params = request.parameters
+        outcome = self._begin(params, context)
+        code = "OK"
+        try:
+            entry, response, adapter = await self._open(params, outcome, stream=False)
+            body = await self.upstream.read_all(response, entry.lease.api_family)
+            outcome.ttfb = time.perf_counter() - outcome.started
+            try:
+                reply = adapter.parse_response(body)
+            except AdapterError as exc:
+                raise errors.UpstreamProtocolError(str(exc)) from None
+            lease = entry.lease
+            reply.request_id = outcome.request_id
+            reply.provider = lease.provider
+            reply.key_source = _KEY_SOURCE.get(lease.key_source, 0)
+            reply.credential_id = lease.credential_id
+            if reply.HasField("usage"):
+                outcome.usage = reply.usage
+            return reply
+        except errors.ProxyError as exc:
+            code = exc.code.name
+            raise
+        except BaseException:
+            code = "CANCELLED"
+            raise
+        finally:
+            self._finish(outcome, code)
+
+    # -- the shared path ----------------------------------------------------------------------------
+    def _begin(self, params: pb.ChatParameters, context: grpc.aio.ServicerContext) -> _Outcome:
+        validate_parameters(params)
+        return _Outcome(request_id=params.request_id or uuid.uuid4().hex, caller=peer_identity(context),
+                        params=params)
+
+    async def _open(self, params: pb.ChatParameters, outcome: _Outcome, *, stream: bool
+                    ) -> tuple[CachedLease, httpx.Response, object]:
+        tenant = params.tenant
+        key = LeaseKey(caller=outcome.caller, org_id=tenant.org_id, project_id=tenant.project_id,
+                       user_id=tenant.user_id, provider=params.provider,
+                       model="" if params.provider else params.model, credential_id=params.credential_id)
+        hits = self.cache.hits
+        entry = await self.cache.get(key)
+        self.metrics.lease_lookups.labels("hit" if self.cache.hits > hits else "miss").inc()
+        try:
+            return await self._send(params, entry, outcome, stream)
+        except UpstreamFailure as failure:
+            if failure.status not in (401, 403) or not entry.lease.credential_id or params.credential_id:
+                raise failure.error from None
+        # The provider refused the tenant's key: report it, then retry once with another credential.
+        failed = entry.lease
+        try:
+            await self.keys.report_failure(failed.lease_id, failed.credential_id, outcome.upstream_status)
+        except errors.ProxyError:
+            pass  # keyservice will learn on the next report; the retry below excludes the key anyway
+        try:
+            entry = await self.cache.replace(key, (failed.credential_id,))
+        except errors.NotFound:
+            raise errors.KeyRejected(f"{failed.provider} rejected the key and no other credential is active") \
+                from None
+        try:
+            return await self._send(params, entry, outcome, stream)
+        except UpstreamFailure as failure:
+            raise failure.error from None
+
+    async def _send(self, params: pb.ChatParameters, entry: CachedLease, outcome: _Outcome, stream: bool
+                    ) -> tuple[CachedLease, httpx.Response, object]:
+        lease = entry.lease
+        outcome.provider, outcome.credential_id = lease.provider, lease.credential_id
+        outcome.key_source = "platform" if lease.key_source == kpb.KEY_SOURCE_PLATFORM else "tenant"
+        adapter = adapter_for(lease.api_family)
+        try:
+            upstream_request = adapter.build_request(params, api_base=lease.api_base, api_key=lease.api_key,
+                                                     model=params.model or lease.default_model, stream=stream)
+        except RequestMappingError as exc:
+            raise errors.InvalidArgument("parameters", str(exc)) from None
+        try:
+            response = await self.upstream.open(upstream_request, lease.api_family)
+        except UpstreamFailure as failure:
+            outcome.upstream_status = failure.status
+            self.metrics.upstream_status.labels(lease.provider, str(failure.status)).inc()
+            raise
+        outcome.upstream_status = response.status_code
+        self.metrics.upstream_status.labels(lease.provider, str(response.status_code)).inc()
+        return entry, response, adapter
+
+    def _finish(self, outcome: _Outcome, code: str) -> None:
+        elapsed = time.perf_counter() - outcome.started
+        provider = outcome.provider or "unknown"
+        self.metrics.requests.labels(provider, code).inc()
+        self.metrics.duration.labels(provider).observe(elapsed)
+        if outcome.ttfb is not None:
+            self.metrics.ttfb.labels(provider).observe(outcome.ttfb)
+        tenant = outcome.params.tenant
+        _log.info("chat", request_id=outcome.request_id, caller=outcome.caller, org_id=tenant.org_id,
+                  project_id=tenant.project_id or None, user_id=tenant.user_id or None, provider=provider,
+                  model=outcome.params.model, credential_id=outcome.credential_id or None,
+                  key_source=outcome.key_source or None, status=code, upstream_status=outcome.upstream_status,
+                  ttfb_ms=round(outcome.ttfb * 1000, 3) if outcome.ttfb is not None else None,
+                  duration_ms=round(elapsed * 1000, 3),
+                  input_tokens=outcome.usage.input_tokens if outcome.usage else None,
+                  output_tokens=outcome.usage.output_tokens if outcome.usage else None)

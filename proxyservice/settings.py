@@ -1,0 +1,64 @@
+"""proxyservice settings: one frozen dataclass, loaded once in __main__ from the environment and injected."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from byokcommon.settings import env_addr, env_choice, env_float, env_int, env_str
+from byokcommon.tls import TlsFiles
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    # mTLS gRPC listen address for internal callers (BYOK_GRPC_ADDR).
+    grpc_addr: str
+    # This service's certificate, key and the CA callers' certificates must chain to (BYOK_TLS_*); the same
+    # certificate authenticates the proxy to keyservice.
+    tls: TlsFiles
+    # keyservice address (BYOK_KEYSERVICE_ADDR) and the TLS name to expect from it (BYOK_KEYSERVICE_SERVER_NAME).
+    keyservice_addr: str
+    keyservice_server_name: str = ""
+    # Plaintext gRPC health port for kubelet (BYOK_HEALTH_ADDR); "" disables it.
+    health_addr: str = ""
+    # Prometheus /metrics listen address (BYOK_METRICS_ADDR); "" disables it.
+    metrics_addr: str = ""
+    # Upstream timeouts: connecting, and the longest silence between two reads (BYOK_UPSTREAM_*).
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 300.0
+    # Upstream connection pool size per process (BYOK_UPSTREAM_MAX_CONNECTIONS).
+    upstream_max_connections: int = 2048
+    # Deadline of a keyservice call; past it requests without a live lease fail with UNAVAILABLE.
+    keyservice_timeout: float = 3.0
+    # Refresh a lease once this fraction of its life has passed (BYOK_LEASE_REFRESH_FRACTION).
+    lease_refresh_fraction: float = 0.75
+    # Most RPCs at once; more get RESOURCE_EXHAUSTED (BYOK_MAX_CONCURRENT_RPCS).
+    max_concurrent_rpcs: int = 4096
+    # Largest request accepted from callers, bytes (BYOK_MAX_REQUEST_BYTES).
+    max_request_bytes: int = 4 << 20
+    # Log level (BYOK_LOG_LEVEL).
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ProxySettings:
+        tls = TlsFiles(env_str(env, "BYOK_TLS_CERT"), env_str(env, "BYOK_TLS_KEY"), env_str(env, "BYOK_TLS_CA"))
+        tls.check("BYOK_TLS")
+        return cls(
+            grpc_addr=env_addr(env, "BYOK_GRPC_ADDR", "127.0.0.1:50052"),
+            tls=tls,
+            keyservice_addr=env_addr(env, "BYOK_KEYSERVICE_ADDR", "localhost:50051"),
+            keyservice_server_name=env_str(env, "BYOK_KEYSERVICE_SERVER_NAME"),
+            health_addr=env_str(env, "BYOK_HEALTH_ADDR", "127.0.0.1:8082"),
+            metrics_addr=env_str(env, "BYOK_METRICS_ADDR", "127.0.0.1:9091"),
+            upstream_connect_timeout=env_float(env, "BYOK_UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.05,
+                                               maximum=120),
+            upstream_read_timeout=env_float(env, "BYOK_UPSTREAM_TIMEOUT_SECONDS", 300.0, minimum=0.05,
+                                            maximum=3600),
+            upstream_max_connections=env_int(env, "BYOK_UPSTREAM_MAX_CONNECTIONS", 2048, minimum=1,
+                                             maximum=100_000),
+            keyservice_timeout=env_float(env, "BYOK_KEYSERVICE_TIMEOUT_SECONDS", 3.0, minimum=0.05, maximum=60),
+            lease_refresh_fraction=env_float(env, "BYOK_LEASE_REFRESH_FRACTION", 0.75, minimum=0.1, maximum=0.95),
+            max_concurrent_rpcs=env_int(env, "BYOK_MAX_CONCURRENT_RPCS", 4096, minimum=1, maximum=1_000_000),
+            max_request_bytes=env_int(env, "BYOK_MAX_REQUEST_BYTES", 4 << 20, minimum=1024, maximum=64 << 20),
+            log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        )
