@@ -139,7 +139,7 @@ class _Call:
             coded = (grpc.StatusCode.INTERNAL, "internal error")
         self._finish(coded[0])
         trailers = getattr(exc, "trailers", ())
-        await self.context.abort(coded[0], coded[1], trailers or None)
+        await self.context.abort(coded[0], coded[1], tuple(trailers))
 
     def _finish(self, code: Any) -> None:
         if getattr(self, "_done", False):

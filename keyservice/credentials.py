@@ -170,8 +170,9 @@ class CredentialManager:
     def record_health(self, actor: str, credential_id: str, health: str, *, action: str,
                       **details: Any) -> CredentialRow:
         row = self.store.get_credential(credential_id)
+        stamps = {"last_verified_at": audit.now()} if action == "credential.verify" else {}
         return self.store.update_credential(
-            credential_id, health=health, last_verified_at=audit.now() if action == "credential.verify" else None,
+            credential_id, health=health, **stamps,
             audit=audit.event(actor, action, credential_id=credential_id, org_id=row.org_id, health=health,
                               **details),
             revocation="invalid" if health == "invalid" else None)
@@ -217,8 +218,9 @@ class CredentialManager:
             raise InvalidArgument("api_base", "is required for provider openai_compatible")
 
     def _metadata(self, new: NewCredential, credential_id: str) -> dict[str, str]:
-        return {"org_id": new.org_id, "project_id": new.project_id, "user_id": new.user_id,
-                "provider": new.provider, "name": new.name, "credential_id": credential_id}
+        fields = {"org_id": new.org_id, "project_id": new.project_id, "user_id": new.user_id,
+                  "provider": new.provider, "name": new.name, "credential_id": credential_id}
+        return {k: v for k, v in fields.items() if v}  # Vault refuses empty custom_metadata values
 
     @staticmethod
     def _as_new(row: CredentialRow) -> NewCredential:

@@ -17,10 +17,9 @@ import structlog
 
 from keyservice.errors import KeyServiceError
 from keyservice.store import Store
-from keyservice.vault import VaultClient
+from keyservice.vault import MANAGED_BY, VaultClient
 
 _log = structlog.get_logger("byok.reconciler")
-MANAGED_BY = "byok-keyservice"
 
 
 def reconcile_once(store: Store, vault: VaultClient, *, grace_seconds: float) -> list[str]:

@@ -27,7 +27,8 @@ from keyservice.leases import LeaseIssuer
 from keyservice.reconciler import run_periodically
 from keyservice.service import KeyServicer
 from keyservice.settings import KeyServiceSettings
-from keyservice.store import RevocationFeed, Store
+from keyservice.revocation_feed import RevocationFeed
+from keyservice.store import Store
 from keyservice.vault import VaultClient
 
 SERVICE_NAME = key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name

@@ -18,7 +18,8 @@ from keyservice.credentials import CredentialManager, NewCredential
 from keyservice.errors import InvalidArgument, translate_foreign
 from keyservice.leases import LeaseIssuer, LeaseRequest
 from keyservice.providers import PROVIDERS, get_provider
-from keyservice.store import RevocationFeed, Store
+from keyservice.revocation_feed import RevocationFeed
+from keyservice.store import Store
 from keyservice.verify import verify_key
 
 T = TypeVar("T")

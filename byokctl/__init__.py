@@ -1,0 +1,1 @@
+"""byokctl: the admin and ops command line for keyservice (and a chat client for the proxy)."""

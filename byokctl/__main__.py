@@ -1,0 +1,379 @@
+"""byokctl: manage provider keys, caller bindings, org policies and audit in keyservice; chat through the proxy.
+
+Connection (flags or environment):
+  --addr / BYOK_KEYSERVICE_ADDR     keyservice address (default localhost:50051)
+  --proxy-addr / BYOK_PROXY_ADDR    proxyservice address for `chat` (default localhost:50052)
+  --cert / BYOK_CLIENT_CERT, --key / BYOK_CLIENT_KEY, --ca / BYOK_CA   client certificate, key and CA (PEM)
+  (`make run` writes .byok/env with these set for the local stack: `source .byok/env`)
+
+Secrets are never read from argv: `keys add` and `keys rotate` read the key from stdin when it is not a
+terminal, else prompt for it without echo.
+
+Exit codes: 0 ok; 1 other error; 2 usage; 3 not found; 4 permission denied or unauthenticated;
+5 invalid argument; 6 unavailable (retry later); 7 already exists or conflict (aborted, precondition).
+
+Examples:
+  byokctl keys add --org acme --provider openai --name main < key.txt
+  byokctl keys list --org acme --json
+  echo "$NEW_KEY" | byokctl keys rotate cred_0123456789abcdef01234567
+  byokctl keys deactivate cred_0123456789abcdef01234567
+  vault kv put secret/byok/imports/acme-openai api_key=- < key.txt
+  byokctl keys import --org acme --provider openai --name imported --vault-path byok/imports/acme-openai
+  byokctl bindings add spiffe://byok.local/caller/chat-api --org acme
+  byokctl audit --org acme --action lease.issue --since 1h
+  byokctl rewrap
+  byokctl chat --org acme --model gpt-4o-mini "Say hello"
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import os
+import sys
+from typing import Any
+
+import grpc
+from byok.keys.v1 import key_service_pb2 as kpb
+from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
+from byok.proxy.v1 import chat_service_pb2 as ppb
+from byok.proxy.v1 import chat_service_pb2_grpc as ppb_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from byokctl.output import emit_json, emit_table
+
+EXIT_CODES = {
+    grpc.StatusCode.NOT_FOUND: 3, grpc.StatusCode.PERMISSION_DENIED: 4, grpc.StatusCode.UNAUTHENTICATED: 4,
+    grpc.StatusCode.INVALID_ARGUMENT: 5, grpc.StatusCode.UNAVAILABLE: 6, grpc.StatusCode.DEADLINE_EXCEEDED: 6,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 6, grpc.StatusCode.ALREADY_EXISTS: 7, grpc.StatusCode.ABORTED: 7,
+    grpc.StatusCode.FAILED_PRECONDITION: 7,
+}
+HEALTH = {v: k.replace("CREDENTIAL_HEALTH_", "").lower() for k, v in kpb.CredentialHealth.items()}
+HEALTH[0] = "unverified"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _channel(addr: str, args: argparse.Namespace) -> grpc.Channel:
+    paths = {"--cert": args.cert, "--key": args.key, "--ca": args.ca}
+    missing = [flag for flag, path in paths.items() if not path]
+    if missing:
+        raise UsageError(f"missing {', '.join(missing)} (or BYOK_CLIENT_CERT, BYOK_CLIENT_KEY, BYOK_CA)")
+    try:
+        blobs = {flag: open(path, "rb").read() for flag, path in paths.items()}
+    except OSError as exc:
+        raise UsageError(f"cannot read certificate file: {exc.filename}") from None
+    creds = grpc.ssl_channel_credentials(blobs["--ca"], blobs["--key"], blobs["--cert"])
+    return grpc.secure_channel(addr, creds)
+
+
+def _read_secret(prompt: str) -> str:
+    if sys.stdin.isatty():
+        value = getpass.getpass(prompt)
+    else:
+        value = sys.stdin.readline()
+    value = value.strip()
+    if not value:
+        raise UsageError("no key given on stdin")
+    return value
+
+
+def _since(text: str) -> Timestamp | None:
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    ts = Timestamp()
+    if text[-1] in units and text[:-1].isdigit():
+        ts.FromDatetime(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(text[:-1]) * units[text[-1]]))
+    else:
+        try:
+            ts.FromDatetime(dt.datetime.fromisoformat(text))
+        except ValueError:
+            raise UsageError("--since: expected a duration like 15m, 2h, 7d or an ISO 8601 time") from None
+    return ts
+
+
+def _scope(args: argparse.Namespace) -> kpb.Scope:
+    return kpb.Scope(org_id=args.org, project_id=args.project or "", user_id=args.user or "")
+
+
+def _show_credentials(args: argparse.Namespace, creds: list[kpb.Credential]) -> None:
+    if args.json:
+        emit_json(creds if len(creds) != 1 or args.command == "keys" and args.action == "list" else creds[0])
+        return
+    emit_table(["id", "provider", "org", "project", "user", "name", "active", "primary", "health", "key",
+                "version", "vault path"],
+               [[c.credential_id, c.provider, c.scope.org_id, c.scope.project_id, c.scope.user_id, c.name,
+                 c.active, c.primary, HEALTH.get(c.health, "?"), c.key_hint, c.secret_ref.version,
+                 f"{c.secret_ref.mount}/{c.secret_ref.path}"] for c in creds])
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+def cmd_keys(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
+    a = args.action
+    if a == "add":
+        key = _read_secret(f"{args.provider} API key: ")
+        reply = stub.CreateCredential(kpb.CreateCredentialRequest(
+            provider=args.provider, scope=_scope(args), name=args.name, api_key=key, api_base=args.api_base or "",
+            default_model=args.default_model or "", primary=args.primary), timeout=args.timeout)
+        _show_credentials(args, [reply.credential])
+    elif a == "import":
+        reply = stub.RegisterCredential(kpb.RegisterCredentialRequest(
+            provider=args.provider, scope=_scope(args), name=args.name, vault_path=args.vault_path,
+            api_base=args.api_base or "", default_model=args.default_model or "", primary=args.primary),
+            timeout=args.timeout)
+        _show_credentials(args, [reply.credential])
+    elif a == "list":
+        creds: list[kpb.Credential] = []
+        token = ""
+        active = {"yes": True, "no": False}.get(args.active or "")
+        while True:
+            request = kpb.ListCredentialsRequest(org_id=args.org or "", project_id=args.project or "",
+                                                 user_id=args.user or "", provider=args.provider or "",
+                                                 page_size=200, page_token=token)
+            if active is not None:
+                request.active = active
+            reply = stub.ListCredentials(request, timeout=args.timeout)
+            creds.extend(reply.credentials)
+            token = reply.next_page_token
+            if not token:
+                break
+        _show_credentials(args, creds)
+    elif a == "get":
+        _show_credentials(args, [stub.GetCredential(kpb.GetCredentialRequest(credential_id=args.id),
+                                                    timeout=args.timeout).credential])
+    elif a == "update":
+        request = kpb.UpdateCredentialRequest(credential_id=args.id)
+        for field in ("name", "api_base", "default_model"):
+            if getattr(args, field) is not None:
+                setattr(request, field, getattr(args, field))
+        if args.primary is not None:
+            request.primary = args.primary == "yes"
+        _show_credentials(args, [stub.UpdateCredential(request, timeout=args.timeout).credential])
+    elif a == "rotate":
+        key = _read_secret("new API key: ")
+        reply = stub.RotateCredentialSecret(kpb.RotateCredentialSecretRequest(
+            credential_id=args.id, api_key=key, expected_version=args.expected_version or 0), timeout=args.timeout)
+        _show_credentials(args, [reply.credential])
+    elif a in ("activate", "deactivate"):
+        rpc = stub.ActivateCredential if a == "activate" else stub.DeactivateCredential
+        req_type = kpb.ActivateCredentialRequest if a == "activate" else kpb.DeactivateCredentialRequest
+        _show_credentials(args, [rpc(req_type(credential_id=args.id), timeout=args.timeout).credential])
+    elif a == "delete":
+        stub.DeleteCredential(kpb.DeleteCredentialRequest(credential_id=args.id), timeout=args.timeout)
+        emit_json({"deleted": args.id}) if args.json else print(f"deleted {args.id}")
+    elif a == "verify":
+        reply = stub.VerifyCredential(kpb.VerifyCredentialRequest(credential_id=args.id), timeout=args.timeout)
+        if args.json:
+            emit_json(reply)
+        else:
+            print(f"{args.id}: {HEALTH.get(reply.credential.health)} (HTTP {reply.http_status or 'no answer'})")
+
+
+def cmd_bindings(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
+    if args.action == "add":
+        reply = stub.CreateCallerBinding(kpb.CreateCallerBindingRequest(binding=kpb.CallerBinding(
+            caller_identity=args.identity, org_id=args.org, project_id=args.project or "")), timeout=args.timeout)
+        emit_json(reply.binding) if args.json else print(f"bound {args.identity} to {args.org}")
+    elif args.action == "remove":
+        stub.DeleteCallerBinding(kpb.DeleteCallerBindingRequest(
+            caller_identity=args.identity, org_id=args.org, project_id=args.project or ""), timeout=args.timeout)
+        emit_json({"removed": args.identity}) if args.json else print(f"unbound {args.identity} from {args.org}")
+    else:
+        reply = stub.ListCallerBindings(kpb.ListCallerBindingsRequest(
+            caller_identity=args.identity or "", org_id=args.org or ""), timeout=args.timeout)
+        if args.json:
+            emit_json(list(reply.bindings))
+        else:
+            emit_table(["caller", "org", "project"], [[b.caller_identity, b.org_id, b.project_id or "(all)"]
+                                                       for b in reply.bindings])
+
+
+def cmd_orgs(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
+    if args.action == "policy":
+        if args.platform_fallback is None:
+            reply: Any = stub.GetOrgPolicy(kpb.GetOrgPolicyRequest(org_id=args.org), timeout=args.timeout)
+        else:
+            reply = stub.SetOrgPolicy(kpb.SetOrgPolicyRequest(policy=kpb.OrgPolicy(
+                org_id=args.org, allow_platform_fallback=args.platform_fallback == "on")), timeout=args.timeout)
+        if args.json:
+            emit_json(reply.policy)
+        else:
+            print(f"{args.org}: platform fallback {'on' if reply.policy.allow_platform_fallback else 'off'}")
+    else:
+        reply = stub.RevokeOrg(kpb.RevokeOrgRequest(org_id=args.org), timeout=args.timeout)
+        emit_json(reply) if args.json else print(f"{args.org}: deactivated {reply.deactivated_count} credentials")
+
+
+def cmd_audit(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
+    request = kpb.ListAuditEventsRequest(org_id=args.org or "", credential_id=args.credential or "",
+                                         action=args.action or "", actor=args.actor or "", page_size=args.limit)
+    since = _since(args.since or "")
+    if since is not None:
+        request.since.CopyFrom(since)
+    events = list(stub.ListAuditEvents(request, timeout=args.timeout).events)
+    if args.json:
+        emit_json(events)
+    else:
+        emit_table(["time", "actor", "action", "credential", "org", "outcome", "details"],
+                   [[e.time.ToDatetime().isoformat(timespec="seconds"), e.actor, e.action, e.credential_id,
+                     e.org_id, e.outcome, e.details_json if e.details_json != "{}" else ""] for e in events])
+
+
+def cmd_providers(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
+    providers = list(stub.ListProviders(kpb.ListProvidersRequest(), timeout=args.timeout).providers)
+    if args.json:
+        emit_json(providers)
+    else:
+        emit_table(["name", "family", "default model", "base url", "key format"],
+                   [[p.name, p.api_family, p.default_model, p.default_api_base, p.key_format] for p in providers])
+
+
+def cmd_rewrap(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
+    reply = stub.RewrapSecrets(kpb.RewrapSecretsRequest(org_id=args.org or ""), timeout=max(args.timeout, 300))
+    if args.json:
+        emit_json(reply)
+    else:
+        print(f"rewrapped {reply.rewrapped_count} secrets; lowest transit key version in use: "
+              f"{reply.min_transit_key_version}")
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    params = ppb.ChatParameters(
+        tenant=ppb.Tenant(org_id=args.org, project_id=args.project or "", user_id=args.user or ""),
+        model=args.model, provider=args.provider or "",
+        messages=[ppb.Message(role=ppb.ROLE_USER, content=" ".join(args.prompt))])
+    if args.max_tokens:
+        params.max_tokens = args.max_tokens
+    with _channel(args.proxy_addr, args) as channel:
+        stub = ppb_grpc.ChatServiceStub(channel)
+        if args.json:
+            emit_json(stub.Chat(ppb.ChatRequest(parameters=params), timeout=args.timeout))
+            return
+        for event in stub.StreamChat(ppb.StreamChatRequest(parameters=params), timeout=args.timeout):
+            for choice in event.choices:
+                sys.stdout.write(choice.text or choice.refusal)
+                for call in choice.tool_calls:
+                    sys.stdout.write(f"[tool {call.name}{call.arguments}]" if call.name else call.arguments)
+            sys.stdout.flush()
+            if event.HasField("start"):
+                source = ppb.KeySource.Name(event.start.key_source).replace("KEY_SOURCE_", "").lower()
+                print(f"[{event.start.provider}, {source} key {event.start.credential_id}]", file=sys.stderr)
+        sys.stdout.write("\n")
+
+
+# -- parser ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="byokctl", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--addr", default=env.get("BYOK_KEYSERVICE_ADDR", "localhost:50051"))
+    parser.add_argument("--proxy-addr", default=env.get("BYOK_PROXY_ADDR", "localhost:50052"))
+    parser.add_argument("--cert", default=env.get("BYOK_CLIENT_CERT", ""))
+    parser.add_argument("--key", default=env.get("BYOK_CLIENT_KEY", ""))
+    parser.add_argument("--ca", default=env.get("BYOK_CA", ""))
+    parser.add_argument("--timeout", type=float, default=30.0, help="RPC deadline in seconds")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="provider credentials").add_subparsers(dest="action", required=True)
+
+    def scoped(p: argparse.ArgumentParser, required: bool = True) -> argparse.ArgumentParser:
+        p.add_argument("--org", required=required)
+        p.add_argument("--project")
+        p.add_argument("--user")
+        return p
+
+    for name, helptext in (("add", "store a new key (read from stdin or a prompt)"),
+                           ("import", "register a key ops wrote to Vault (the key never crosses the API)")):
+        p = scoped(keys.add_parser(name, help=helptext))
+        p.add_argument("--provider", required=True)
+        p.add_argument("--name", required=True)
+        p.add_argument("--api-base")
+        p.add_argument("--default-model")
+        p.add_argument("--primary", action="store_true")
+        if name == "import":
+            p.add_argument("--vault-path", required=True, help="path inside the KV mount, e.g. byok/imports/x")
+    p = scoped(keys.add_parser("list", help="list credentials"), required=False)
+    p.add_argument("--provider")
+    p.add_argument("--active", choices=["yes", "no"])
+    for name in ("get", "activate", "deactivate", "delete", "verify"):
+        keys.add_parser(name, help=f"{name} a credential").add_argument("id")
+    p = keys.add_parser("update", help="change name, api base, default model or primary flag")
+    p.add_argument("id")
+    p.add_argument("--name")
+    p.add_argument("--api-base")
+    p.add_argument("--default-model")
+    p.add_argument("--primary", choices=["yes", "no"])
+    p = keys.add_parser("rotate", help="replace the secret (new key from stdin or a prompt)")
+    p.add_argument("id")
+    p.add_argument("--expected-version", type=int, help="fail unless the current secret version is this")
+
+    bindings = sub.add_parser("bindings", help="which caller identities may act for which orgs/projects")
+    bsub = bindings.add_subparsers(dest="action", required=True)
+    for name in ("add", "remove"):
+        p = bsub.add_parser(name)
+        p.add_argument("identity", help="caller's certificate identity (SPIFFE URI or CN)")
+        p.add_argument("--org", required=True)
+        p.add_argument("--project")
+    p = bsub.add_parser("list")
+    p.add_argument("--identity")
+    p.add_argument("--org")
+
+    orgs = sub.add_parser("orgs", help="org policy and emergency revocation").add_subparsers(dest="action",
+                                                                                              required=True)
+    p = orgs.add_parser("policy", help="show or set an org's policy")
+    p.add_argument("--org", required=True)
+    p.add_argument("--platform-fallback", choices=["on", "off"])
+    orgs.add_parser("revoke", help="deactivate every credential of an org").add_argument("--org", required=True)
+
+    p = sub.add_parser("audit", help="list audit events, newest first")
+    p.add_argument("--org")
+    p.add_argument("--credential")
+    p.add_argument("--action")
+    p.add_argument("--actor")
+    p.add_argument("--since", help="15m, 2h, 7d or an ISO 8601 time")
+    p.add_argument("--limit", type=int, default=100)
+
+    sub.add_parser("providers", help="list supported providers")
+    p = sub.add_parser("rewrap", help="rewrap envelope-mode secrets to the latest transit key version")
+    p.add_argument("--org")
+
+    p = scoped(sub.add_parser("chat", help="stream a completion through the proxy"))
+    p.add_argument("--model", required=True)
+    p.add_argument("--provider")
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("prompt", nargs="+")
+    return parser
+
+
+COMMANDS = {"keys": cmd_keys, "bindings": cmd_bindings, "orgs": cmd_orgs, "audit": cmd_audit,
+            "providers": cmd_providers, "rewrap": cmd_rewrap}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "chat":
+            cmd_chat(args)
+            return 0
+        with _channel(args.addr, args) as channel:
+            COMMANDS[args.command](args, kpb_grpc.KeyServiceStub(channel))
+        return 0
+    except UsageError as exc:
+        print(f"byokctl: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        code = exc.code()  # type: ignore[attr-defined]
+        print(f"byokctl: {code.name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return EXIT_CODES.get(code, 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

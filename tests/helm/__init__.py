@@ -1,0 +1,1 @@
+"""Tests of the Helm chart in deploy/helm/byok and of the container image recipe."""
