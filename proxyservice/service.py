@@ -70,7 +70,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                 key_source=_KEY_SOURCE.get(lease.key_source, 0), credential_id=lease.credential_id))
             decoder = adapter.stream_decoder()
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in response.aiter_bytes():  # decoded: a provider may compress
                     if outcome.ttfb is None:
                         outcome.ttfb = time.perf_counter() - outcome.started
                     for message in decoder.feed(chunk):

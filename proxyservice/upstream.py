@@ -49,7 +49,13 @@ class Upstream:
         if response.status_code < 300:
             return response
         body = await self._read_bounded(response)
-        raise UpstreamFailure(response.status_code, _status_error(response, body, family))
+        status = response.status_code
+        if status == 400 and family == "gemini" and b"API_KEY_INVALID" in body:
+            status = 401  # Gemini says "bad key" with a 400; treat it as the rejection it is
+            return_error: errors.ProxyError = errors.KeyRejected("gemini rejected the key (API_KEY_INVALID)")
+        else:
+            return_error = _status_error(response, body, family)
+        raise UpstreamFailure(status, return_error)
 
     async def read_all(self, response: httpx.Response, family: str) -> bytes:
         try:

@@ -63,3 +63,20 @@ def secure_channel(port: int, files: TlsFiles) -> grpc.aio.Channel:
 
 def keys_stub(channel: grpc.aio.Channel) -> key_service_pb2_grpc.KeyServiceStub:
     return key_service_pb2_grpc.KeyServiceStub(channel)
+
+
+def proxy_settings(ids: Identities, keyservice_port: int, **overrides: Any) -> Any:
+    from proxyservice.settings import ProxySettings
+
+    settings = ProxySettings(grpc_addr="127.0.0.1:0", tls=ids.proxyservice,
+                             keyservice_addr=f"localhost:{keyservice_port}", health_addr="127.0.0.1:0",
+                             metrics_addr="127.0.0.1:0", upstream_read_timeout=10.0, keyservice_timeout=2.0)
+    return replace(settings, **overrides)
+
+
+def upstream_base_urls(base_url: str) -> dict[str, str]:
+    """Every provider pointed at the local upstream (as `make run` does)."""
+    urls = {name: f"{base_url}/v1" for name in ("openai", "anthropic", "mistral", "groq", "together", "deepseek",
+                                                  "fireworks", "openrouter")}
+    urls["gemini"] = f"{base_url}/v1beta"
+    return urls

@@ -1,0 +1,188 @@
+"""What every provider adapter provides: the request to send, a stream decoder, a response parser.
+
+Adapters are pure translation (no I/O): the proxy's upstream module executes the ``UpstreamRequest``
+with httpx and feeds the response body to the adapter's decoder. Errors raised here carry messages
+safe to return to callers: they never contain the API key (nor a provider message unredacted).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from byok.proxy.v1 import chat_service_pb2 as pb
+
+FR = pb.FinishReason
+
+# Provider finish/stop reasons → normalised FinishReason (anything unknown maps to OTHER).
+_FINISH: dict[str, int] = {
+    # OpenAI family
+    "stop": FR.FINISH_REASON_STOP,
+    "length": FR.FINISH_REASON_LENGTH,
+    "tool_calls": FR.FINISH_REASON_TOOL_CALLS,
+    "function_call": FR.FINISH_REASON_TOOL_CALLS,
+    "content_filter": FR.FINISH_REASON_CONTENT_FILTER,
+    # Anthropic
+    "end_turn": FR.FINISH_REASON_STOP,
+    "stop_sequence": FR.FINISH_REASON_STOP,
+    "max_tokens": FR.FINISH_REASON_LENGTH,
+    "model_context_window_exceeded": FR.FINISH_REASON_LENGTH,
+    "tool_use": FR.FINISH_REASON_TOOL_CALLS,
+    "refusal": FR.FINISH_REASON_CONTENT_FILTER,
+    # Gemini
+    "STOP": FR.FINISH_REASON_STOP,
+    "MAX_TOKENS": FR.FINISH_REASON_LENGTH,
+    "SAFETY": FR.FINISH_REASON_CONTENT_FILTER,
+    "RECITATION": FR.FINISH_REASON_CONTENT_FILTER,
+    "BLOCKLIST": FR.FINISH_REASON_CONTENT_FILTER,
+    "PROHIBITED_CONTENT": FR.FINISH_REASON_CONTENT_FILTER,
+    "SPII": FR.FINISH_REASON_CONTENT_FILTER,
+    "IMAGE_SAFETY": FR.FINISH_REASON_CONTENT_FILTER,
+}
+
+
+def normalise_finish(reason: str) -> int:
+    """Map a provider's finish reason to ``FinishReason`` (UNSPECIFIED when empty, OTHER when unknown)."""
+    if not reason:
+        return FR.FINISH_REASON_UNSPECIFIED
+    return _FINISH.get(reason, FR.FINISH_REASON_OTHER)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """An HTTP request for the upstream module to execute. ``body`` is JSON (empty for GET).
+
+    ``headers`` hold the API key: never log this object (its repr hides them).
+    """
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(repr=False)
+    body: bytes = field(default=b"", repr=False)
+
+
+class AdapterError(Exception):
+    """The upstream sent something we cannot use (malformed JSON, an error object).
+
+    The message is safe to show callers. ``partial`` holds the responses decoded from the same chunk
+    before the error, which the caller should still forward.
+    """
+
+    def __init__(self, message: str, *, partial: list[pb.StreamChatResponse] | None = None) -> None:
+        super().__init__(message)
+        self.partial: list[pb.StreamChatResponse] = partial or []
+
+
+class UpstreamStreamError(AdapterError):
+    """The provider reported an error inside the stream (e.g. Anthropic ``overloaded_error``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str = "",
+        partial: list[pb.StreamChatResponse] | None = None,
+    ) -> None:
+        super().__init__(message, partial=partial)
+        self.error_type = error_type
+
+
+class RequestMappingError(ValueError):
+    """The caller's parameters cannot be expressed for this provider (e.g. invalid ``parameters_json``)."""
+
+
+class StreamDecoder(Protocol):
+    """Decodes one streamed response body; stateful, one per response."""
+
+    def feed(self, chunk: bytes) -> list[pb.StreamChatResponse]: ...
+
+    def close(self) -> list[pb.StreamChatResponse]: ...
+
+
+class Adapter(Protocol):
+    """One wire family ("openai" | "anthropic" | "gemini")."""
+
+    family: str
+
+    def build_request(
+        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool
+    ) -> UpstreamRequest: ...
+
+    def stream_decoder(self) -> StreamDecoder: ...
+
+    def parse_response(self, body: bytes) -> pb.ChatResponse: ...
+
+    def verify_request(self, *, api_base: str, api_key: str) -> UpstreamRequest: ...
+
+
+# Anything shaped like a credential: provider key prefixes, Google keys, long opaque tokens.
+_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|AIza[A-Za-z0-9_\-]{10,}|[A-Za-z0-9_\-]{32,})")
+
+
+def safe_text(text: Any, limit: int = 200) -> str:
+    """A provider-supplied message made safe to repeat: key-like tokens masked, length capped."""
+    s = str(text)[:limit]
+    return _KEYLIKE.sub("<redacted>", s)
+
+
+def loads(data: str | bytes, what: str) -> Any:
+    """``json.loads`` that raises a safe ``AdapterError`` instead of echoing the body."""
+    try:
+        return json.loads(data)
+    except (ValueError, TypeError):
+        raise AdapterError(f"malformed JSON in {what} from upstream") from None
+
+
+def error_message(obj: dict[str, Any], family: str) -> tuple[str, str]:
+    """(type, safe message) of a provider error object ``{"error": {...}}``."""
+    err = obj.get("error")
+    if not isinstance(err, dict):
+        return "error", f"{family} upstream reported an error"
+    etype = str(err.get("type") or err.get("status") or err.get("code") or "error")
+    msg = err.get("message")
+    text = f"{family} upstream error {safe_text(etype, 60)}"
+    if msg:
+        text += f": {safe_text(msg)}"
+    return etype, text
+
+
+def schema(parameters_json: str) -> dict[str, Any]:
+    """A tool's JSON Schema; an empty one means 'no parameters'."""
+    if not parameters_json:
+        return {"type": "object", "properties": {}}
+    try:
+        value = json.loads(parameters_json)
+    except ValueError:
+        raise RequestMappingError("tool parameters_json is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise RequestMappingError("tool parameters_json must be a JSON object")
+    return value
+
+
+def arguments_object(arguments: str) -> dict[str, Any]:
+    """A history tool call's arguments as an object (Anthropic and Gemini want objects, not text)."""
+    if not arguments:
+        return {}
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        raise RequestMappingError("tool call arguments are not valid JSON") from None
+    if not isinstance(value, dict):
+        raise RequestMappingError("tool call arguments must be a JSON object")
+    return value
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON body (non-ASCII kept as UTF-8)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def join_url(base: str, path: str) -> str:
+    """``base`` (may end with /) + ``path`` (starts with /)."""
+    return base.rstrip("/") + path
+
+
+def usage(input_tokens: Any, output_tokens: Any) -> pb.Usage:
+    return pb.Usage(input_tokens=int(input_tokens or 0), output_tokens=int(output_tokens or 0))

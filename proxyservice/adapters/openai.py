@@ -1,0 +1,236 @@
+"""OpenAI Chat Completions wire family (OpenAI, Mistral, Groq, Together, DeepSeek, Fireworks, OpenRouter, …).
+
+Streaming: ``data: {chat.completion.chunk}`` events, ``delta.content`` / ``delta.refusal`` /
+``delta.tool_calls[i]`` fragments (id and name on the first), ``finish_reason`` per choice, a final
+usage chunk with empty ``choices`` (``stream_options.include_usage``), then ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from byok.proxy.v1 import chat_service_pb2 as pb
+
+from proxyservice.adapters.base import (
+    AdapterError,
+    UpstreamRequest,
+    UpstreamStreamError,
+    dumps,
+    error_message,
+    join_url,
+    loads,
+    normalise_finish,
+    schema,
+    usage,
+)
+from proxyservice.sse import SSEParser
+
+R = pb.Role
+
+
+def _messages(params: pb.ChatParameters) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in params.messages:
+        if m.role == R.ROLE_SYSTEM:
+            out.append({"role": "system", "content": m.content})
+        elif m.role == R.ROLE_USER:
+            out.append({"role": "user", "content": m.content})
+        elif m.role == R.ROLE_ASSISTANT:
+            msg: dict[str, Any] = {"role": "assistant", "content": m.content or None}
+            if m.tool_calls:
+                msg["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in m.tool_calls
+                ]
+            out.append(msg)
+        elif m.role == R.ROLE_TOOL:
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+    return out
+
+
+def _usage(obj: dict[str, Any]) -> pb.Usage | None:
+    u = obj.get("usage")
+    if not isinstance(u, dict):
+        # Groq reports streamed usage under x_groq.
+        x = obj.get("x_groq")
+        u = x.get("usage") if isinstance(x, dict) else None
+        if not isinstance(u, dict):
+            return None
+    return usage(u.get("prompt_tokens"), u.get("completion_tokens"))
+
+
+class OpenAIStreamDecoder:
+    """Turns chat.completion.chunk events into StreamChatResponses."""
+
+    __slots__ = ("_sse", "_model", "_seen_ids")
+
+    def __init__(self) -> None:
+        self._sse = SSEParser()
+        self._model = ""
+        # (choice, tool index) pairs whose id/name were already sent: some compatible servers repeat them.
+        self._seen_ids: set[tuple[int, int]] = set()
+
+    def feed(self, chunk: bytes) -> list[pb.StreamChatResponse]:
+        return self._decode(self._sse.feed(chunk))
+
+    def close(self) -> list[pb.StreamChatResponse]:
+        return self._decode(self._sse.close())
+
+    def _decode(self, events: list[Any]) -> list[pb.StreamChatResponse]:
+        out: list[pb.StreamChatResponse] = []
+        for ev in events:
+            data = ev.data
+            if data[:6] == "[DONE]":
+                continue
+            try:
+                obj = loads(data, "openai stream")
+                if not isinstance(obj, dict):
+                    raise AdapterError("unexpected JSON in openai stream from upstream")
+                resp = self._chunk(obj)
+            except AdapterError as e:
+                e.partial = out
+                raise
+            if resp is not None:
+                out.append(resp)
+        return out
+
+    def _chunk(self, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
+        if "error" in obj and not obj.get("choices"):
+            etype, msg = error_message(obj, "openai")
+            raise UpstreamStreamError(msg, error_type=etype)
+        resp = pb.StreamChatResponse()
+        any_ = False
+        model = obj.get("model")
+        if model and model != self._model:
+            self._model = resp.model = model
+            any_ = True
+        for c in obj.get("choices") or ():
+            cd = self._choice(c)
+            if cd is not None:
+                resp.choices.append(cd)
+                any_ = True
+        u = _usage(obj)
+        if u is not None:
+            resp.usage.CopyFrom(u)
+            any_ = True
+        return resp if any_ else None
+
+    def _choice(self, c: dict[str, Any]) -> pb.ChoiceDelta | None:
+        idx = c.get("index") or 0
+        delta = c.get("delta") or {}
+        cd = pb.ChoiceDelta(index=idx)
+        any_ = False
+        text = delta.get("content")
+        if text:
+            cd.text = text
+            any_ = True
+        refusal = delta.get("refusal")
+        if refusal:
+            cd.refusal = refusal
+            any_ = True
+        tcs = delta.get("tool_calls")
+        if tcs:
+            for pos, tc in enumerate(tcs):
+                ti = tc.get("index")
+                if ti is None:
+                    ti = pos
+                fn = tc.get("function") or {}
+                d = pb.ToolCallDelta(index=ti, arguments=fn.get("arguments") or "")
+                key = (idx, ti)
+                if key not in self._seen_ids:
+                    tid, name = tc.get("id"), fn.get("name")
+                    if tid or name:
+                        d.id = tid or ""
+                        d.name = name or ""
+                        self._seen_ids.add(key)
+                cd.tool_calls.append(d)
+            any_ = True
+        fc = delta.get("function_call")  # legacy functions API: one call, index 0
+        if fc:
+            d = pb.ToolCallDelta(index=0, arguments=fc.get("arguments") or "")
+            if (idx, 0) not in self._seen_ids and fc.get("name"):
+                d.name = fc["name"]
+                self._seen_ids.add((idx, 0))
+            cd.tool_calls.append(d)
+            any_ = True
+        finish = c.get("finish_reason")
+        if finish:
+            cd.provider_finish_reason = finish
+            cd.finish_reason = normalise_finish(finish)
+            any_ = True
+        return cd if any_ else None
+
+
+class OpenAIAdapter:
+    """The OpenAI-compatible Chat Completions API."""
+
+    family = "openai"
+
+    def build_request(
+        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool
+    ) -> UpstreamRequest:
+        body: dict[str, Any] = {"model": model, "messages": _messages(params), "stream": stream}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if params.HasField("temperature"):
+            body["temperature"] = params.temperature
+        if params.HasField("max_tokens"):
+            # api.openai.com's reasoning models reject max_tokens; compatible servers often only know it.
+            host = urlsplit(api_base).hostname or ""
+            key = "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
+            body[key] = params.max_tokens
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": schema(t.parameters_json),
+                    },
+                }
+                for t in params.tools
+            ]
+        headers = {
+            "authorization": f"Bearer {api_key}",
+            "content-type": "application/json",
+            "accept": "text/event-stream" if stream else "application/json",
+        }
+        return UpstreamRequest("POST", join_url(api_base, "/chat/completions"), headers, dumps(body))
+
+    def stream_decoder(self) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder()
+
+    def parse_response(self, body: bytes) -> pb.ChatResponse:
+        obj = loads(body, "openai response")
+        if not isinstance(obj, dict):
+            raise AdapterError("unexpected JSON in openai response from upstream")
+        if "error" in obj and "choices" not in obj:
+            etype, msg = error_message(obj, "openai")
+            raise UpstreamStreamError(msg, error_type=etype)
+        resp = pb.ChatResponse(model=obj.get("model") or "")
+        for c in obj.get("choices") or ():
+            msg_ = c.get("message") or {}
+            ch = resp.choices.add(
+                index=c.get("index") or 0,
+                text=msg_.get("content") or "",
+                refusal=msg_.get("refusal") or "",
+            )
+            for tc in msg_.get("tool_calls") or ():
+                fn = tc.get("function") or {}
+                ch.tool_calls.add(id=tc.get("id") or "", name=fn.get("name") or "",
+                                  arguments=fn.get("arguments") or "")
+            finish = c.get("finish_reason") or ""
+            ch.provider_finish_reason = finish
+            ch.finish_reason = normalise_finish(finish)
+        u = _usage(obj)
+        if u is not None:
+            resp.usage.CopyFrom(u)
+        return resp
+
+    def verify_request(self, *, api_base: str, api_key: str) -> UpstreamRequest:
+        headers = {"authorization": f"Bearer {api_key}", "accept": "application/json"}
+        return UpstreamRequest("GET", join_url(api_base, "/models"), headers)

@@ -1,0 +1,103 @@
+"""Incremental server-sent-events parser for provider response bodies (the proxy's hot path).
+
+Follows the WHATWG event-stream rules: ``\\n``, ``\\r\\n`` and ``\\r`` line endings, ``:`` comments,
+multi-line ``data``, ``field:value`` with or without the single leading space, ``id`` persisting
+across events, ``retry`` ignored. Input may be split at any byte (inside a UTF-8 character, between
+``\\r`` and ``\\n``): bytes are buffered until a blank line completes an event, and only whole events
+are decoded, so a split character is never decoded half-way.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSEEvent(NamedTuple):
+    """One dispatched event: its type ("message" unless named), its data, and the last event id."""
+
+    event: str
+    data: str
+    id: str | None
+
+
+class SSEParser:
+    """Feed bytes as they arrive; get back the events they complete."""
+
+    __slots__ = ("_buf", "_last_id", "_started", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._buf = b""  # unparsed bytes, line endings already normalised to \n
+        self._last_id: str | None = None
+        self._started = False  # BOM is only stripped at the very start of the stream
+        self._skip_lf = False  # last chunk ended on \r: it may be the first half of \r\n
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Parse ``chunk``; return the events it completes (possibly none)."""
+        if not chunk:
+            return []
+        if not self._started:
+            buf = self._buf + chunk
+            if len(buf) < 3 and _BOM.startswith(buf):
+                self._buf = buf  # too short to know whether it is a BOM yet
+                return []
+            self._started = True
+            self._buf = b""
+            chunk = buf[3:] if buf.startswith(_BOM) else buf
+        if self._skip_lf:
+            # The previous chunk ended on \r, already taken as a line end: a \n here completes \r\n.
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._skip_lf = chunk[-1] == 13
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        # Only the new bytes (and the one before them) can complete a blank line: don't rescan the rest.
+        start = len(self._buf) - 1 if self._buf else 0
+        buf = self._buf + chunk
+        if buf.find(b"\n\n", start) < 0:
+            self._buf = buf
+            return []
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop()
+        out: list[SSEEvent] = []
+        for block in blocks:
+            ev = self._dispatch(block)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: dispatch a final event that lacked its trailing blank line."""
+        buf, self._buf = self._buf, b""
+        if not buf.strip(b"\n"):
+            return []
+        ev = self._dispatch(buf)
+        return [ev] if ev is not None else []
+
+    def _dispatch(self, block: bytes) -> SSEEvent | None:
+        event = b""
+        data: list[bytes] = []
+        for line in block.split(b"\n"):
+            if not line or line[0] == 58:  # empty (leading blank line) or ":" comment
+                continue
+            name, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                event = value
+            elif name == b"id":
+                if b"\0" not in value:
+                    self._last_id = value.decode("utf-8", "replace")
+            # "retry" and unknown fields are ignored, as the spec says.
+        if not data:
+            return None
+        text = data[0] if len(data) == 1 else b"\n".join(data)
+        return SSEEvent(
+            event.decode("utf-8", "replace") if event else "message",
+            text.decode("utf-8", "replace"),
+            self._last_id,
+        )

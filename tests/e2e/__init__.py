@@ -1,0 +1,1 @@
+"""End-to-end tests: keyservice, proxyservice and the local upstream together, over mTLS gRPC."""

