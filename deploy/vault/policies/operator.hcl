@@ -1,0 +1,92 @@
+# operator: day-2 operations without access to any plaintext.
+#
+# Allowed: KV metadata (read, list, update custom_metadata / max_versions) and
+# version management (soft delete, undelete, destroy), transit key rotation and
+# min_decryption_version, key info, audit-log HMAC lookups, listing audit
+# devices, and issuing / revoking / tidying the services' certificates.
+#
+# Deliberately absent: secret/data/* (reading it would reveal tenants' keys) and
+# transit/decrypt/* (decrypting envelope ciphertext would too). Emergencies use
+# breakglass.hcl instead, which is separately guarded and audited.
+#
+# deploy/vault/bootstrap.sh renders this file for non-default mount, prefix and
+# key names (see keyservice.hcl).
+
+path "secret/metadata/byok/*" {
+  capabilities = ["read", "list", "update"]
+}
+
+# Delete-by-version management: soft delete, undelete and destroy given versions.
+path "secret/delete/byok/*" {
+  capabilities = ["update"]
+}
+
+path "secret/undelete/byok/*" {
+  capabilities = ["update"]
+}
+
+path "secret/destroy/byok/*" {
+  capabilities = ["update"]
+}
+
+# Transit key lifecycle: read info, rotate, and set min_decryption_version /
+# auto_rotate_period (after keyservice has rewrapped everything).
+path "transit/keys/byok" {
+  capabilities = ["read"]
+}
+
+path "transit/keys/byok/rotate" {
+  capabilities = ["update"]
+}
+
+path "transit/keys/byok/config" {
+  capabilities = ["update"]
+}
+
+# Audit: hash a value with an audit device's HMAC key to find it in the log, and
+# list the devices (sys/audit is a root-protected path, hence sudo).
+path "sys/audit-hash/*" {
+  capabilities = ["update"]
+}
+
+path "sys/audit" {
+  capabilities = ["read", "sudo"]
+}
+
+# Service certificates from the intermediate CA: issue per role, list / read
+# issued certificates, revoke, and tidy expired ones.
+path "pki_int/issue/keyservice" {
+  capabilities = ["update"]
+}
+
+path "pki_int/issue/proxyservice" {
+  capabilities = ["update"]
+}
+
+path "pki_int/issue/admin" {
+  capabilities = ["update"]
+}
+
+path "pki_int/issue/caller" {
+  capabilities = ["update"]
+}
+
+path "pki_int/certs" {
+  capabilities = ["list"]
+}
+
+path "pki_int/cert/*" {
+  capabilities = ["read"]
+}
+
+path "pki_int/revoke" {
+  capabilities = ["update"]
+}
+
+path "pki_int/tidy" {
+  capabilities = ["update"]
+}
+
+path "pki_int/tidy-status" {
+  capabilities = ["read"]
+}
