@@ -221,14 +221,15 @@ fi
 
 # pki_role NAME SERVER CLIENT DOMAINS: certificates carry the SPIFFE id as URI SAN
 # (spiffe://<trust domain>/<name>, or .../<name>/<instance> for admins and callers),
-# which is the identity the services authorise on.
+# which is the identity the services authorise on. Workloads deployed by the Helm chart carry the
+# Kubernetes form spiffe://<trust domain>/ns/<namespace>/sa/<service account> instead (EXTRA_URIS).
 pki_role() {
-  local name="$1" server="$2" client="$3" domains="$4" subdomains="$5"
+  local name="$1" server="$2" client="$3" domains="$4" subdomains="$5" extra_uris="${6:-}"
   write_converge "pki role $PKI_INT_MOUNT/roles/$name (spiffe://$TRUST_DOMAIN/$name)" \
     "$PKI_INT_MOUNT/roles/$name" "$PKI_INT_MOUNT/roles/$name" \
     allowed_domains="$domains" allow_bare_domains=true allow_glob_domains=true \
     allow_subdomains="$subdomains" allow_localhost="$server" allow_ip_sans="$server" \
-    allowed_uri_sans="spiffe://$TRUST_DOMAIN/$name,spiffe://$TRUST_DOMAIN/$name/*" \
+    allowed_uri_sans="spiffe://$TRUST_DOMAIN/$name,spiffe://$TRUST_DOMAIN/$name/*${extra_uris:+,$extra_uris}" \
     enforce_hostnames=true server_flag="$server" client_flag="$client" \
     key_type=ec key_bits=256 ttl="$PKI_CERT_TTL" max_ttl="$PKI_CERT_MAX_TTL"
 }
@@ -237,10 +238,12 @@ svc_domains() {
   local s="$1" ns="$K8S_NAMESPACE"
   echo "$s,$s.$ns.svc,$s.$ns.svc.cluster.local,*-$s,*-$s.$ns.svc,*-$s.$ns.svc.cluster.local,localhost"
 }
-pki_role keyservice true false "$(svc_domains keyservice)" false
-pki_role proxyservice true true "$(svc_domains proxyservice)" true
+pki_role keyservice true false "$(svc_domains keyservice)" false \
+  "spiffe://$TRUST_DOMAIN/ns/$K8S_NAMESPACE/sa/*keyservice"
+pki_role proxyservice true true "$(svc_domains proxyservice)" true \
+  "spiffe://$TRUST_DOMAIN/ns/$K8S_NAMESPACE/sa/*proxyservice"
 pki_role admin false true admin true
-pki_role caller false true caller true
+pki_role caller false true caller true "spiffe://$TRUST_DOMAIN/ns/*/sa/*"
 
 # --- policies ------------------------------------------------------------------
 # proxyservice has none on purpose: it never talks to Vault.
