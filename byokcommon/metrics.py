@@ -24,7 +24,8 @@ class RpcMetrics:
                                 ["method", "code"], registry=self.registry)
         self.duration = Histogram("byok_rpc_duration_seconds", "RPC handling time, by method.", ["method"],
                                   buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.in_flight = Gauge("byok_rpc_in_flight", "RPCs being handled now.", registry=self.registry)
+        self.in_flight = Gauge("byok_rpc_in_flight", "RPCs being handled now.", registry=self.registry,
+                               multiprocess_mode="livesum")
         self.rejected = Counter("byok_rpc_rejected_total", "RPCs refused because the concurrency limit was hit.",
                                 registry=self.registry)
 

@@ -67,6 +67,10 @@ def start(state: Path = STATE_DIR) -> Stack:
 
 
 def _start(state: Path, group: ProcessGroup) -> Stack:
+    # The dev OpenBao keeps secrets in memory only, so a database from an earlier run would point at
+    # secrets that no longer exist: the local stack starts empty every time.
+    for stale in state.glob("keyservice.db*"):
+        stale.unlink()
     certs = state / "certs"
     ca = CertificateAuthority.create("byok local dev CA")
     for name, identity in (("keyservice", spiffe_id("keyservice")), ("proxyservice", PROXY), ("admin", ADMIN),
@@ -105,7 +109,8 @@ def _start(state: Path, group: ProcessGroup) -> Stack:
         BYOK_GRPC_ADDR=f"127.0.0.1:{proxy_port}", BYOK_HEALTH_ADDR=f"127.0.0.1:{proxy_health}",
         BYOK_METRICS_ADDR=f"127.0.0.1:{proxy_metrics}", BYOK_TLS_CERT=str(certs / "proxyservice.crt"),
         BYOK_TLS_KEY=str(certs / "proxyservice.key"), BYOK_TLS_CA=str(certs / "ca.crt"),
-        BYOK_KEYSERVICE_ADDR=f"localhost:{ks_port}", BYOK_LOG_LEVEL=os.environ.get("BYOK_LOG_LEVEL", "info"))
+        BYOK_KEYSERVICE_ADDR=f"localhost:{ks_port}", BYOK_LOG_LEVEL=os.environ.get("BYOK_LOG_LEVEL", "info"),
+        BYOK_WORKERS=os.environ.get("BYOK_WORKERS", "1"))
     group.start("proxyservice", [python(), "-m", "proxyservice"], proxy_env, port=proxy_port)
 
     stack = Stack(state=state, vault_addr=vault_addr, vault_token=token, keyservice_port=ks_port,

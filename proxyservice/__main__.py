@@ -18,6 +18,10 @@ def main() -> int:
     except (SettingsError, FileNotFoundError) as exc:
         print(f"proxyservice: bad setting: {exc}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        from proxyservice.workers import supervise
+
+        return supervise(environ(), settings.workers, settings.metrics_addr)
     configure(settings.log_level, service="proxyservice")
     try:
         import uvloop

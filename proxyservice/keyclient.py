@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
+
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
-
 from byokcommon.tls import TlsFiles, channel_credentials
 from proxyservice import errors
 

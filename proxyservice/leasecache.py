@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from byok.keys.v1 import key_service_pb2 as kpb
-
 from proxyservice.keyclient import LeaseKey
 
 Fetch = Callable[[LeaseKey, tuple[str, ...]], Awaitable[kpb.IssueKeyLeaseResponse]]

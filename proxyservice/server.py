@@ -13,10 +13,10 @@ from typing import Any
 import grpc
 import httpx
 import structlog
-from byok.proxy.v1 import chat_service_pb2, chat_service_pb2_grpc
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from byok.proxy.v1 import chat_service_pb2, chat_service_pb2_grpc
 from byokcommon.health import SERVING, new_health_servicer, start_plaintext_health_server
 from byokcommon.interceptor import RequestInterceptor
 from byokcommon.metrics import RpcMetrics, start_metrics_server

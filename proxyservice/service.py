@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import grpc
 import httpx
 import structlog
+
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
-
 from byokcommon.tls import peer_identity
 from proxyservice import errors
 from proxyservice.adapters import adapter_for

@@ -38,6 +38,8 @@ class ProxySettings:
     max_request_bytes: int = 4 << 20
     # Log level (BYOK_LOG_LEVEL).
     log_level: str = "info"
+    # Worker processes sharing the port with SO_REUSEPORT (BYOK_WORKERS); 1 = this process serves.
+    workers: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProxySettings:
@@ -61,4 +63,5 @@ class ProxySettings:
             max_concurrent_rpcs=env_int(env, "BYOK_MAX_CONCURRENT_RPCS", 4096, minimum=1, maximum=1_000_000),
             max_request_bytes=env_int(env, "BYOK_MAX_REQUEST_BYTES", 4 << 20, minimum=1024, maximum=64 << 20),
             log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            workers=env_int(env, "BYOK_WORKERS", 1, minimum=1, maximum=64),
         )

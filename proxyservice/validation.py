@@ -6,7 +6,6 @@ import json
 import re
 
 from byok.proxy.v1 import chat_service_pb2 as pb
-
 from proxyservice.errors import InvalidArgument
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")

@@ -13,7 +13,6 @@ import json
 from typing import Any
 
 from byok.proxy.v1 import chat_service_pb2 as pb
-
 from proxyservice.adapters.base import (
     AdapterError,
     UpstreamRequest,

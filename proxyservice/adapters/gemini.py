@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import quote
 
 from byok.proxy.v1 import chat_service_pb2 as pb
-
 from proxyservice.adapters.base import (
     AdapterError,
     UpstreamRequest,

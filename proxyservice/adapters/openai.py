@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from byok.proxy.v1 import chat_service_pb2 as pb
-
 from proxyservice.adapters.base import (
     AdapterError,
     UpstreamRequest,

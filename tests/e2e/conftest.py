@@ -20,7 +20,12 @@ from proxyservice.server import ProxyApp
 from proxyservice.server import create_server as create_proxy
 from tests.support.bao import BaoDevServer
 from tests.support.stack import (
-    CALLER, Identities, keyservice_settings, proxy_settings, secure_channel, upstream_base_urls,
+    CALLER,
+    Identities,
+    keyservice_settings,
+    proxy_settings,
+    secure_channel,
+    upstream_base_urls,
 )
 
 

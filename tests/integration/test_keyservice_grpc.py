@@ -232,9 +232,10 @@ async def test_revocations_reach_watchers_within_a_second(admin, proxy) -> None:
 
 async def test_mtls_refuses_unauthenticated_and_untrusted(app: KeyServiceApp, ids: Identities,
                                                           tmp_path: Path) -> None:
+    import datetime as dt
+
     from byokcommon.devcerts import CertificateAuthority
     from byokcommon.tls import TlsFiles
-    import datetime as dt
 
     async def call(creds: grpc.ChannelCredentials) -> grpc.StatusCode:
         async with grpc.aio.secure_channel(f"localhost:{app.port}", creds) as channel:
@@ -257,8 +258,9 @@ async def test_mtls_refuses_unauthenticated_and_untrusted(app: KeyServiceApp, id
                                                  Path(expired.cert).read_bytes())
     assert await call(expired_creds) == grpc.StatusCode.UNAVAILABLE
     stranger = ids.ca.write_identity(tmp_path / "stranger", "stranger", spiffe="spiffe://byok.local/stranger")
-    assert await call(grpc.ssl_channel_credentials(ca_pem, Path(stranger.key).read_bytes(),
-                                                   Path(stranger.cert).read_bytes())) == grpc.StatusCode.PERMISSION_DENIED
+    stranger_creds = grpc.ssl_channel_credentials(ca_pem, Path(stranger.key).read_bytes(),
+                                                  Path(stranger.cert).read_bytes())
+    assert await call(stranger_creds) == grpc.StatusCode.PERMISSION_DENIED
     assert await call(grpc.ssl_channel_credentials(ca_pem, Path(ids.admin.key).read_bytes(),
                                                    Path(ids.admin.cert).read_bytes())) == grpc.StatusCode.OK
     assert TlsFiles  # the type used above

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from byok.proxy.v1 import chat_service_pb2 as pb
 
+from byok.proxy.v1 import chat_service_pb2 as pb
 from proxyservice.accumulate import accumulate
 from proxyservice.adapters import (
     AdapterError,

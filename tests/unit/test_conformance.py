@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from byok.proxy.v1 import chat_service_pb2 as pb
 
+from byok.proxy.v1 import chat_service_pb2 as pb
 from proxyservice.accumulate import accumulate, to_chat_response
 from proxyservice.adapters import adapter_for, normalise_finish
 
