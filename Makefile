@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv run test test-unit test-integration lint protos protos-check demo bench clean
+.PHONY: venv run test test-unit lint protos protos-check demo bench bench-peers reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,15 @@ demo: venv
 
 ## bench: proxy benchmarks (not part of make test)
 bench: venv
-	$(PY) -m tests.perf.bench
+	$(PY) -m bench
 
 clean:
 	rm -rf .byok .pytest_cache
+
+## bench-peers: benchmarks including LiteLLM (installed into its own virtualenv)
+bench-peers: venv
+	$(PY) -m bench --peers
+
+## reliability: faults, load, bad input and leak scenarios; writes reliability/report.md (≤ 20 minutes)
+reliability: venv
+	$(PY) -m reliability
