@@ -1,0 +1,69 @@
+"""The local stack as a newcomer uses it (`make run`, then byokctl and the vault CLI), as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.demo import run_demo
+from devstack.stack import Stack, bao_binary, byokctl, start
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start(tmp_path_factory.mktemp("byok-state"))
+    try:
+        yield running
+    finally:
+        running.processes.stop()
+
+
+def test_add_list_rotate_deactivate_delete_with_byokctl(stack: Stack) -> None:
+    key = "sk-proj-" + secrets.token_hex(20)
+    created = json.loads(byokctl(stack, "--json", "keys", "add", "--org", "newco", "--provider", "openai",
+                                 "--name", "main", stdin=key + "\n").stdout)
+    credential_id = created["credential_id"]
+    listing = byokctl(stack, "keys", "list", "--org", "newco").stdout
+    assert credential_id in listing and key not in listing and key[-4:] in listing
+
+    path = f"{created['secret_ref']['mount']}/{created['secret_ref']['path']}"
+    env = {**os.environ, **stack.client_env()}
+    meta = json.loads(subprocess.run([bao_binary(), "kv", "metadata", "get", "-format=json", path], env=env,
+                                     capture_output=True, text=True, check=True, timeout=30).stdout)
+    custom = meta["data"]["custom_metadata"]
+    assert (custom["org_id"], custom["provider"], custom["name"], custom["credential_id"]) == (
+        "newco", "openai", "main", credential_id)
+    assert key not in json.dumps(meta)
+
+    rotated = json.loads(byokctl(stack, "--json", "keys", "rotate", credential_id,
+                                 stdin="sk-proj-" + secrets.token_hex(20) + "\n").stdout)
+    assert rotated["secret_ref"]["version"] == "2"
+    deactivated = json.loads(byokctl(stack, "--json", "keys", "deactivate", credential_id).stdout)
+    assert deactivated["active"] is False
+    byokctl(stack, "keys", "delete", credential_id)
+    missing = byokctl(stack, "keys", "get", credential_id, check=False)
+    assert missing.returncode == 3 and "NOT_FOUND" in missing.stderr
+
+
+def test_key_never_on_the_command_line(stack: Stack) -> None:
+    refused = byokctl(stack, "keys", "add", "--org", "x", "--provider", "openai", "--name", "n", "--api-key",
+                      "sk-proj-" + "a" * 40, check=False)
+    assert refused.returncode == 2  # there is no such flag: keys come from stdin or a prompt
+
+
+def test_demo_story(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_demo(stack) == 0
+    out = capsys.readouterr().out
+    assert "credential.deactivate" in out and "lease.issue" in out and "exit code 3" in out
+
+
+def test_state_stays_under_the_state_directory(stack: Stack) -> None:
+    assert (stack.state / "certs" / "admin.key").stat().st_mode & 0o077 == 0
+    assert (stack.env_file.stat().st_mode & 0o077) == 0
+    assert Path(stack.state / "keyservice.db").exists()
