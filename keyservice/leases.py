@@ -16,8 +16,10 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
+from byokcommon.redaction import redact_text
 from keyservice import audit, validation
-from keyservice.errors import NotFound, PermissionDenied
+from keyservice.audit_writer import AuditWriter
+from keyservice.errors import InvalidArgument, NotFound, PermissionDenied
 from keyservice.providers import PROVIDERS, ProviderSpec, get_provider, provider_for_model
 from keyservice.store import CredentialRow, Store
 from keyservice.vault import VaultClient
@@ -54,8 +56,9 @@ class Lease:
 
 class LeaseIssuer:
     def __init__(self, store: Store, vault: VaultClient, *, ttl_seconds: int, platform_keys: dict[str, str],
-                 provider_base_urls: dict[str, str]) -> None:
+                 provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None) -> None:
         self.store = store
+        self._audit = audit_writer.add if audit_writer is not None else store.append_audit
         self.vault = vault
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self._platform_keys = platform_keys
@@ -68,7 +71,8 @@ class LeaseIssuer:
         validation.identity(req.caller_identity)
         if not self.store.is_bound(req.caller_identity, req.org_id, req.project_id):
             self._audit_refusal(actor, req, "caller_not_bound")
-            raise PermissionDenied(f"caller {req.caller_identity} is not bound to org {req.org_id}"
+            # The identity is masked if key-shaped: a key pasted into this field must not be echoed or logged.
+            raise PermissionDenied(f"caller {redact_text(req.caller_identity)} is not bound to org {req.org_id}"
                                    + (f" project {req.project_id}" if req.project_id else ""))
         if req.credential_id:
             validation.credential_id(req.credential_id)
@@ -85,20 +89,22 @@ class LeaseIssuer:
             credential_id=row.credential_id, provider=row.provider, family=spec.family, api_key=api_key,
             api_base=row.api_base or self._base(spec), default_model=row.default_model or spec.default_model,
             secret_version=row.secret_version)
-        self.store.append_audit(audit.event(actor, "lease.issue", credential_id=row.credential_id,
+        self._audit(audit.event(actor, "lease.issue", credential_id=row.credential_id,
                                             org_id=req.org_id, lease_id=lease.lease_id, caller=req.caller_identity,
                                             provider=row.provider, secret_version=row.secret_version))
         return lease
 
     def _provider(self, req: LeaseRequest) -> ProviderSpec:
         if req.provider:
-            return get_provider(req.provider)
+            return requested_provider(req.provider)
         if not req.model:
-            from keyservice.errors import InvalidArgument
-
             raise InvalidArgument("provider", "provider or model is required")
         validation.model(req.model, "model")
-        return provider_for_model(req.model)
+        try:
+            return provider_for_model(req.model)
+        except InvalidArgument:
+            # Re-raised without the model name, which the generic message echoes (see requested_provider).
+            raise InvalidArgument("model", "no provider serves this model; name the provider explicitly") from None
 
     def _explicit(self, req: LeaseRequest) -> CredentialRow:
         row = self.store.get_credential(req.credential_id)
@@ -127,7 +133,7 @@ class LeaseIssuer:
             lease_id="lease_" + uuid.uuid4().hex, expires_at=audit.now() + self.ttl, key_source="platform",
             credential_id="", provider=spec.name, family=spec.family, api_key=key, api_base=self._base(spec),
             default_model=spec.default_model, secret_version=0)
-        self.store.append_audit(audit.event(actor, "lease.issue", org_id=req.org_id, lease_id=lease.lease_id,
+        self._audit(audit.event(actor, "lease.issue", org_id=req.org_id, lease_id=lease.lease_id,
                                             caller=req.caller_identity, provider=spec.name, key_source="platform"))
         return lease
 
@@ -135,8 +141,16 @@ class LeaseIssuer:
         return self._base_urls.get(spec.name) or spec.default_api_base
 
     def _audit_refusal(self, actor: str, req: LeaseRequest, why: str, **details: str) -> None:
-        self.store.append_audit(audit.event(actor, "lease.refuse", org_id=req.org_id, outcome=why,
-                                            caller=req.caller_identity, **details))
+        self._audit(audit.event(actor, "lease.refuse", org_id=req.org_id, outcome=why,
+                                            caller=redact_text(req.caller_identity), **details))
+
+
+def requested_provider(name: str, field: str = "provider") -> ProviderSpec:
+    """get_provider() for names that come from a request: an unknown name is not echoed back (providers'
+    own message quotes it, and a key pasted into the field would land in the error and the RPC log)."""
+    if name and name not in PROVIDERS:
+        raise InvalidArgument(field, f"unknown provider; known: {', '.join(sorted(PROVIDERS))}")
+    return get_provider(name, field)
 
 
 def known_provider_names() -> list[str]:

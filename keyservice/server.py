@@ -13,21 +13,22 @@ from typing import Any
 
 import grpc
 import structlog
-from byok.keys.v1 import key_service_pb2, key_service_pb2_grpc
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from byok.keys.v1 import key_service_pb2, key_service_pb2_grpc
 from byokcommon.health import NOT_SERVING, SERVING, new_health_servicer, start_plaintext_health_server
 from byokcommon.interceptor import RequestInterceptor
 from byokcommon.metrics import RpcMetrics, start_metrics_server
 from byokcommon.tls import ReloadingServerCredentials
+from keyservice.audit_writer import AuditWriter
 from keyservice.authz import RoleAuthorizer
 from keyservice.credentials import CredentialManager
 from keyservice.leases import LeaseIssuer
 from keyservice.reconciler import run_periodically
+from keyservice.revocation_feed import RevocationFeed
 from keyservice.service import KeyServicer
 from keyservice.settings import KeyServiceSettings
-from keyservice.revocation_feed import RevocationFeed
 from keyservice.store import Store
 from keyservice.vault import VaultClient
 
@@ -53,6 +54,7 @@ class KeyServiceApp:
     _metrics_server: Any = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _executor: ThreadPoolExecutor | None = None
+    audit_writer: AuditWriter | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         for task in self._tasks:
@@ -69,6 +71,8 @@ class KeyServiceApp:
             self._metrics_server.server_close()
         if self._executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.audit_writer:
+            self.audit_writer.close()
         self.vault.close()
         self.store.close()
 
@@ -87,11 +91,13 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
     feed = RevocationFeed(store)
     await feed.start()
     credentials = CredentialManager(store, vault, keep_secret_versions=settings.keep_secret_versions)
+    audit_writer = AuditWriter(store)
     leases = LeaseIssuer(store, vault, ttl_seconds=settings.lease_ttl_seconds,
-                         platform_keys=settings.platform_keys, provider_base_urls=settings.provider_base_urls)
+                         platform_keys=settings.platform_keys, provider_base_urls=settings.provider_base_urls,
+                         audit_writer=audit_writer)
     servicer = KeyServicer(store=store, credentials=credentials, leases=leases, feed=feed, executor=executor,
                            verify_timeout=settings.verify_timeout_seconds,
-                           provider_base_urls=settings.provider_base_urls)
+                           provider_base_urls=settings.provider_base_urls, audit_writer=audit_writer)
     interceptor = RequestInterceptor(authorize=RoleAuthorizer(settings.roles), metrics=metrics,
                                      max_concurrent=settings.max_concurrent_rpcs)
     server = grpc.aio.server(interceptors=[interceptor], options=[
@@ -108,7 +114,8 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
     port = server.add_secure_port(settings.grpc_addr, tls.credentials)
     await server.start()
     app = KeyServiceApp(server=server, port=port, health_port=0, metrics_port=0, store=store, vault=vault,
-                        feed=feed, interceptor=interceptor, tls=tls, metrics=metrics, _executor=executor)
+                        feed=feed, interceptor=interceptor, tls=tls, metrics=metrics, _executor=executor,
+                        audit_writer=audit_writer)
     if settings.health_addr:
         app._health_server, app.health_port = await start_plaintext_health_server(health, settings.health_addr)
     if settings.metrics_addr:

@@ -4,19 +4,21 @@ and turns results into protobuf messages. Role checks happen before this, in the
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
+
 from byok.keys.v1 import key_service_pb2 as pb
 from byok.keys.v1 import key_service_pb2_grpc as pb_grpc
-
 from byokcommon.tls import peer_identity
 from keyservice import audit, convert, validation
+from keyservice.audit_writer import AuditWriter
 from keyservice.credentials import CredentialManager, NewCredential
 from keyservice.errors import InvalidArgument, translate_foreign
-from keyservice.leases import LeaseIssuer, LeaseRequest
+from keyservice.leases import LeaseIssuer, LeaseRequest, requested_provider
 from keyservice.providers import PROVIDERS, get_provider
 from keyservice.revocation_feed import RevocationFeed
 from keyservice.store import Store
@@ -25,13 +27,15 @@ from keyservice.verify import verify_key
 T = TypeVar("T")
 
 KEY_SOURCE_TO_PB = {"tenant": pb.KEY_SOURCE_TENANT, "platform": pb.KEY_SOURCE_PLATFORM}
+_LEASE_ID = re.compile(r"lease_[0-9a-f]{32}")
 _HEALTHS = {pb.CREDENTIAL_HEALTH_INVALID: "invalid"}
 
 
 class KeyServicer(pb_grpc.KeyServiceServicer):
     def __init__(self, *, store: Store, credentials: CredentialManager, leases: LeaseIssuer,
                  feed: RevocationFeed, executor: ThreadPoolExecutor, verify_timeout: float,
-                 provider_base_urls: dict[str, str]) -> None:
+                 provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None) -> None:
+        self.audit_writer = audit_writer
         self.store = store
         self.credentials = credentials
         self.leases = leases
@@ -69,7 +73,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
     async def ListCredentials(self, request: pb.ListCredentialsRequest, context: grpc.aio.ServicerContext
                               ) -> pb.ListCredentialsResponse:
         if request.provider:
-            get_provider(request.provider)
+            requested_provider(request.provider)
         rows, token = await self._run(
             self.store.list_credentials, org_id=validation.scope_id(request.org_id, "org_id"),
             project_id=validation.scope_id(request.project_id, "project_id"),
@@ -141,6 +145,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: grpc.aio.ServicerContext
                               ) -> pb.ListAuditEventsResponse:
         since = request.since.ToDatetime(tzinfo=audit.now().tzinfo) if request.HasField("since") else None
+        if self.audit_writer is not None:
+            await self._run(self.audit_writer.flush)  # read-your-writes for batched lease events
         rows, token = await self._run(
             self.store.list_audit, org_id=validation.scope_id(request.org_id, "org_id"),
             credential_id=validation.credential_id(request.credential_id) if request.credential_id else "",
@@ -252,22 +258,26 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         credential_id = validation.credential_id(request.credential_id)
         if not 100 <= request.http_status <= 599:
             raise InvalidArgument("http_status", "must be an HTTP status code (100-599)")
+        # Checked rather than truncated: the lease id goes into the audit log, and a key pasted into this
+        # field would otherwise be stored there.
+        if request.lease_id and not _LEASE_ID.fullmatch(request.lease_id):
+            raise InvalidArgument("lease_id", "must look like lease_ followed by 32 hex digits")
         actor = peer_identity(context)
         if request.http_status in (401, 403):
             row = await self._run(self.credentials.record_health, actor, credential_id, "invalid",
                                   action="credential.report_failure", http_status=request.http_status,
-                                  lease_id=request.lease_id[:64])
+                                  lease_id=request.lease_id)
             self.feed.poke()
         else:
             row = await self._run(self.store.get_credential, credential_id)
             await self._run(self.store.append_audit, audit.event(
                 actor, "credential.report_failure", credential_id=credential_id, org_id=row.org_id,
-                http_status=request.http_status, lease_id=request.lease_id[:64]))
+                http_status=request.http_status, lease_id=request.lease_id))
         return pb.ReportKeyFailureResponse(health=convert.HEALTH_TO_PB.get(row.health, 0))
 
 
 def _new_credential(request: Any) -> NewCredential:
-    get_provider(request.provider)
+    requested_provider(request.provider)
     scope = request.scope
     return NewCredential(
         provider=request.provider,

@@ -704,6 +704,14 @@ class Store:
         with self._write() as tx:
             tx.audit(row)
 
+    def append_audits(self, rows: list[AuditRow]) -> None:
+        """Several events in one transaction (the lease path's batched audit)."""
+        if not rows:
+            return
+        with self._write() as tx:
+            for row in rows:
+                tx.audit(row)
+
     def list_audit(
         self,
         *,

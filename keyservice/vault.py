@@ -128,6 +128,9 @@ class VaultClient:
         session.mount("https://", pool)
         verify: str | bool = settings.ca_cert or True
         session.verify = verify
+        # No proxy/netrc lookups from the environment on every call: Vault is addressed directly, and the
+        # lookups cost more than the request itself on the lease path.
+        session.trust_env = False
         self._client = hvac.Client(
             url=settings.addr,
             token=settings.token if settings.auth == "token" else None,

@@ -1,0 +1,72 @@
+"""Batched audit writes for the lease path: one transaction per batch instead of one per lease.
+
+Management changes write their audit event in the same transaction as the change (the store does that);
+lease events are the high-rate ones, so they are queued and written by one thread every `interval` seconds
+or every `batch` events, whichever comes first. `close()` flushes what is queued. If the database is down
+the batch is retried until it is back (events are kept, up to `max_pending`; beyond that the oldest are
+dropped and counted, because a lease must not wait on an audit backlog).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import structlog
+
+from keyservice.errors import KeyServiceError
+from keyservice.store import AuditRow, Store
+
+_log = structlog.get_logger("byok.audit")
+
+
+class AuditWriter:
+    def __init__(self, store: Store, *, interval: float = 0.05, batch: int = 500,
+                 max_pending: int = 100_000) -> None:
+        self._store = store
+        self._interval = interval
+        self._batch = batch
+        self._pending: deque[AuditRow] = deque()
+        self._max_pending = max_pending
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def add(self, row: AuditRow) -> None:
+        with self._lock:
+            if len(self._pending) >= self._max_pending:
+                self._pending.popleft()
+                self.dropped += 1
+            self._pending.append(row)
+            if len(self._pending) >= self._batch:
+                self._wake.set()
+
+    def flush(self) -> None:
+        """Write everything queued now (from the calling thread)."""
+        while True:
+            with self._lock:
+                rows = [self._pending.popleft() for _ in range(min(self._batch, len(self._pending)))]
+            if not rows:
+                return
+            try:
+                self._store.append_audits(rows)
+            except KeyServiceError as exc:
+                with self._lock:
+                    self._pending.extendleft(reversed(rows))
+                _log.warning("audit.flush_failed", error=exc.message, pending=len(self._pending))
+                return
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self.flush()
