@@ -37,7 +37,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
     past it calls fail at once with RESOURCE_EXHAUSTED instead of queueing."""
 
     def __init__(self, *, authorize: Authorize, metrics: RpcMetrics, max_concurrent: int,
-                 exempt_prefixes: tuple[str, ...] = ("/grpc.health.v1.", "/grpc.reflection.")) -> None:
+                 exempt_prefixes: tuple[str, ...] = ("/grpc.health.v1.", "/grpc.reflection."),
+                 log_success: bool = True) -> None:
+        # A service that writes its own richer line per request (the proxy) turns the generic one off
+        # for successes; failures are always logged here.
+        self._log_success = log_success
         self._authorize = authorize
         self._metrics = metrics
         self._max = max_concurrent
@@ -153,6 +157,9 @@ class _Call:
         name = code.name if isinstance(code, grpc.StatusCode) else str(code)
         owner._metrics.requests.labels(self.method, name).inc()
         owner._metrics.duration.labels(self.method).observe(elapsed)
-        log = _log.info if name in ("OK", "NOT_FOUND", "CANCELLED") else _log.warning
-        log("rpc", code=name, duration_ms=round(elapsed * 1000, 3), messages=self.messages or None)
+        if name == "OK" and not owner._log_success:
+            pass
+        else:
+            log = _log.info if name in ("OK", "NOT_FOUND", "CANCELLED") else _log.warning
+            log("rpc", code=name, duration_ms=round(elapsed * 1000, 3), messages=self.messages or None)
         structlog.contextvars.unbind_contextvars("request_id", "method", "peer")

@@ -111,3 +111,19 @@ def to_chat_response(responses: Iterable[pb.StreamChatResponse], provider: str =
         for _, call in sorted(ch.calls.items()):
             c.tool_calls.add(id=call.id, name=call.name, arguments="".join(call.args))
     return out
+
+
+def coalesce(responses: list[pb.StreamChatResponse]) -> pb.StreamChatResponse:
+    """Merge responses decoded from one upstream read into one message, losing nothing a caller folds.
+
+    Choice deltas keep their order (the fold joins fragments in order); the last model and usage win, as in
+    the fold. One gRPC message instead of several is what makes a burst of small provider frames cheap.
+    """
+    merged = pb.StreamChatResponse()
+    for r in responses:
+        merged.choices.extend(r.choices)
+        if r.model:
+            merged.model = r.model
+        if r.HasField("usage"):
+            merged.usage.CopyFrom(r.usage)
+    return merged

@@ -86,7 +86,7 @@ async def create_server(settings: ProxySettings, *, upstream_transport: httpx.As
                         max_connections=settings.upstream_max_connections, transport=upstream_transport)
     servicer = ChatServicer(cache=cache, keys=keys, upstream=upstream, metrics=metrics)
     interceptor = RequestInterceptor(authorize=_any_authenticated_caller, metrics=rpc_metrics,
-                                     max_concurrent=settings.max_concurrent_rpcs)
+                                     max_concurrent=settings.max_concurrent_rpcs, log_success=False)
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.keepalive_time_ms", 30_000),

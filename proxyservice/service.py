@@ -21,6 +21,7 @@ from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
 from byokcommon.tls import peer_identity
 from proxyservice import errors
+from proxyservice.accumulate import coalesce
 from proxyservice.adapters import adapter_for
 from proxyservice.adapters.base import AdapterError, RequestMappingError
 from proxyservice.keyclient import KeyServiceClient, LeaseKey
@@ -73,12 +74,16 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                 async for chunk in response.aiter_bytes():  # decoded: a provider may compress
                     if outcome.ttfb is None:
                         outcome.ttfb = time.perf_counter() - outcome.started
-                    for message in decoder.feed(chunk):
-                        if message.HasField("usage"):
-                            outcome.usage = message.usage
-                        yield message
-                for message in decoder.close():
+                    messages = decoder.feed(chunk)
+                    if not messages:
+                        continue
+                    message = messages[0] if len(messages) == 1 else coalesce(messages)
+                    if message.HasField("usage"):
+                        outcome.usage = message.usage
                     yield message
+                tail = decoder.close()
+                if tail:
+                    yield coalesce(tail)
             except AdapterError as exc:
                 for message in exc.partial:
                     yield message
