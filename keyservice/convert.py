@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from byok.keys.v1 import key_service_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from byok.keys.v1 import key_service_pb2 as pb
 from keyservice.store import AuditRow, BindingRow, CredentialRow
 
 HEALTH_TO_PB = {
