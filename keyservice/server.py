@@ -97,7 +97,8 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
                          audit_writer=audit_writer)
     servicer = KeyServicer(store=store, credentials=credentials, leases=leases, feed=feed, executor=executor,
                            verify_timeout=settings.verify_timeout_seconds,
-                           provider_base_urls=settings.provider_base_urls, audit_writer=audit_writer)
+                           provider_base_urls=settings.provider_base_urls, audit_writer=audit_writer,
+                           on_lease=_lease_counter(metrics))
     interceptor = RequestInterceptor(authorize=RoleAuthorizer(settings.roles), metrics=metrics,
                                      max_concurrent=settings.max_concurrent_rpcs)
     server = grpc.aio.server(interceptors=[interceptor], options=[
@@ -151,6 +152,17 @@ async def _watch_dependencies(health: Any, store: Store, vault: VaultClient, exe
             await health.set(SERVICE_NAME, wanted)
             _log.warning("keyservice.dependencies", serving=ok)
         await asyncio.sleep(5)
+
+
+def _lease_counter(metrics: RpcMetrics) -> Any:
+    from prometheus_client import Counter
+
+    leases = Counter("byok_leases_issued_total", "Key leases issued, by provider and key source.",
+                     ["provider", "key_source"], registry=metrics.registry)
+
+    def count(provider: str, key_source: str) -> None:
+        leases.labels(provider, key_source).inc()
+    return count
 
 
 def _vault_observer(metrics: RpcMetrics) -> Any:

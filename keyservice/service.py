@@ -34,8 +34,10 @@ _HEALTHS = {pb.CREDENTIAL_HEALTH_INVALID: "invalid"}
 class KeyServicer(pb_grpc.KeyServiceServicer):
     def __init__(self, *, store: Store, credentials: CredentialManager, leases: LeaseIssuer,
                  feed: RevocationFeed, executor: ThreadPoolExecutor, verify_timeout: float,
-                 provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None) -> None:
+                 provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None,
+                 on_lease: Callable[[str, str], None] | None = None) -> None:
         self.audit_writer = audit_writer
+        self.on_lease = on_lease
         self.store = store
         self.credentials = credentials
         self.leases = leases
@@ -233,6 +235,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             provider=request.provider, model=request.model, credential_id=request.credential_id,
             caller_identity=request.caller_identity, exclude=frozenset(request.exclude_credential_ids))
         lease = await self._run(self.leases.issue, peer_identity(context), req)
+        if self.on_lease is not None:
+            self.on_lease(lease.provider, lease.key_source)
         return pb.IssueKeyLeaseResponse(
             lease_id=lease.lease_id, expire_time=convert.timestamp(lease.expires_at),
             key_source=KEY_SOURCE_TO_PB[lease.key_source], credential_id=lease.credential_id,

@@ -231,3 +231,22 @@ async def test_random_chunking_of_generated_streams_is_lossless(system: System) 
         system.upstream.config.chunk_size = rng.choice([1, 3, 17, -1])
         result = accumulate((await collect(system, params("chunks", "gemini-2.0-flash")))[1:], "gemini")
         assert result["choices"][0]["text"].startswith("alpha bravo")
+
+
+async def test_metrics_endpoints_expose_counts_without_tenant_labels(system: System) -> None:
+    import httpx
+
+    await system.add_key("metrics-org", "openai", openai_key())
+    await system.bind("metrics-org")
+    await collect(system, params("metrics-org", "gpt-4o-mini"))
+    await collect(system, params("metrics-org", "gpt-4o-mini"))
+    async with httpx.AsyncClient() as client:
+        proxy_text = (await client.get(f"http://127.0.0.1:{system.proxy.metrics_port}/metrics")).text
+        keys_text = (await client.get(f"http://127.0.0.1:{system.keyservice.metrics_port}/metrics")).text
+    assert 'byok_proxy_requests_total{code="OK",provider="openai"} 2.0' in proxy_text
+    assert 'byok_proxy_lease_cache_lookups_total{result="hit"} 1.0' in proxy_text
+    assert "byok_proxy_ttfb_seconds_bucket" in proxy_text and 'status="200"' in proxy_text
+    assert 'byok_leases_issued_total{key_source="tenant",provider="openai"} 1.0' in keys_text
+    assert 'byok_rpc_requests_total{code="OK",method="CreateCredential"}' in keys_text
+    assert "byok_vault_request_duration_seconds_bucket" in keys_text
+    assert "metrics-org" not in proxy_text + keys_text
