@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +68,20 @@ def test_state_stays_under_the_state_directory(stack: Stack) -> None:
     assert (stack.state / "certs" / "admin.key").stat().st_mode & 0o077 == 0
     assert (stack.env_file.stat().st_mode & 0o077) == 0
     assert Path(stack.state / "keyservice.db").exists()
+
+
+def test_health_ports_answer_the_image_healthcheck(stack: Stack) -> None:
+    ports = json.loads((stack.state / "stack.json").read_text())["health"]
+    for service in ("keyservice", "proxyservice"):
+        result = subprocess.run([sys.executable, "-m", "byokcommon.healthcheck", "--addr",
+                                 f"127.0.0.1:{ports[service]}"], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0 and result.stdout.strip() == "SERVING", (service, result.stderr)
+
+
+@pytest.mark.parametrize("module", ["keyservice", "proxyservice"])
+def test_entrypoints_refuse_bad_settings_naming_the_variable(module: str, tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "BYOK_TLS_CERT": str(tmp_path / "missing.crt"),
+           "BYOK_TLS_KEY": str(tmp_path / "k"), "BYOK_TLS_CA": str(tmp_path / "ca")}
+    result = subprocess.run([sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "BYOK_TLS_CERT" in result.stderr
