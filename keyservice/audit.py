@@ -4,8 +4,6 @@ non-secret metadata only (names, versions, hints); callers of `event` must never
 from __future__ import annotations
 
 import datetime as dt
-import json
-import uuid
 from typing import Any
 
 from keyservice.store import AuditRow
@@ -17,13 +15,6 @@ def now() -> dt.datetime:
 
 def event(actor: str, action: str, *, credential_id: str = "", org_id: str = "", outcome: str = "ok",
           **details: Any) -> AuditRow:
-    return AuditRow(
-        event_id="evt_" + uuid.uuid4().hex,
-        time=now(),
-        actor=actor,
-        action=action,
-        credential_id=credential_id,
-        org_id=org_id,
-        outcome=outcome,
-        details_json=json.dumps(details, sort_keys=True, default=str) if details else "{}",
-    )
+    return AuditRow.new(actor, action, credential_id=credential_id, org_id=org_id, outcome=outcome,
+                        details={k: v if isinstance(v, str | int | float | bool | None | list) else str(v)
+                                 for k, v in details.items()})

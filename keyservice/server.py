@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from byok.keys.v1 import key_service_pb2, key_service_pb2_grpc
 from byokcommon.health import NOT_SERVING, SERVING, new_health_servicer, start_plaintext_health_server
 from byokcommon.interceptor import RequestInterceptor
 from byokcommon.metrics import RpcMetrics, start_metrics_server
+from byokcommon.runner import serve_until_signalled
 from byokcommon.tls import ReloadingServerCredentials
 from keyservice.audit_writer import AuditWriter
 from keyservice.authz import RoleAuthorizer
@@ -176,14 +176,7 @@ def _vault_observer(metrics: RpcMetrics) -> Any:
     return observe
 
 
-async def serve(settings: KeyServiceSettings) -> None:
+async def serve(settings: KeyServiceSettings) -> int:
     """Run until SIGINT/SIGTERM, then stop gracefully (in-flight RPCs get a few seconds)."""
     app = await create_server(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"keyservice listening on {settings.grpc_addr.rsplit(':', 1)[0]}:{app.port} (mTLS)", flush=True)
-    await stop.wait()
-    _log.info("keyservice.stopping")
-    await app.stop(grace=5.0)
+    return await serve_until_signalled("keyservice", app, settings.grpc_addr, grace=5.0)

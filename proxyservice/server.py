@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,7 @@ from byok.proxy.v1 import chat_service_pb2, chat_service_pb2_grpc
 from byokcommon.health import SERVING, new_health_servicer, start_plaintext_health_server
 from byokcommon.interceptor import RequestInterceptor
 from byokcommon.metrics import RpcMetrics, start_metrics_server
+from byokcommon.runner import serve_until_signalled
 from byokcommon.tls import ReloadingServerCredentials
 from proxyservice.errors import PermissionDenied
 from proxyservice.keyclient import KeyServiceClient
@@ -118,13 +118,7 @@ async def create_server(settings: ProxySettings, *, upstream_transport: httpx.As
     return app
 
 
-async def serve(settings: ProxySettings) -> None:
+async def serve(settings: ProxySettings) -> int:
+    """Run until SIGINT/SIGTERM; streams in flight get ten seconds to finish."""
     app = await create_server(settings, reuse_port=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"proxyservice listening on {settings.grpc_addr.rsplit(':', 1)[0]}:{app.port} (mTLS)", flush=True)
-    await stop.wait()
-    _log.info("proxy.stopping")
-    await app.stop(grace=10.0)
+    return await serve_until_signalled("proxyservice", app, settings.grpc_addr, grace=10.0)

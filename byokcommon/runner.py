@@ -1,0 +1,48 @@
+"""Running a service process: settings from the environment, logging, uvloop, signals, graceful stop.
+
+Both services' `__main__` and `serve()` are this, with their own settings class and server factory."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from byokcommon.logging import configure, get_logger
+from byokcommon.settings import SettingsError, environ
+
+
+class _Stoppable(Protocol):
+    port: int
+
+    async def stop(self, grace: float = ...) -> None: ...
+
+
+def main(name: str, load: Callable[[Any], Any], start: Callable[[Any], Awaitable[int]]) -> int:
+    """Load settings (exit 2 naming a bad variable), configure logging, run `start(settings)` on uvloop."""
+    try:
+        settings = load(environ())
+    except (SettingsError, FileNotFoundError) as exc:
+        print(f"{name}: bad setting: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, service=name)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux
+        return asyncio.run(start(settings))
+    return uvloop.run(start(settings))
+
+
+async def serve_until_signalled(name: str, app: _Stoppable, listen_addr: str, grace: float) -> int:
+    """Wait for SIGINT/SIGTERM, then stop `app` giving in-flight RPCs `grace` seconds."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"{name} listening on {listen_addr.rsplit(':', 1)[0]}:{app.port} (mTLS)", flush=True)
+    await stop.wait()
+    get_logger(f"byok.{name}").info(f"{name}.stopping")
+    await app.stop(grace=grace)
+    return 0
