@@ -7,9 +7,10 @@ byte went to the caller reports the key to keyservice and retries once with anot
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -62,8 +63,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                          ) -> AsyncIterator[pb.StreamChatResponse]:
         params = request.parameters
         outcome = self._begin(params, context)
-        code = "OK"
-        try:
+        with self._tracking(outcome):
             entry, response, adapter = await self._open(params, outcome, stream=True)
             lease = entry.lease
             yield pb.StreamChatResponse(start=pb.StreamStart(
@@ -92,20 +92,11 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                 raise translate_stream_error(exc, lease.api_family) from None
             finally:
                 await response.aclose()  # on cancellation too: closes the upstream stream at once
-        except errors.ProxyError as exc:
-            code = exc.code.name
-            raise
-        except BaseException:
-            code = "CANCELLED"
-            raise
-        finally:
-            self._finish(outcome, code)
 
     async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
         params = request.parameters
         outcome = self._begin(params, context)
-        code = "OK"
-        try:
+        with self._tracking(outcome):
             entry, response, adapter = await self._open(params, outcome, stream=False)
             body = await self.upstream.read_all(response, entry.lease.api_family)
             outcome.ttfb = time.perf_counter() - outcome.started
@@ -121,6 +112,14 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             if reply.HasField("usage"):
                 outcome.usage = reply.usage
             return reply
+
+    # -- the shared path ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _tracking(self, outcome: _Outcome) -> Iterator[None]:
+        """Metrics and the per-request log line, whatever way the request ends."""
+        code = "OK"
+        try:
+            yield
         except errors.ProxyError as exc:
             code = exc.code.name
             raise
@@ -130,7 +129,6 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         finally:
             self._finish(outcome, code)
 
-    # -- the shared path ----------------------------------------------------------------------------
     def _begin(self, params: pb.ChatParameters, context: grpc.aio.ServicerContext) -> _Outcome:
         validate_parameters(params)
         return _Outcome(request_id=params.request_id or uuid.uuid4().hex, caller=peer_identity(context),
