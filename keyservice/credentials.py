@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from byokcommon.redaction import redact_text
 from keyservice import audit, validation
 from keyservice.errors import Aborted, AlreadyExists, FailedPrecondition, KeyServiceError, NotFound
 from keyservice.providers import get_provider
@@ -82,11 +83,12 @@ class CredentialManager:
         try:
             api_key = self.vault.read_secret(vault_path, org_id=new.org_id)
         except NotFound:
-            raise NotFound(f"vault_path: no secret at {self.vault.settings.kv_mount}/{vault_path}") from None
+            # Echoed masked: a key pasted into the path must not come back in the error or the RPC log.
+            raise NotFound(f"vault_path: no secret at {self.vault.settings.kv_mount}/{redact_text(vault_path)}"
+                           ) from None
         spec.check_key(api_key, field="vault_path (its api_key field)")
         meta = self.vault.read_metadata(vault_path)
         credential_id = new_credential_id()
-        self.vault.set_custom_metadata(vault_path, self._metadata(new, credential_id))
         version = int(meta.get("current_version") or 1)
         from keyservice.vault import StoredSecret
 
@@ -96,6 +98,12 @@ class CredentialManager:
         created = self.store.insert_credential(
             row, audit=audit.event(actor, "credential.register", credential_id=credential_id, org_id=new.org_id,
                                    provider=new.provider, name=new.name, vault_path=vault_path))
+        # Tag the secret only once the row references it: a managed_by tag without a row marks an orphan,
+        # and the reconciler would delete ops' own secret if we crashed (or the insert failed) in between.
+        try:
+            self.vault.set_custom_metadata(vault_path, self._metadata(new, credential_id))
+        except KeyServiceError as exc:  # the tag is informational; the row already serves the secret
+            _log.warning("credential.register_tag_failed", credential_id=credential_id, error=exc.message)
         self.store.append_revocation("scope_changed", org_id=new.org_id)
         return created
 
@@ -106,8 +114,7 @@ class CredentialManager:
         spec.check_key(api_key)
         if expected_version and expected_version != row.secret_version:
             raise Aborted(f"expected_version {expected_version} is stale: current version is {row.secret_version}")
-        stored = self.vault.write_secret(row.vault_path, api_key, org_id=row.org_id, cas=row.secret_version,
-                                         metadata=self._metadata(self._as_new(row), credential_id))
+        stored = self._write_rotated(row, api_key)
         rotated = self.store.update_credential(
             credential_id, expected_version=row.secret_version,
             audit=audit.event(actor, "credential.rotate", credential_id=credential_id, org_id=row.org_id,
@@ -120,14 +127,31 @@ class CredentialManager:
         self._destroy_old_versions(rotated)
         return rotated
 
+    def _write_rotated(self, row: CredentialRow, api_key: str) -> Any:
+        """Write the new KV version with check-and-set on the version the row serves. If Vault is ahead of
+        the row (a rotation crashed, or lost its DB compare-and-set, after writing Vault), that version was
+        never served: write on top of it rather than refusing every later rotation. The DB update that
+        follows is a compare-and-set on the row's version, so a concurrent rotation still loses cleanly."""
+        metadata = self._metadata(self._as_new(row), row.credential_id)
+        try:
+            return self.vault.write_secret(row.vault_path, api_key, org_id=row.org_id, cas=row.secret_version,
+                                           metadata=metadata)
+        except Aborted:
+            current = int(self.vault.read_metadata(row.vault_path).get("current_version") or 0)
+            if current <= row.secret_version:
+                raise
+            return self.vault.write_secret(row.vault_path, api_key, org_id=row.org_id, cas=current,
+                                           metadata=metadata)
+
     def _destroy_old_versions(self, row: CredentialRow) -> None:
-        oldest_kept = row.secret_version - self.keep_secret_versions
-        if oldest_kept < 1:
+        # keep_secret_versions old versions stay (for leases issued just before the rotation); older go.
+        newest_doomed = row.secret_version - self.keep_secret_versions - 1
+        if newest_doomed < 1:
             return
         try:
             meta = self.vault.read_metadata(row.vault_path)
             doomed = [int(v) for v, info in (meta.get("versions") or {}).items()
-                      if int(v) <= oldest_kept and not info.get("destroyed")]
+                      if int(v) <= newest_doomed and not info.get("destroyed")]
             if doomed:
                 self.vault.destroy_versions(row.vault_path, doomed)
         except KeyServiceError as exc:
@@ -142,7 +166,7 @@ class CredentialManager:
         return self.store.update_credential(
             credential_id, active=active,
             audit=audit.event(actor, action, credential_id=credential_id, org_id=row.org_id),
-            revocation=None if active else "deactivated")
+            revocation="scope_changed" if active else "deactivated")  # activation can change resolution
 
     def update(self, actor: str, credential_id: str, changes: dict[str, Any]) -> CredentialRow:
         row = self.store.get_credential(credential_id)

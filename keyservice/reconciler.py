@@ -54,7 +54,8 @@ def _parse_time(value: Any) -> dt.datetime:
     text = str(value).replace("Z", "+00:00")
     if "." in text:  # Vault gives nanoseconds; fromisoformat takes at most microseconds
         head, _, tail = text.partition(".")
-        frac = "".join(ch for ch in tail if ch.isdigit())
+        # Only the leading digits are the fraction: the zone ("+00:00") has digits too.
+        frac = tail[:len(tail) - len(tail.lstrip("0123456789"))]
         zone = tail[len(frac):]
         text = f"{head}.{frac[:6]}{zone}"
     return dt.datetime.fromisoformat(text)
@@ -69,4 +70,6 @@ async def run_periodically(run_blocking: Callable[..., Awaitable[Any]], store: S
             _log.info("reconciler.pass", removed=len(removed))
         except KeyServiceError as exc:
             _log.warning("reconciler.pass_failed", error=exc.message)
+        except Exception as exc:  # noqa: BLE001 - a bug in one pass must not end reconciling for good
+            _log.error("reconciler.pass_crashed", exc_type=type(exc).__name__)
         await asyncio.sleep(interval)

@@ -6,6 +6,10 @@ Usage: `python -m tests.support.crash_child --db URL --vault-addr ADDR --kv-pref
 with VAULT_TOKEN in the environment and the API key (for create/rotate) as the first line of stdin — never in
 argv. Before dying it prints one JSON line naming what it touched (ids and paths only, never the key).
 
+`python -m tests.support.crash_child --zygote` imports everything once, then reads JSON commands
+(`{"argv": [...], "api_key": "..."}`) from stdin and runs each in a forked child (a real process that really
+dies), answering `{"rc": exit code, "note": {...}}` per command: one interpreter start for many crashes.
+
 Ops and crash points (`--at`):
 - create   between: Vault written, DB insert not done     | after: both done
 - rotate   between: new KV version written, row not moved | after: row moved, old versions not yet destroyed
@@ -19,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from typing import Any, NoReturn
 
 from keyservice.credentials import CredentialManager, NewCredential
@@ -26,15 +31,48 @@ from keyservice.store import Store
 from keyservice.vault import VaultClient, VaultSettings
 
 CRASH_EXIT = 137
+_note_fd = 1  # where crash() writes its note: stdout, or the zygote's pipe in a forked child
 
 
 def crash(note: dict[str, Any]) -> NoReturn:
-    sys.stdout.write(json.dumps(note) + "\n")
-    sys.stdout.flush()
+    os.write(_note_fd, (json.dumps(note) + "\n").encode())
     os._exit(CRASH_EXIT)
 
 
 def main(argv: list[str] | None = None) -> None:
+    if (argv if argv is not None else sys.argv[1:]) == ["--zygote"]:
+        zygote()
+        return
+    run(argv, sys.stdin.readline().strip())
+
+
+def zygote() -> None:
+    global _note_fd
+    for line in sys.stdin:
+        command = json.loads(line)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: run one operation and die at the chosen step
+            os.close(read_end)
+            _note_fd = write_end
+            try:
+                run(command["argv"], command.get("api_key", ""))
+            except BaseException:  # noqa: BLE001 - reported as exit code 1, like an uncaught exception
+                traceback.print_exc()
+            os._exit(1)
+        os.close(write_end)
+        chunks = []
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+        text = b"".join(chunks).decode().strip()
+        note = json.loads(text.splitlines()[-1]) if text else {}
+        sys.stdout.write(json.dumps({"rc": os.waitstatus_to_exitcode(status), "note": note}) + "\n")
+        sys.stdout.flush()
+
+
+def run(argv: list[str] | None, api_key: str) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     parser.add_argument("--vault-addr", required=True)
@@ -58,7 +96,6 @@ def main(argv: list[str] | None = None) -> None:
     # Each patch replaces the *next* step after the one we want done with a crash (instance attributes,
     # so only this process's objects are affected).
     if args.op == "create":
-        api_key = sys.stdin.readline().strip()
         if args.at == "between":
             def insert_then_crash(row: Any, **_: Any) -> NoReturn:
                 crash({**note, "credential_id": row.credential_id, "vault_path": row.vault_path})
@@ -66,7 +103,6 @@ def main(argv: list[str] | None = None) -> None:
         row = manager.create("spiffe://byok.local/crash", new, api_key)
         crash({**note, "credential_id": row.credential_id, "vault_path": row.vault_path})
     elif args.op == "rotate":
-        api_key = sys.stdin.readline().strip()
         if args.at == "between":
             def update_then_crash(credential_id: str, **_: Any) -> NoReturn:
                 crash(note)
@@ -90,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             vault.set_custom_metadata = tag_then_crash  # type: ignore[method-assign]
         row = manager.register("spiffe://byok.local/crash", new, args.vault_path)
         crash({**note, "credential_id": row.credential_id, "vault_path": row.vault_path})
-    sys.exit(1)  # unreachable unless the operation raised: the parent sees exit code 1, not 137
+    os._exit(1)  # reached only if the planned crash did not happen: the parent sees 1, not 137
 
 
 if __name__ == "__main__":
