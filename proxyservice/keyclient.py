@@ -1,11 +1,14 @@
 """The proxy's typed client of keyservice (IssueKeyLease, WatchRevocations, ReportKeyFailure) over mTLS.
 
 It rebuilds its channel when its certificate files change on disk, so a rotated client certificate is used
-without a restart. keyservice's gRPC errors are translated here into the proxy's own errors.
+without a restart. A replaced channel is closed once nothing runs on it any more (in-flight unary calls get
+the call timeout as grace; a revocation stream keeps its channel until the stream ends), so rotations do not
+accumulate idle connections. keyservice's gRPC errors are translated here into the proxy's own errors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,7 +43,9 @@ class KeyServiceClient:
         self._stamp: tuple[float, ...] | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: kpb_grpc.KeyServiceStub | None = None
-        self._old_channels: list[grpc.aio.Channel] = []
+        self._old_channels: list[grpc.aio.Channel] = []  # replaced, still carrying a revocation stream
+        self._streams: dict[int, int] = {}  # id(channel) -> open WatchRevocations streams on it
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _current(self) -> kpb_grpc.KeyServiceStub:
         try:
@@ -51,11 +56,26 @@ class KeyServiceClient:
             options = [("grpc.ssl_target_name_override", self._server_name)] if self._server_name else []
             options += [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 5_000)]
             if self._channel is not None:
-                self._old_channels.append(self._channel)  # open watch streams finish on it
+                self._retire(self._channel)
             self._channel = grpc.aio.secure_channel(self._addr, channel_credentials(self._tls), options=options)
             self._stub = kpb_grpc.KeyServiceStub(self._channel)
             self._stamp = stamp
         return self._stub
+
+    def _retire(self, channel: grpc.aio.Channel) -> None:
+        """A replaced channel: close it now if no stream runs on it, else when its last stream ends."""
+        if self._streams.get(id(channel)):
+            self._old_channels.append(channel)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a stream finalised outside the loop: close() takes care of it
+            self._old_channels.append(channel)
+            return
+        # Unary calls already on it (a lease request) get the call timeout to finish.
+        task = loop.create_task(channel.close(grace=self._timeout))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def issue_lease(self, key: LeaseKey, exclude: tuple[str, ...] = ()) -> kpb.IssueKeyLeaseResponse:
         request = kpb.IssueKeyLeaseRequest(
@@ -76,7 +96,11 @@ class KeyServiceClient:
             raise _translate(exc) from None
 
     async def watch_revocations(self) -> AsyncIterator[kpb.WatchRevocationsResponse]:
-        call = self._current().WatchRevocations(kpb.WatchRevocationsRequest())
+        stub = self._current()
+        channel = self._channel
+        assert channel is not None
+        self._streams[id(channel)] = self._streams.get(id(channel), 0) + 1
+        call = stub.WatchRevocations(kpb.WatchRevocationsRequest())
         try:
             async for event in call:
                 yield event
@@ -84,12 +108,21 @@ class KeyServiceClient:
             raise _translate(exc) from None
         finally:
             call.cancel()
+            self._streams[id(channel)] -= 1
+            if not self._streams[id(channel)]:
+                del self._streams[id(channel)]
+                if channel in self._old_channels:
+                    self._old_channels.remove(channel)
+                    self._retire(channel)
 
     async def close(self) -> None:
         for channel in [*self._old_channels, self._channel]:
             if channel is not None:
                 with contextlib.suppress(Exception):
                     await channel.close()
+        for task in list(self._closing):
+            with contextlib.suppress(Exception):
+                await task
 
 
 _MAP = {
