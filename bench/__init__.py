@@ -1,0 +1,1 @@
+"""byok benchmark harness: `python -m bench` (see bench/README.md)."""
