@@ -17,7 +17,7 @@ import grpc
 import structlog
 
 from byokcommon.metrics import RpcMetrics
-from byokcommon.tls import peer_identity
+from byokcommon.tls import peer_certificate_current, peer_identity
 
 Authorize = Callable[[str, str], None]
 """authorize(method, identity) raises a coded exception (PERMISSION_DENIED…) to refuse the call."""
@@ -30,6 +30,13 @@ def _coded(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     if isinstance(code, grpc.StatusCode):
         return code, str(getattr(exc, "message", "") or code.name.lower())
     return None
+
+
+class _CertificateNotCurrent(Exception):
+    """The caller's certificate expired (or is not yet valid) since its connection was opened."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    message = "the client certificate is outside its validity period"
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):
@@ -113,6 +120,8 @@ class _Call:
         self.admitted = True
         owner._metrics.in_flight.inc()
         try:
+            if not peer_certificate_current(self.context):
+                raise _CertificateNotCurrent()
             owner._authorize(self.method, self.identity)
         except Exception as exc:  # noqa: BLE001 - mapped below
             await self._fail(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,28 @@ def identity_from_pem(pem: bytes) -> str:
         pass
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(cns[0].value) if cns else ""
+
+
+@functools.lru_cache(maxsize=1024)
+def validity_from_pem(pem: bytes) -> tuple[float, float]:
+    """A certificate's validity window as (not_before, not_after) POSIX timestamps."""
+    cert = x509.load_pem_x509_certificate(pem)
+    return cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+
+
+def peer_certificate_current(context: grpc.ServicerContext | grpc.aio.ServicerContext,
+                             now: float | None = None) -> bool:
+    """Whether the caller's certificate is within its validity window now (True without a certificate).
+
+    The TLS handshake checks validity only when a connection opens, and a gRPC connection can stay open for
+    days; checked per RPC, the expiry of a short-lived certificate revokes it on open connections too (the
+    stack has no CRL: short certificate lifetimes are the revocation)."""
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        return True
+    not_before, not_after = validity_from_pem(pems[0])
+    t = time.time() if now is None else now
+    return not_before <= t <= not_after
 
 
 def peer_identity(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> str:

@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,3 +198,20 @@ def test_proxy_client_rebuilds_its_channel_when_its_certificate_files_change(tls
         assert tls.services.run(rotate_under_an_open_stream()) == (1, 0)
     finally:
         tls.services.run(client.close())
+
+
+def test_certificate_that_expires_on_an_open_connection_is_refused_there(tls: Tls) -> None:
+    """With no CRL, short-lived certificates are the revocation: the handshake checks validity only when a
+    connection opens, so every RPC re-checks it, and an expired certificate stops working on a kept channel."""
+    now = dt.datetime.now(dt.UTC)
+    files = tls.ids.ca.write_identity(tls.tmp / "short-lived", "admin", spiffe=ADMIN,
+                                      not_before=now - dt.timedelta(minutes=1),
+                                      not_after=now + dt.timedelta(seconds=2))
+    with fresh_channel(tls.keyservice.port, files) as channel:
+        stub = kpb_grpc.KeyServiceStub(channel)
+        stub.ListProviders(kpb.ListProvidersRequest(), timeout=5)  # valid: served, connection now open
+        time.sleep(max(0.0, (now - dt.datetime.now(dt.UTC)).total_seconds() + 3.2))  # 1 s resolution
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ListProviders(kpb.ListProvidersRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    assert call_providers(tls.keyservice.port, files) == grpc.StatusCode.UNAVAILABLE  # new connections too
