@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from byok.keys.v1 import key_service_pb2, key_service_pb2_grpc
+from byokcommon.decoding import DecodeGuard
 from byokcommon.health import NOT_SERVING, SERVING, new_health_servicer, start_plaintext_health_server
 from byokcommon.interceptor import RequestInterceptor
 from byokcommon.metrics import RpcMetrics, start_metrics_server
@@ -101,7 +102,7 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
                            on_lease=_lease_counter(metrics))
     interceptor = RequestInterceptor(authorize=RoleAuthorizer(settings.roles), metrics=metrics,
                                      max_concurrent=settings.max_concurrent_rpcs)
-    server = grpc.aio.server(interceptors=[interceptor], options=[
+    server = grpc.aio.server(interceptors=[interceptor, DecodeGuard()], options=[
         ("grpc.max_receive_message_length", 1 << 20),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.http2.max_pings_without_data", 0),

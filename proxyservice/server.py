@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from byok.proxy.v1 import chat_service_pb2, chat_service_pb2_grpc
+from byokcommon.decoding import DecodeGuard
 from byokcommon.health import SERVING, new_health_servicer, start_plaintext_health_server
 from byokcommon.interceptor import RequestInterceptor
 from byokcommon.metrics import RpcMetrics, start_metrics_server
@@ -94,7 +95,7 @@ async def create_server(settings: ProxySettings, *, upstream_transport: httpx.As
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-    server = grpc.aio.server(interceptors=[interceptor], options=options)
+    server = grpc.aio.server(interceptors=[interceptor, DecodeGuard()], options=options)
     chat_service_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)
     health = new_health_servicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
