@@ -40,12 +40,6 @@ def new(name: str, org: str = "crash") -> NewCredential:
                          default_model="", primary=False)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/crash.db"
-    return str(request.getfixturevalue("postgres_url"))
-
 
 @pytest.fixture
 def world(bao: BaoDevServer, database_url: str) -> Iterator[tuple[Store, VaultClient, CredentialManager]]:

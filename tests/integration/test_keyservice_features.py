@@ -55,10 +55,6 @@ async def running(settings: KeyServiceSettings, ids: Identities, *, migrate: boo
         await app.stop(grace=0)
 
 
-@pytest.fixture(scope="module")
-def ids(tmp_path_factory: pytest.TempPathFactory) -> Identities:
-    return Identities.create(tmp_path_factory.mktemp("certs"))
-
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:

@@ -24,16 +24,6 @@ def fake_openai_key() -> str:
     return "sk-proj-" + secrets.token_urlsafe(36).replace("-", "a").replace("_", "b")
 
 
-@pytest.fixture(scope="module")
-def ids(tmp_path_factory: pytest.TempPathFactory) -> Identities:
-    return Identities.create(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ks.db"
-    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

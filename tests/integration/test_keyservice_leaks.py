@@ -67,16 +67,6 @@ def hits(blob: bytes | str, keys: dict[str, str]) -> list[str]:
     return [f"{label} (form {i})" for label, key in keys.items() for i, f in enumerate(forms(key)) if f in data]
 
 
-@pytest.fixture(scope="module")
-def ids(tmp_path_factory: pytest.TempPathFactory) -> Identities:
-    return Identities.create(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ks.db"
-    return str(request.getfixturevalue("postgres_url"))
 
 
 @contextmanager
