@@ -118,6 +118,7 @@ class FakeUpstream:
         self.config = config or UpstreamConfig()
         self.requests: list[RecordedRequest] = []
         self.open_streams = 0
+        self.peak_open_streams = 0  # most streams open at once since start (a caller may reset it to 0)
         self.closed_early: list[float] = []
         self.port = 0
         self.host = "127.0.0.1"
@@ -600,6 +601,7 @@ class _Conn:
             watcher.add_done_callback(on_read)
 
         up.open_streams += 1
+        up.peak_open_streams = max(up.peak_open_streams, up.open_streams)
         chunk = resp.opts.chunk
         try:
             await self._send(h11.Response(status_code=resp.status, headers=resp.headers))
