@@ -146,7 +146,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
 
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: grpc.aio.ServicerContext
                               ) -> pb.ListAuditEventsResponse:
-        since = request.since.ToDatetime(tzinfo=audit.now().tzinfo) if request.HasField("since") else None
+        since = _since(request) if request.HasField("since") else None
         if self.audit_writer is not None:
             await self._run(self.audit_writer.flush)  # read-your-writes for batched lease events
         rows, token = await self._run(
@@ -278,6 +278,15 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
                 actor, "credential.report_failure", credential_id=credential_id, org_id=row.org_id,
                 http_status=request.http_status, lease_id=request.lease_id))
         return pb.ReportKeyFailureResponse(health=convert.HEALTH_TO_PB.get(row.health, 0))
+
+
+def _since(request: pb.ListAuditEventsRequest) -> Any:
+    """The `since` filter as a datetime; a Timestamp outside 0001-9999 or with bad nanos is the caller's error
+    (protobuf's conversion raises ValueError/OverflowError, which would otherwise surface as INTERNAL)."""
+    try:
+        return request.since.ToDatetime(tzinfo=audit.now().tzinfo)
+    except (ValueError, OverflowError):
+        raise InvalidArgument("since", "must be a timestamp between years 1 and 9999") from None
 
 
 def _new_credential(request: Any) -> NewCredential:
