@@ -76,7 +76,7 @@ class LeaseIssuer:
                                    + (f" project {req.project_id}" if req.project_id else ""))
         if req.credential_id:
             validation.credential_id(req.credential_id)
-            row = self._explicit(req)
+            row = self._explicit(actor, req)
             spec = get_provider(row.provider)
         else:
             spec = self._provider(req)
@@ -106,13 +106,22 @@ class LeaseIssuer:
             # Re-raised without the model name, which the generic message echoes (see requested_provider).
             raise InvalidArgument("model", "no provider serves this model; name the provider explicitly") from None
 
-    def _explicit(self, req: LeaseRequest) -> CredentialRow:
-        row = self.store.get_credential(req.credential_id)
+    def _explicit(self, actor: str, req: LeaseRequest) -> CredentialRow:
+        # Every refusal is audited, as on the resolved path: a proxy still asking for a revoked or deleted key
+        # by its id is exactly what an operator needs to see.
+        try:
+            row = self.store.get_credential(req.credential_id)
+        except NotFound:
+            self._audit_refusal(actor, req, "credential_not_found", credential_id=req.credential_id)
+            raise
         in_chain = row.org_id == req.org_id and row.project_id in ("", req.project_id) and \
             row.user_id in ("", req.user_id)
         if not in_chain:
+            self._audit_refusal(actor, req, "credential_out_of_scope", credential_id=req.credential_id)
             raise NotFound(f"credential {req.credential_id} not found in this tenant's scope")
         if not row.active or row.health == "invalid":
+            self._audit_refusal(actor, req, "credential_inactive" if not row.active else "credential_invalid",
+                                credential_id=req.credential_id)
             raise NotFound(f"credential {req.credential_id} is inactive or invalid")
         return row
 
