@@ -125,7 +125,10 @@ async def run(ctx: Context) -> list[Row]:
                         refused_attempts[org] += 1
             upstream_after += sum(1 for t, k in stack.upstream.seen if k == key and t > last)
 
-        # Every refused attempt is one IssueKeyLease that keyservice must have audited as lease.refuse.
+        # Every refused attempt is one IssueKeyLease that keyservice must have audited as lease.refuse. Lease
+        # audits are batched per replica and ListAuditEvents flushes only the answering replica's batch: ask
+        # replica 2 first so that its batch is written too.
+        await audit_events(admins[1], org_id="rel-rev-0")
         refusals = [e for e in await audit_events(admins[0], action="lease.refuse")
                     if e.org_id.startswith("rel-rev-") and json.loads(e.details_json or "{}").get("caller") == CALLER]
         audited = Counter(e.org_id for e in refusals)
