@@ -6,6 +6,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from byokcommon.redaction import redact_text
 from keyservice.errors import InvalidArgument
 
 _SCOPE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
@@ -61,6 +62,9 @@ def vault_path(value: str, field: str = "vault_path") -> str:
         raise InvalidArgument(field, "is required")
     if not _VAULT_PATH.fullmatch(value) or ".." in value.split("/"):
         raise InvalidArgument(field, "must be a relative KV path of segments [A-Za-z0-9._-] separated by '/'")
+    # A key pasted here would travel in a Vault request path, which Vault's audit log records in clear.
+    if redact_text(value) != value:
+        raise InvalidArgument(field, "looks like it contains an API key; give the path where the key is stored")
     return value
 
 

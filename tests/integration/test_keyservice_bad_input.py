@@ -40,3 +40,13 @@ async def test_audit_since_in_range_works(admin) -> None:
     request.since.seconds = 0
     reply = await admin.ListAuditEvents(request, timeout=10)
     assert reply is not None
+
+
+async def test_register_refuses_a_key_shaped_vault_path(admin) -> None:
+    # Found by the reliability harness's scenario 7: the path of a Vault read is in Vault's audit log in clear.
+    key = "sk-proj-" + "ab12" * 12
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await admin.RegisterCredential(pb.RegisterCredentialRequest(
+            provider="openai", scope=pb.Scope(org_id="acme"), name="r", vault_path=f"byok/imports/{key}"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "vault_path" in (info.value.details() or "") and key not in (info.value.details() or "")
