@@ -27,6 +27,7 @@ test-unit: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 ## protos: regenerate the committed Python code from protos/
 protos: venv

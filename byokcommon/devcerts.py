@@ -84,10 +84,10 @@ class CertificateAuthority:
         return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
     def write_identity(self, directory: Path, name: str, *, spiffe: str | None = None,
-                       **kwargs: dt.datetime) -> TlsFiles:
+                       not_before: dt.datetime | None = None, not_after: dt.datetime | None = None) -> TlsFiles:
         """Issue a certificate and write name.crt, name.key and ca.crt under `directory` (keys mode 0600)."""
         directory.mkdir(parents=True, exist_ok=True)
-        cert, key = self.issue(name, spiffe=spiffe, **kwargs)
+        cert, key = self.issue(name, spiffe=spiffe, not_before=not_before, not_after=not_after)
         (directory / f"{name}.crt").write_bytes(cert)
         key_path = directory / f"{name}.key"
         key_path.touch(mode=0o600)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from byokcommon.logging import configure, get_logger
@@ -20,7 +20,7 @@ class _Stoppable(Protocol):
     async def stop(self, grace: float = ...) -> None: ...
 
 
-def main(name: str, load: Callable[[Any], Any], start: Callable[[Any], Awaitable[int]]) -> int:
+def main(name: str, load: Callable[[Any], Any], start: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
     """Load settings (exit 2 naming a bad variable), configure logging, run `start(settings)` on uvloop."""
     try:
         settings = load(environ())

@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import grpc
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class ReloadingServerCredentials:
         self._stamp = files.stamp()
         self._on_reload = on_reload
         self.reloads = 0
+        # gRPC's fetch callback may return None ("keep the current configuration"); the stubs say otherwise.
         self.credentials = grpc.dynamic_ssl_server_credentials(
-            self._config(), self._fetch, require_client_authentication=True
+            self._config(), self._fetch, require_client_authentication=True  # type: ignore[arg-type]
         )
 
     def _config(self) -> grpc.ServerCertificateConfiguration:
@@ -93,7 +95,7 @@ def identity_from_pem(pem: bytes) -> str:
     """The identity a certificate names: its first URI SAN (SPIFFE form), else its subject CN."""
     cert = x509.load_pem_x509_certificate(pem)
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         uris = san.get_values_for_type(x509.UniformResourceIdentifier)
         if uris:
             return str(uris[0])
@@ -110,6 +112,11 @@ def validity_from_pem(pem: bytes) -> tuple[float, float]:
     return cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
 
 
+def _peer_pems(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> list[bytes]:
+    """The peer's certificate chain as gRPC's auth context holds it (a list of PEM blobs; empty without one)."""
+    return cast("list[bytes]", context.auth_context().get("x509_pem_cert") or [])
+
+
 def peer_certificate_current(context: grpc.ServicerContext | grpc.aio.ServicerContext,
                              now: float | None = None) -> bool:
     """Whether the caller's certificate is within its validity window now (True without a certificate).
@@ -117,7 +124,7 @@ def peer_certificate_current(context: grpc.ServicerContext | grpc.aio.ServicerCo
     The TLS handshake checks validity only when a connection opens, and a gRPC connection can stay open for
     days; checked per RPC, the expiry of a short-lived certificate revokes it on open connections too (the
     stack has no CRL: short certificate lifetimes are the revocation)."""
-    pems = context.auth_context().get("x509_pem_cert")
+    pems = _peer_pems(context)
     if not pems:
         return True
     not_before, not_after = validity_from_pem(pems[0])
@@ -127,8 +134,7 @@ def peer_certificate_current(context: grpc.ServicerContext | grpc.aio.ServicerCo
 
 def peer_identity(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> str:
     """The authenticated caller's identity, or "" when the connection carried no verified client certificate."""
-    auth = context.auth_context()
-    pems = auth.get("x509_pem_cert")
+    pems = _peer_pems(context)
     if not pems:
         return ""
     return identity_from_pem(pems[0])

@@ -150,13 +150,13 @@ def cmd_keys(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
         _show_credentials(args, [stub.GetCredential(kpb.GetCredentialRequest(credential_id=args.id),
                                                     timeout=args.timeout).credential])
     elif a == "update":
-        request = kpb.UpdateCredentialRequest(credential_id=args.id)
+        update = kpb.UpdateCredentialRequest(credential_id=args.id)
         for field in ("name", "api_base", "default_model"):
             if getattr(args, field) is not None:
-                setattr(request, field, getattr(args, field))
+                setattr(update, field, getattr(args, field))
         if args.primary is not None:
-            request.primary = args.primary == "yes"
-        _show_credentials(args, [stub.UpdateCredential(request, timeout=args.timeout).credential])
+            update.primary = args.primary == "yes"
+        _show_credentials(args, [stub.UpdateCredential(update, timeout=args.timeout).credential])
     elif a == "rotate":
         key = _read_secret("new API key: ")
         reply = stub.RotateCredentialSecret(kpb.RotateCredentialSecretRequest(
@@ -438,8 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"byokctl: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
-        code = exc.code()  # type: ignore[attr-defined]
-        print(f"byokctl: {code.name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        code = exc.code()
+        print(f"byokctl: {code.name}: {exc.details()}", file=sys.stderr)
         return EXIT_CODES.get(code, 1)
     except KeyboardInterrupt:
         return 130

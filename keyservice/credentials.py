@@ -194,7 +194,7 @@ class CredentialManager:
     def record_health(self, actor: str, credential_id: str, health: str, *, action: str,
                       **details: Any) -> CredentialRow:
         row = self.store.get_credential(credential_id)
-        stamps = {"last_verified_at": audit.now()} if action == "credential.verify" else {}
+        stamps: dict[str, Any] = {"last_verified_at": audit.now()} if action == "credential.verify" else {}
         return self.store.update_credential(
             credential_id, health=health, **stamps,
             audit=audit.event(actor, action, credential_id=credential_id, org_id=row.org_id, health=health,

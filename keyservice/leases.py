@@ -74,6 +74,7 @@ class LeaseIssuer:
             # The identity is masked if key-shaped: a key pasted into this field must not be echoed or logged.
             raise PermissionDenied(f"caller {redact_text(req.caller_identity)} is not bound to org {req.org_id}"
                                    + (f" project {req.project_id}" if req.project_id else ""))
+        row: CredentialRow | None
         if req.credential_id:
             validation.credential_id(req.credential_id)
             row = self._explicit(actor, req)

@@ -251,7 +251,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             while True:
                 row = await queue.get()
                 yield pb.WatchRevocationsResponse(
-                    sequence=row.sequence, reason=convert.REASON_TO_PB.get(row.reason, 0),
+                    sequence=row.sequence,
+                    reason=convert.REASON_TO_PB.get(row.reason, pb.REVOCATION_REASON_UNSPECIFIED),
                     credential_id=row.credential_id, org_id=row.org_id, caller_identity=row.caller_identity,
                     time=convert.timestamp(row.time))
         finally:
@@ -277,7 +278,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             await self._run(self.store.append_audit, audit.event(
                 actor, "credential.report_failure", credential_id=credential_id, org_id=row.org_id,
                 http_status=request.http_status, lease_id=request.lease_id))
-        return pb.ReportKeyFailureResponse(health=convert.HEALTH_TO_PB.get(row.health, 0))
+        health = convert.HEALTH_TO_PB.get(row.health, pb.CREDENTIAL_HEALTH_UNSPECIFIED)
+        return pb.ReportKeyFailureResponse(health=health)
 
 
 def _since(request: pb.ListAuditEventsRequest) -> Any:

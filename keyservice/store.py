@@ -330,7 +330,7 @@ def _page_size(page_size: int) -> int:
     return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def _credential(m: Mapping[str, Any]) -> CredentialRow:
+def _credential(m: Mapping[Any, Any]) -> CredentialRow:
     return CredentialRow(
         credential_id=m["credential_id"], provider=m["provider"], org_id=m["org_id"],
         project_id=m["project_id"], user_id=m["user_id"], name=m["name"], api_base=m["api_base"],
@@ -343,7 +343,7 @@ def _credential(m: Mapping[str, Any]) -> CredentialRow:
     )
 
 
-def _audit(m: Mapping[str, Any]) -> AuditRow:
+def _audit(m: Mapping[Any, Any]) -> AuditRow:
     return AuditRow(
         event_id=m["event_id"], time=m["time"], actor=m["actor"], action=m["action"],
         credential_id=m["credential_id"], org_id=m["org_id"], outcome=m["outcome"],
@@ -351,14 +351,14 @@ def _audit(m: Mapping[str, Any]) -> AuditRow:
     )
 
 
-def _revocation(m: Mapping[str, Any]) -> RevocationRow:
+def _revocation(m: Mapping[Any, Any]) -> RevocationRow:
     return RevocationRow(
         sequence=int(m["sequence"]), reason=m["reason"], credential_id=m["credential_id"],
         org_id=m["org_id"], caller_identity=m["caller_identity"], time=m["time"],
     )
 
 
-def _binding(m: Mapping[str, Any]) -> BindingRow:
+def _binding(m: Mapping[Any, Any]) -> BindingRow:
     return BindingRow(
         caller_identity=m["caller_identity"], org_id=m["org_id"], project_id=m["project_id"],
         created_at=m["created_at"],
@@ -914,7 +914,7 @@ class _WriteTx:
         self.conn: Connection = None  # type: ignore[assignment]  # set by Store._write
         self.revoked = False
 
-    def get(self, credential_id: str, *, lock: bool = False) -> Mapping[str, Any]:
+    def get(self, credential_id: str, *, lock: bool = False) -> Mapping[Any, Any]:
         q = credentials.select().where(credentials.c.credential_id == credential_id)
         if lock:
             q = q.with_for_update()  # PostgreSQL row lock; SQLite already holds the write lock
@@ -967,7 +967,9 @@ class _WriteTx:
             # Held until commit: sequences are drawn and committed one writer at a time, so they
             # become visible in order and a reader's high-water mark never skips a late commit.
             self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_CLASS, _LOCK_REVOCATIONS)))
-        sequence = int(self.conn.execute(revocations.insert().values(**values)).inserted_primary_key[0])
+        inserted = self.conn.execute(revocations.insert().values(**values)).inserted_primary_key
+        assert inserted is not None  # a single-row INSERT always reports its key
+        sequence = int(inserted[0])
         if self.store.dialect == "postgresql":
             # Delivered to listeners when (and only if) the transaction commits.
             self.conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, str(sequence))))

@@ -135,7 +135,7 @@ class VaultClient:
             url=settings.addr,
             token=settings.token if settings.auth == "token" else None,
             verify=verify,
-            timeout=settings.timeout_seconds,
+            timeout=settings.timeout_seconds,  # type: ignore[arg-type]  # requests takes a float; the stub says int
             session=session,
         )
         self._auth = TokenKeeper(self._client, settings)

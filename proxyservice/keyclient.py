@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -48,12 +48,14 @@ class KeyServiceClient:
         self._closing: set[asyncio.Task[None]] = set()
 
     def _current(self) -> kpb_grpc.KeyServiceStub:
+        stamp: tuple[float, ...] | None
         try:
             stamp = self._tls.stamp()
         except OSError:
             stamp = self._stamp  # files mid-rotation: keep the channel we have
         if self._stub is None or stamp != self._stamp:
-            options = [("grpc.ssl_target_name_override", self._server_name)] if self._server_name else []
+            options: list[tuple[str, str | int]] = (
+                [("grpc.ssl_target_name_override", self._server_name)] if self._server_name else [])
             options += [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 5_000)]
             if self._channel is not None:
                 self._retire(self._channel)
@@ -125,7 +127,7 @@ class KeyServiceClient:
                 await task
 
 
-_MAP = {
+_MAP: dict[grpc.StatusCode, Callable[[str], errors.ProxyError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: lambda d: errors.InvalidArgument(*(d.split(": ", 1) + [""])[:2]),
     grpc.StatusCode.NOT_FOUND: errors.NotFound,
     grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,

@@ -12,6 +12,7 @@ The key is in memory only, inside the entry, for the lease's life.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -75,8 +76,11 @@ class LeaseCache:
         if pending is None:
             pending = asyncio.ensure_future(self._load(key, ()))
             self._inflight[key] = pending
-            pending.add_done_callback(lambda _f, k=key: self._inflight.pop(k, None))
+            pending.add_done_callback(functools.partial(self._landed, key))
         return asyncio.shield(pending)
+
+    def _landed(self, key: LeaseKey, _done: asyncio.Future[CachedLease]) -> None:
+        self._inflight.pop(key, None)
 
     async def _load(self, key: LeaseKey, exclude: tuple[str, ...]) -> CachedLease:
         generation = self._generation

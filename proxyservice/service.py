@@ -24,7 +24,7 @@ from byokcommon.tls import peer_identity
 from proxyservice import errors
 from proxyservice.accumulate import coalesce
 from proxyservice.adapters import adapter_for
-from proxyservice.adapters.base import AdapterError, RequestMappingError
+from proxyservice.adapters.base import Adapter, AdapterError, RequestMappingError
 from proxyservice.keyclient import KeyServiceClient, LeaseKey
 from proxyservice.leasecache import CachedLease, LeaseCache
 from proxyservice.metrics import ProxyMetrics
@@ -68,7 +68,8 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             lease = entry.lease
             yield pb.StreamChatResponse(start=pb.StreamStart(
                 request_id=outcome.request_id, provider=lease.provider,
-                key_source=_KEY_SOURCE.get(lease.key_source, 0), credential_id=lease.credential_id))
+                key_source=_KEY_SOURCE.get(lease.key_source, pb.KEY_SOURCE_UNSPECIFIED),
+                credential_id=lease.credential_id))
             decoder = adapter.stream_decoder()
             try:
                 async for chunk in response.aiter_bytes():  # decoded: a provider may compress
@@ -107,7 +108,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             lease = entry.lease
             reply.request_id = outcome.request_id
             reply.provider = lease.provider
-            reply.key_source = _KEY_SOURCE.get(lease.key_source, 0)
+            reply.key_source = _KEY_SOURCE.get(lease.key_source, pb.KEY_SOURCE_UNSPECIFIED)
             reply.credential_id = lease.credential_id
             if reply.HasField("usage"):
                 outcome.usage = reply.usage
@@ -135,7 +136,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                         params=params)
 
     async def _open(self, params: pb.ChatParameters, outcome: _Outcome, *, stream: bool
-                    ) -> tuple[CachedLease, httpx.Response, object]:
+                    ) -> tuple[CachedLease, httpx.Response, Adapter]:
         tenant = params.tenant
         key = LeaseKey(caller=outcome.caller, org_id=tenant.org_id, project_id=tenant.project_id,
                        user_id=tenant.user_id, provider=params.provider,
@@ -165,7 +166,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             raise failure.error from None
 
     async def _send(self, params: pb.ChatParameters, entry: CachedLease, outcome: _Outcome, stream: bool
-                    ) -> tuple[CachedLease, httpx.Response, object]:
+                    ) -> tuple[CachedLease, httpx.Response, Adapter]:
         lease = entry.lease
         outcome.provider, outcome.credential_id = lease.provider, lease.credential_id
         outcome.key_source = "platform" if lease.key_source == kpb.KEY_SOURCE_PLATFORM else "tenant"

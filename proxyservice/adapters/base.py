@@ -17,7 +17,7 @@ from byok.proxy.v1 import chat_service_pb2 as pb
 FR = pb.FinishReason
 
 # Provider finish/stop reasons → normalised FinishReason (anything unknown maps to OTHER).
-_FINISH: dict[str, int] = {
+_FINISH: dict[str, pb.FinishReason] = {
     # OpenAI family
     "stop": FR.FINISH_REASON_STOP,
     "length": FR.FINISH_REASON_LENGTH,
@@ -43,7 +43,7 @@ _FINISH: dict[str, int] = {
 }
 
 
-def normalise_finish(reason: str) -> int:
+def normalise_finish(reason: str) -> pb.FinishReason:
     """Map a provider's finish reason to ``FinishReason`` (UNSPECIFIED when empty, OTHER when unknown)."""
     if not reason:
         return FR.FINISH_REASON_UNSPECIFIED
