@@ -1,8 +1,10 @@
 """Credential lifecycle across Vault and the DB, ordered so that a crash at any step leaves no DB row
 pointing at a missing secret:
 
-- create/register: Vault write first, then the DB row. A crash in between leaves an orphaned Vault entry,
-  which the reconciler removes after a grace period.
+- create: Vault first (the managed_by tag, then the data), then the DB row. A crash in between leaves an
+  orphaned, tagged Vault entry (metadata-only if the crash came before the data), which the reconciler removes
+  after a grace period.
+- register: the DB row first, then the managed_by tag (a tag without a row would mark ops' secret an orphan).
 - rotate: new KV version (check-and-set) first, then the row's version (compare-and-set); the old version
   still exists, so a crash in between leaves the row on a readable secret. Old versions beyond the configured
   number are destroyed only after the row moved on.

@@ -1,6 +1,10 @@
 """Removes Vault entries that no DB row references (left by a crash between a create's Vault write and its DB
 insert, or a delete whose Vault step failed). Runs at start and periodically.
 
+That includes metadata-only entries: a create tags the path (custom_metadata) before it writes the data, so a
+crash between the two leaves a path that lists, carries managed_by and has no version. It is removed like any
+other orphan (deleting metadata removes the path whether or not it has versions).
+
 Only entries that keyservice itself manages (custom_metadata managed_by=byok-keyservice) and that are older
 than the grace period are removed: a create in flight has written Vault but not yet the DB, and ops' own
 imports under the prefix are not ours until registered.

@@ -157,8 +157,12 @@ class VaultClient:
 
     def write_secret(self, path: str, api_key: str, *, org_id: str, metadata: dict[str, str],
                      cas: int | None) -> StoredSecret:
-        """Write a new version of the secret (cas=0: must not exist yet; cas=N: N must be the current
-        version; None: no check), then tag it with custom_metadata. CAS mismatch -> errors.Aborted."""
+        """Tag the secret with custom_metadata, then write a new version of it (cas=0: must not exist yet;
+        cas=N: N must be the current version; None: no check). CAS mismatch -> errors.Aborted.
+
+        The tag goes first: KV v2 accepts metadata on a path that has no data yet, so a crash between the
+        two steps leaves a tagged, data-less entry that the reconciler recognises as ours and removes. The
+        other order would leave an untagged secret, indistinguishable from ops' own, that is never removed."""
         s = self._settings
         _check_path(path)
         if not api_key:
@@ -170,8 +174,8 @@ class VaultClient:
             key_version = _ciphertext_version(ciphertext)
         else:
             value, key_version = {"api_key": api_key}, 0
-        version = self._kv_write(path, value, cas)
         self._write_custom_metadata(path, custom)
+        version = self._kv_write(path, value, cas)
         return StoredSecret(s.kv_mount, path, version, s.transit_key, key_version)
 
     def read_secret(self, path: str, version: int | None = None, *, org_id: str) -> str:

@@ -1,7 +1,8 @@
 """Crash consistency of keyservice's Vault + DB writes, with real process deaths.
 
 A child process (tests/support/crash_child.py) runs create, rotate, delete or register on the same database and
-Vault prefix as the test and `os._exit(137)`s between the Vault and DB steps, or after both. Then, in this
+Vault prefix as the test and `os._exit(137)`s between the Vault and DB steps, or after both (and, for create,
+between tagging the Vault path and writing its data). Then, in this
 process: no DB row points at a missing secret, one reconciler pass removes every orphaned managed Vault entry
 and nothing referenced, credentials hit mid-rotation can still be rotated, and the reconciler leaves alone an
 entry younger than the grace period and ops' own imports (no managed_by metadata). SQLite and PostgreSQL.
@@ -104,7 +105,8 @@ def test_a_crash_at_any_step_leaves_no_dangling_row_and_the_reconciler_cleans_up
     store, vault, manager = world
     prefix = vault.settings.kv_prefix
     keys = {name: fake_openai_key() for name in ("rot_mid", "rot_after", "del_mid", "del_after", "create_mid",
-                                                  "create_after", "rot_mid_new", "rot_after_new", "import")}
+                                                  "create_after", "rot_mid_new", "rot_after_new", "import",
+                                                  "create_tagged")}
     rot_mid = manager.create(ACTOR, new("rot-mid"), keys["rot_mid"])
     rot_after = manager.create(ACTOR, new("rot-after"), keys["rot_after"])
     del_mid = manager.create(ACTOR, new("del-mid"), keys["del_mid"])
@@ -123,12 +125,19 @@ def test_a_crash_at_any_step_leaves_no_dangling_row_and_the_reconciler_cleans_up
             crasher.crash("delete", "between", credential_id=del_mid.credential_id),
             crasher.crash("delete", "after", credential_id=del_after.credential_id),
             crasher.crash("register", "between", name="imported", vault_path=import_path),
+            crasher.crash("create", "tagged", keys["create_tagged"], name="create-tagged"),
         ]
     finally:
         crasher.close()
     create_mid_path = notes[0]["vault_path"]
     create_after_id = notes[1]["credential_id"]
     registered_id = notes[6]["credential_id"] if "credential_id" in notes[6] and notes[6]["credential_id"] else ""
+    create_tagged_path = notes[7]["vault_path"]
+    # A crash between the tag and the data leaves a metadata-only entry that carries managed_by (the other
+    # order would leave untagged data that no reconciler pass could tell from ops' own).
+    tagged = vault.read_metadata(create_tagged_path)
+    assert tagged["current_version"] == 0 and tagged["versions"] == {}
+    assert tagged["custom_metadata"]["managed_by"] == MANAGED_BY
 
     # 1. No row points at a missing secret, whatever step the crashes hit.
     assert dangling_rows(store, vault) == []
@@ -147,7 +156,7 @@ def test_a_crash_at_any_step_leaves_no_dangling_row_and_the_reconciler_cleans_up
     referenced = store.all_vault_paths()
     before = set(vault.list_credential_paths())
     removed = set(reconcile_once(store, vault, grace_seconds=0))
-    assert removed == {create_mid_path, del_mid.vault_path}
+    assert removed == {create_mid_path, del_mid.vault_path, create_tagged_path}
     assert not removed & referenced
     after = set(vault.list_credential_paths())
     assert after == before - removed

@@ -11,7 +11,8 @@ argv. Before dying it prints one JSON line naming what it touched (ids and paths
 dies), answering `{"rc": exit code, "note": {...}}` per command: one interpreter start for many crashes.
 
 Ops and crash points (`--at`):
-- create   between: Vault written, DB insert not done     | after: both done
+- create   tagged: Vault metadata (managed_by) written, no data yet
+           between: Vault written, DB insert not done     | after: both done
 - rotate   between: new KV version written, row not moved | after: row moved, old versions not yet destroyed
 - delete   between: row deleted, Vault secret still there  | after: both done
 - register between: DB row inserted, Vault metadata not tagged yet | after: both done
@@ -78,7 +79,7 @@ def run(argv: list[str] | None, api_key: str) -> None:
     parser.add_argument("--vault-addr", required=True)
     parser.add_argument("--kv-prefix", required=True)
     parser.add_argument("--op", required=True, choices=("create", "rotate", "delete", "register"))
-    parser.add_argument("--at", required=True, choices=("between", "after"))
+    parser.add_argument("--at", required=True, choices=("tagged", "between", "after"))
     parser.add_argument("--org", default="crash")
     parser.add_argument("--name", default="c")
     parser.add_argument("--credential-id", default="")
@@ -96,7 +97,11 @@ def run(argv: list[str] | None, api_key: str) -> None:
     # Each patch replaces the *next* step after the one we want done with a crash (instance attributes,
     # so only this process's objects are affected).
     if args.op == "create":
-        if args.at == "between":
+        if args.at == "tagged":
+            def data_write_crash(path: str, value: Any, cas: Any) -> NoReturn:
+                crash({**note, "vault_path": path})
+            vault._kv_write = data_write_crash  # type: ignore[method-assign]
+        elif args.at == "between":
             def insert_then_crash(row: Any, **_: Any) -> NoReturn:
                 crash({**note, "credential_id": row.credential_id, "vault_path": row.vault_path})
             store.insert_credential = insert_then_crash  # type: ignore[method-assign]
