@@ -434,7 +434,11 @@ class Store:
             cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")  # wait for the write lock instead of failing
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")  # durable enough under WAL, much faster
+            # FULL, not NORMAL: under WAL, NORMAL skips the fsync at each commit, so a power loss can undo
+            # transactions that already reported success. A delete removes the row (committed), then the
+            # Vault secret: if the row came back after a power cut it would point at a destroyed secret,
+            # exactly what the write ordering in credentials.py exists to prevent. One fsync per commit.
+            cur.execute("PRAGMA synchronous=FULL")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")

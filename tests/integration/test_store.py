@@ -345,6 +345,20 @@ def test_revocation_log(store: Store) -> None:
         store.append_revocation("bogus")
 
 
+def test_sqlite_commits_are_durable(tmp_path: Path) -> None:
+    """WAL with synchronous=NORMAL can lose committed transactions on power loss (a deleted row could come
+    back after its Vault secret was destroyed); every pooled connection must run with FULL (2)."""
+    s = Store(f"sqlite:///{tmp_path}/durable.db")
+    try:
+        s.migrate()
+        with s._engine.connect() as a, s._engine.connect() as b:  # noqa: SLF001 - inspects the pragmas
+            for conn in (a, b):
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        s.close()
+
+
 def test_migrate_is_idempotent_and_matches_the_store(store: Store) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
