@@ -25,6 +25,8 @@
 #   OUT_DIR                     where to write keyservice role_id / secret_id (0600) []
 #   K8S_AUTH_MOUNT              Kubernetes auth mount                   [kubernetes]
 #   K8S_NAMESPACE, K8S_SERVICE_ACCOUNT  keyservice's identity           [byok, byok-keyservice]
+#   CALLER_K8S_NAMESPACES       namespaces whose service accounts may get caller certificates
+#                               (spiffe://<trust domain>/ns/<ns>/sa/*), comma-separated; never byok's own []
 #   K8S_HOST, K8S_CA_CERT       API server URL and CA file for auth/kubernetes/config []
 #   K8S_TOKEN_REVIEWER_JWT_FILE, K8S_DISABLE_LOCAL_CA_JWT  same, when Vault runs outside the cluster []
 #   AUDIT_FILE, AUDIT_PATH      file audit device path and name         [], [byok]
@@ -64,6 +66,7 @@ OUT_DIR="${OUT_DIR:-}"
 K8S_AUTH_MOUNT="${K8S_AUTH_MOUNT:-kubernetes}"
 K8S_NAMESPACE="${K8S_NAMESPACE:-byok}"
 K8S_SERVICE_ACCOUNT="${K8S_SERVICE_ACCOUNT:-byok-keyservice}"
+CALLER_K8S_NAMESPACES="${CALLER_K8S_NAMESPACES:-}"
 K8S_HOST="${K8S_HOST:-}"
 K8S_CA_CERT="${K8S_CA_CERT:-}"
 K8S_TOKEN_REVIEWER_JWT_FILE="${K8S_TOKEN_REVIEWER_JWT_FILE:-}"
@@ -89,6 +92,16 @@ for name in KV_MOUNT BYOK_PREFIX TRANSIT_MOUNT TRANSIT_KEY PKI_MOUNT PKI_INT_MOU
   value="${!name}"
   [[ -z "$value" && "$name" == POLICY_PREFIX ]] && continue
   [[ "$value" =~ ^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$ ]] || die "$name='$value' is not a plain path name"
+done
+# Caller certificates for byok's own namespace would carry the proxy's or keyservice's identity
+# (spiffe://<td>/ns/<byok ns>/sa/<release>-proxyservice): a caller could then lease plaintext keys.
+caller_uris=""
+IFS=',' read -r -a caller_namespaces <<<"$CALLER_K8S_NAMESPACES"
+for ns in "${caller_namespaces[@]}"; do
+  [[ "$ns" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "CALLER_K8S_NAMESPACES: '$ns' is not a Kubernetes namespace name"
+  [[ "$ns" != "$K8S_NAMESPACE" ]] || \
+    die "CALLER_K8S_NAMESPACES must not contain byok's own namespace '$K8S_NAMESPACE' (callers there could take the proxy's identity)"
+  caller_uris="${caller_uris:+$caller_uris,}spiffe://$TRUST_DOMAIN/ns/$ns/sa/*"
 done
 
 # table_has TABLE KEY=VALUE...: does `vault read` table output already show these
@@ -243,11 +256,11 @@ pki_role keyservice true false "$(svc_domains keyservice)" false \
 pki_role proxyservice true true "$(svc_domains proxyservice)" true \
   "spiffe://$TRUST_DOMAIN/ns/$K8S_NAMESPACE/sa/*proxyservice"
 pki_role admin false true admin true
-pki_role caller false true caller true "spiffe://$TRUST_DOMAIN/ns/*/sa/*"
+pki_role caller false true caller true "$caller_uris"
 
 # --- policies ------------------------------------------------------------------
 # proxyservice has none on purpose: it never talks to Vault.
-for policy in keyservice operator breakglass ops-import; do
+for policy in keyservice operator breakglass ops-import pki-issuer; do
   ensure_policy "${POLICY_PREFIX}${policy}" "$HERE/policies/$policy.hcl"
 done
 

@@ -115,6 +115,7 @@ class Prod:
     server: BaoDevServer
     vault: Vault
     operator: str  # token with byok-operator
+    issuer: str  # token with byok-pki-issuer (service and admin certificates)
     importer: str  # token with byok-ops-import
     bootstrap: subprocess.CompletedProcess[str]
     out_dir: Path
@@ -182,11 +183,12 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prod]:
         assert boot.returncode == 0, boot.stderr
         vault = Vault(server.addr, server.root_token)
         operator, importer = vault.policy_token("byok-operator"), vault.policy_token("byok-ops-import")
+        issuer = vault.policy_token("byok-pki-issuer")
         certs_dir = work / "certs"
         certs = {
-            "keyservice": issue(vault, "keyservice", "keyservice", KEYSERVICE_ID, certs_dir, operator),
-            "proxyservice": issue(vault, "proxyservice", "proxyservice", PROXY, certs_dir, operator),
-            "admin": issue(vault, "admin", "admin", ADMIN, certs_dir, operator),
+            "keyservice": issue(vault, "keyservice", "keyservice", KEYSERVICE_ID, certs_dir, issuer),
+            "proxyservice": issue(vault, "proxyservice", "proxyservice", PROXY, certs_dir, issuer),
+            "admin": issue(vault, "admin", "admin", ADMIN, certs_dir, issuer),
             "caller": issue(vault, "caller", "chat-api.caller", CALLER, certs_dir, operator),
         }
         upstream = FakeUpstream(UpstreamConfig())
@@ -210,9 +212,10 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prod]:
             proxies.append(proxy)
         for proxy in proxies:
             services.run(_wait_connected(proxy))
-        prod = Prod(server=server, vault=vault, operator=operator, importer=importer, bootstrap=boot, out_dir=out,
-                    audit_log=audit_log, certs=certs, services=services, upstream=upstream, keyservice=keyservice,
-                    proxies=proxies, env=client_env(keyservice.port, certs["admin"], proxies[0].port), work=work)
+        prod = Prod(server=server, vault=vault, operator=operator, issuer=issuer, importer=importer, bootstrap=boot,
+                    out_dir=out, audit_log=audit_log, certs=certs, services=services, upstream=upstream,
+                    keyservice=keyservice, proxies=proxies,
+                    env=client_env(keyservice.port, certs["admin"], proxies[0].port), work=work)
         yield prod
         for channel in prod.channels:
             channel.close()
@@ -411,7 +414,7 @@ def test_renew_service_certificates_without_restart(prod: Prod) -> None:
     assert next(stream).ready
 
     # Renew = issue a new certificate and replace the files; no restart.
-    issue(prod.vault, "keyservice", "keyservice", KEYSERVICE_ID, prod.work / "certs", prod.operator)
+    issue(prod.vault, "keyservice", "keyservice", KEYSERVICE_ID, prod.work / "certs", prod.issuer)
     new_serial = serial_of(files)
     assert new_serial != old_serial
     assert served_certificate(port, prod.certs["admin"]).serial_number == new_serial  # new connections
@@ -420,7 +423,7 @@ def test_renew_service_certificates_without_restart(prod: Prod) -> None:
     stream.cancel()
 
     # The proxies' client certificate: replaced on disk, used for the next connection to keyservice.
-    issue(prod.vault, "proxyservice", "proxyservice", PROXY, prod.work / "certs", prod.operator)
+    issue(prod.vault, "proxyservice", "proxyservice", PROXY, prod.work / "certs", prod.issuer)
     prod.add_key("cyberdyne-2", fake_openai_key())
     ok(prod.byokctl("bindings", "add", CALLER, "--org", "cyberdyne-2"))
     assert prod.chat(0, "cyberdyne-2") == grpc.StatusCode.OK

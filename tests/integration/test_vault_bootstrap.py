@@ -128,6 +128,7 @@ def bootstrap_once(bao: BaoDevServer, tmp_root: Path) -> Bootstrapped:
         POLICY_PREFIX=f"byok-{u}-", APPROLE_MOUNT=f"approle-{u}", K8S_AUTH_MOUNT=f"k8s-{u}",
         K8S_NAMESPACE="byok", K8S_HOST="https://127.0.0.1:6443", K8S_CA_CERT=str(work / "k8s-ca.pem"),
         OUT_DIR=str(work / "out"), AUDIT_FILE=str(work / "audit.log"), AUDIT_PATH=f"byok-{u}",
+        CALLER_K8S_NAMESPACES="shop,billing",
     )
     canary = f"canary-{u}"  # another user's data on the shared secret/ mount
     assert bao.api("POST", f"secret/data/{canary}", json={"data": {"v": "1"}}).status_code == 200
@@ -162,7 +163,8 @@ def test_first_run_creates_everything_and_reuses_the_existing_kv_v2_mount(boot: 
     for expected in (f"secrets engine {boot.transit}/ (transit)", f"transit key {boot.transit}/keys/byok (derived)",
                      f"root CA in {boot.env['PKI_MOUNT']}/", f"policy {boot.policy('keyservice')}",
                      f"policy {boot.policy('operator')}", f"policy {boot.policy('breakglass')}",
-                     f"policy {boot.policy('ops-import')}", f"auth engine {boot.env['APPROLE_MOUNT']}/ (approle)",
+                     f"policy {boot.policy('ops-import')}", f"policy {boot.policy('pki-issuer')}",
+                     f"auth engine {boot.env['APPROLE_MOUNT']}/ (approle)",
                      f"auth engine {boot.env['K8S_AUTH_MOUNT']}/ (kubernetes)"):
         assert expected in created
     assert sum(what.startswith(f"pki role {boot.pki_int}/roles/") for what in created) == 4
@@ -255,6 +257,25 @@ def test_pki_roles_issue_spiffe_certificates(bao: BaoDevServer, boot: Bootstrapp
     eku = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     assert (ExtendedKeyUsageOID.SERVER_AUTH in eku) is server
     assert (ExtendedKeyUsageOID.CLIENT_AUTH in eku) is (role != "keyservice")
+
+
+@pytest.mark.parametrize(("uri", "allowed"), [
+    (f"spiffe://{TRUST_DOMAIN}/ns/shop/sa/web", True),  # a namespace in CALLER_K8S_NAMESPACES
+    (f"spiffe://{TRUST_DOMAIN}/ns/byok/sa/byok-proxyservice", False),  # the proxy's chart identity
+    (f"spiffe://{TRUST_DOMAIN}/ns/byok/sa/byok-keyservice", False),
+    (f"spiffe://{TRUST_DOMAIN}/ns/elsewhere/sa/web", False),  # a namespace nobody listed
+])
+def test_caller_certificates_never_carry_byoks_own_service_identities(bao: BaoDevServer, boot: Bootstrapped,
+                                                                      uri: str, allowed: bool) -> None:
+    r = bao.api("POST", f"{boot.pki_int}/issue/caller", json={"common_name": "web.caller", "uri_sans": uri})
+    assert (r.status_code == 200) is allowed, r.text
+
+
+def test_bootstrap_refuses_callers_in_byoks_namespace(bao: BaoDevServer, boot: Bootstrapped) -> None:
+    run = run_bootstrap(boot.env | {"CALLER_K8S_NAMESPACES": "shop,byok"})
+    assert run.returncode != 0
+    assert "must not contain byok's own namespace 'byok'" in run.stderr
+    assert run.stdout == ""  # refused before touching the server
 
 
 def test_pki_refuses_foreign_uri_sans_and_caps_the_ttl(bao: BaoDevServer, boot: Bootstrapped) -> None:

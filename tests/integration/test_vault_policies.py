@@ -64,6 +64,11 @@ def breakglass(bao: BaoDevServer, boot: Bootstrapped) -> As:
 
 
 @pytest.fixture(scope="module")
+def pki_issuer(bao: BaoDevServer, boot: Bootstrapped) -> As:
+    return token_for(bao, boot.policy("pki-issuer"))
+
+
+@pytest.fixture(scope="module")
 def ops_import(bao: BaoDevServer, boot: Bootstrapped) -> As:
     return token_for(bao, boot.policy("ops-import"))
 
@@ -189,18 +194,39 @@ def test_operator_reads_audit_and_hashes_values(operator: As) -> None:
     assert operator("POST", "sys/audit/nope", json={"type": "file"}).status_code == FORBIDDEN
 
 
-def test_operator_issues_revokes_and_tidies_service_certificates(operator: As, boot: Bootstrapped) -> None:
+def test_operator_issues_callers_revokes_and_tidies_but_mints_no_service_identity(operator: As,
+                                                                                   boot: Bootstrapped) -> None:
     pki = boot.pki_int
-    issued = operator("POST", f"{pki}/issue/keyservice", json={"common_name": "keyservice", "ttl": "1h"})
+    issued = operator("POST", f"{pki}/issue/caller", json={"common_name": "billing.caller", "ttl": "1h"})
     assert issued.status_code == 200
     serial = issued.json()["data"]["serial_number"]
     assert operator("GET", f"{pki}/cert/{serial}").status_code == 200
     assert operator("POST", f"{pki}/revoke", json={"serial_number": serial}).status_code == 200
     assert operator("POST", f"{pki}/tidy", json={"tidy_cert_store": True}).status_code == 202
+    # A proxyservice certificate leases plaintext keys, an admin one manages every tenant's keys: minting
+    # either would undo "no plaintext for operators".
     refused = [
+        operator("POST", f"{pki}/issue/{role}", json={"common_name": role, "ttl": "1h"})
+        for role in ("keyservice", "proxyservice", "admin")
+    ] + [
+        operator("POST", f"{pki}/sign/proxyservice", json={"csr": "x"}),
         operator("POST", f"{pki}/roles/keyservice", json={"allow_any_name": True}),
         operator("POST", f"{pki}/root/sign-intermediate", json={}),
         operator("POST", f"{boot.env['PKI_MOUNT']}/issue/keyservice", json={"common_name": "keyservice"}),
+    ]
+    assert [r.status_code for r in refused] == [FORBIDDEN] * len(refused)
+
+
+def test_pki_issuer_issues_every_role_and_nothing_else(pki_issuer: As, boot: Bootstrapped) -> None:
+    pki = boot.pki_int
+    for role in ("keyservice", "proxyservice", "admin", "caller"):
+        issued = pki_issuer("POST", f"{pki}/issue/{role}", json={"common_name": role, "ttl": "1h"})
+        assert issued.status_code == 200, (role, issued.text)
+    refused = [
+        pki_issuer("POST", f"{pki}/revoke", json={"serial_number": "00"}),
+        pki_issuer("POST", f"{pki}/roles/caller", json={"allowed_uri_sans": "*"}),
+        pki_issuer("GET", f"{boot.kv}/data/{boot.prefix}/anything"),
+        pki_issuer("POST", f"{boot.env['PKI_MOUNT']}/root/sign-intermediate", json={}),
     ]
     assert [r.status_code for r in refused] == [FORBIDDEN] * len(refused)
 

@@ -3,11 +3,15 @@
 # Allowed: KV metadata (read, list, update custom_metadata / max_versions) and
 # version management (soft delete, undelete, destroy), transit key rotation and
 # min_decryption_version, key info, audit-log HMAC lookups, listing audit
-# devices, and issuing / revoking / tidying the services' certificates.
+# devices, issuing internal callers' certificates, and reading / revoking /
+# tidying every certificate.
 #
 # Deliberately absent: secret/data/* (reading it would reveal tenants' keys) and
-# transit/decrypt/* (decrypting envelope ciphertext would too). Emergencies use
-# breakglass.hcl instead, which is separately guarded and audited.
+# transit/decrypt/* (decrypting envelope ciphertext would too), and issuing
+# keyservice, proxyservice or admin certificates: a proxyservice certificate
+# leases plaintext keys from keyservice, so minting one is reading every key
+# (that is pki-issuer.hcl, for cert-manager or the security team). Emergencies
+# use breakglass.hcl instead, which is separately guarded and audited.
 #
 # deploy/vault/bootstrap.sh renders this file for non-default mount, prefix and
 # key names (see keyservice.hcl).
@@ -53,20 +57,9 @@ path "sys/audit" {
   capabilities = ["read", "sudo"]
 }
 
-# Service certificates from the intermediate CA: issue per role, list / read
-# issued certificates, revoke, and tidy expired ones.
-path "pki_int/issue/keyservice" {
-  capabilities = ["update"]
-}
-
-path "pki_int/issue/proxyservice" {
-  capabilities = ["update"]
-}
-
-path "pki_int/issue/admin" {
-  capabilities = ["update"]
-}
-
+# Certificates from the intermediate CA: issue internal callers' (they reach the
+# proxy, never a plaintext key; which orgs they may use is an admin's binding),
+# list / read issued certificates, revoke any of them, and tidy expired ones.
 path "pki_int/issue/caller" {
   capabilities = ["update"]
 }
