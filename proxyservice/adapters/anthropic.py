@@ -246,8 +246,3 @@ class AnthropicAdapter:
         if u is not None:
             resp.usage.CopyFrom(u)
         return resp
-
-    def verify_request(self, *, api_base: str, api_key: str) -> UpstreamRequest:
-        headers = self._headers(api_key, False)
-        del headers["content-type"]
-        return UpstreamRequest("GET", join_url(api_base, "/models"), headers)

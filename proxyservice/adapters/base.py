@@ -114,7 +114,6 @@ class Adapter(Protocol):
 
     def parse_response(self, body: bytes) -> pb.ChatResponse: ...
 
-    def verify_request(self, *, api_base: str, api_key: str) -> UpstreamRequest: ...
 
 
 # Anything shaped like a credential: provider key prefixes, Google keys, long opaque tokens.

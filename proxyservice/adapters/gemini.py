@@ -250,6 +250,3 @@ class GeminiAdapter:
         if u is not None:
             resp.usage.CopyFrom(u)
         return resp
-
-    def verify_request(self, *, api_base: str, api_key: str) -> UpstreamRequest:
-        return UpstreamRequest("GET", join_url(api_base, "/models"), {"x-goog-api-key": api_key})

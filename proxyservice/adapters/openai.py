@@ -229,7 +229,3 @@ class OpenAIAdapter:
         if u is not None:
             resp.usage.CopyFrom(u)
         return resp
-
-    def verify_request(self, *, api_base: str, api_key: str) -> UpstreamRequest:
-        headers = {"authorization": f"Bearer {api_key}", "accept": "application/json"}
-        return UpstreamRequest("GET", join_url(api_base, "/models"), headers)
