@@ -28,7 +28,7 @@ from keyservice.errors import Aborted, AlreadyExists, FailedPrecondition, KeySer
 from keyservice.providers import get_provider
 from keyservice.secrets_display import fingerprint, key_hint
 from keyservice.store import CredentialRow, Store
-from keyservice.vault import VaultClient
+from keyservice.vault import MANAGED_BY, VaultClient
 
 _log = structlog.get_logger("byok.credentials")
 
@@ -80,16 +80,25 @@ class CredentialManager:
     def register(self, actor: str, new: NewCredential, vault_path: str) -> CredentialRow:
         """Adopt a secret ops wrote with `vault kv put <mount>/<path> api_key=-`; the key never crossed our API."""
         spec = get_provider(new.provider)
+        validation.vault_path(vault_path, managed_prefix=self.vault.settings.kv_prefix)
         self._check_api_base(spec.api_base_required, new.api_base)
         self._check_name_free(new)
+        where = f"{self.vault.settings.kv_mount}/{redact_text(vault_path)}"
         try:
             api_key = self.vault.read_secret(vault_path, org_id=new.org_id)
         except NotFound:
             # Echoed masked: a key pasted into the path must not come back in the error or the RPC log.
-            raise NotFound(f"vault_path: no secret at {self.vault.settings.kv_mount}/{redact_text(vault_path)}"
-                           ) from None
+            raise NotFound(f"vault_path: no secret at {where}") from None
         spec.check_key(api_key, field="vault_path (its api_key field)")
         meta = self.vault.read_metadata(vault_path)
+        owner = meta.get("custom_metadata") or {}
+        if owner.get("managed_by") == MANAGED_BY:
+            # Already a credential's secret (created, or registered, by keyservice). A second credential on
+            # it could lease that key to another org, and deleting either would destroy it under the other.
+            # (A path referenced by a row whose tag was never written is refused by the store's check.)
+            holder = f" (credential {redact_text(owner['credential_id'])})" if owner.get("credential_id") else ""
+            raise AlreadyExists(f"vault_path: the secret at {where} is already managed by keyservice{holder}; "
+                                "each Vault secret serves one credential")
         credential_id = new_credential_id()
         version = int(meta.get("current_version") or 1)
         from keyservice.vault import StoredSecret

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
+from byokcommon.redaction import redact_text
 from keyservice.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, translate_foreign
 
 HEALTH_VALUES = ("unverified", "active", "invalid", "rate_limited", "unreachable")
@@ -224,6 +225,9 @@ credentials = sa.Table(
         name="ck_credentials_health",
     ),
     sa.Index("ix_credentials_lease", "org_id", "provider", "active"),
+    # One credential per Vault secret: two rows on one path would let one tenant lease another's key, and
+    # deleting either would destroy the secret under the other (migration 0002).
+    sa.Index("uq_credentials_vault_path", "vault_mount", "vault_path", unique=True),
     sa.Index("ix_credentials_created", "created_at", "credential_id"),
     # At most one primary per provider and scope, even if two writers race.
     sa.Index(
@@ -540,11 +544,19 @@ class Store:
                 raise AlreadyExists(f"credential {row.credential_id!r} already exists")
             if clash is not None:
                 raise _name_conflict(row.name, row.provider)
+            owner = tx.conn.execute(sa.select(c.credential_id).where(
+                c.vault_mount == row.vault_mount, c.vault_path == row.vault_path)).scalar()
+            if owner is not None:
+                raise _path_conflict(row.vault_mount, row.vault_path, owner)
             if row.primary:
                 tx.clear_primary(row)
             try:
                 tx.conn.execute(credentials.insert().values(**_credential_values(row)))
-            except sqlalchemy.exc.IntegrityError:
+            except sqlalchemy.exc.IntegrityError as exc:
+                # A concurrent insert won the race (PostgreSQL); which constraint tells which conflict.
+                # The driver's text is only inspected, never kept: it can quote the row's values.
+                if "vault_path" in str(exc.orig):
+                    raise _path_conflict(row.vault_mount, row.vault_path, "") from None
                 raise _name_conflict(row.name, row.provider) from None
             tx.audit(audit)
             tx.revoke(revocation, credential_id=row.credential_id, org_id=row.org_id)
@@ -983,4 +995,11 @@ class _WriteTx:
 
 def _name_conflict(name: str, provider: str) -> AlreadyExists:
     return AlreadyExists(f"a {provider} credential named {name!r} already exists in this scope")
+
+
+def _path_conflict(mount: str, path: str, owner: str) -> AlreadyExists:
+    # Masked in case a key was pasted into the path (the RPC layer refuses those, but this is the store).
+    return AlreadyExists(f"vault_path: {redact_text(mount)}/{redact_text(path)} is already referenced by "
+                         f"{f'credential {owner}' if owner else 'another credential'}; each Vault secret "
+                         "serves one credential")
 

@@ -57,7 +57,10 @@ def identity(value: str, field: str = "caller_identity") -> str:
     return value
 
 
-def vault_path(value: str, field: str = "vault_path") -> str:
+def vault_path(value: str, field: str = "vault_path", *, managed_prefix: str = "") -> str:
+    """A KV path ops name (RegisterCredential). With `managed_prefix` (the service's kv_prefix), a path in
+    keyservice's own per-credential layout, `<prefix>/<org_id>/cred_…`, is refused: it is another
+    credential's secret, and registering it would let a second credential (of any org) serve that key."""
     if not value:
         raise InvalidArgument(field, "is required")
     if not _VAULT_PATH.fullmatch(value) or ".." in value.split("/"):
@@ -65,6 +68,13 @@ def vault_path(value: str, field: str = "vault_path") -> str:
     # A key pasted here would travel in a Vault request path, which Vault's audit log records in clear.
     if redact_text(value) != value:
         raise InvalidArgument(field, "looks like it contains an API key; give the path where the key is stored")
+    prefix = managed_prefix.strip("/")
+    if prefix:
+        rest = value[len(prefix) + 1:].split("/") if value.startswith(prefix + "/") else []
+        if len(rest) == 2 and rest[1].startswith("cred_"):
+            raise InvalidArgument(field, f"{value} is in keyservice's managed layout ({prefix}/<org_id>/cred_…), "
+                                         f"where each secret belongs to one credential; import from a path of "
+                                         f"your own, e.g. {prefix}/imports/<name>")
     return value
 
 

@@ -114,6 +114,51 @@ async def test_register_an_ops_import_then_lease_it(bao: BaoDevServer, ids: Iden
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_register_refuses_a_secret_another_credential_uses(bao: BaoDevServer, ids: Identities,
+                                                                 sqlite_url: str) -> None:
+    settings = keyservice_settings(bao, ids, sqlite_url)
+    prefix = settings.vault.kv_prefix
+    key_a, key_import = fake_openai_key(), fake_openai_key()
+    import_path = f"{prefix}/imports/shared"
+    bao.cli("kv", "put", f"secret/{import_path}", "api_key=-", input=key_import)
+
+    async def register(org: str, name: str, path: str) -> grpc.aio.AioRpcError:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await ks.admin.RegisterCredential(pb.RegisterCredentialRequest(
+                provider="openai", scope=pb.Scope(org_id=org), name=name, vault_path=path))
+        details = refused.value.details() or ""
+        assert "vault_path" in details and key_a not in details and key_import not in details
+        return refused.value
+
+    async with running(settings, ids) as ks:
+        owned = (await ks.admin.CreateCredential(create_request("org-a", "main", key_a))).credential
+        # 1. Another org's managed secret (plain KV mode: registering it would hand org B org A's key).
+        refused = await register("org-b", "stolen", owned.secret_ref.path)
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and "managed layout" in (refused.details() or "")
+        # 2. A secret tagged managed_by outside the layout: an import that is already registered.
+        first = (await ks.admin.RegisterCredential(pb.RegisterCredentialRequest(
+            provider="openai", scope=pb.Scope(org_id="org-a"), name="imported", vault_path=import_path))).credential
+        refused = await register("org-b", "imported", import_path)
+        assert refused.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "managed by keyservice" in (refused.details() or "") and first.credential_id in refused.details()
+        # 3. A path a row references but whose tag is gone (a register that crashed before tagging, or ops
+        #    rewrote the metadata): the store's reference check (and unique index) refuses it.
+        bao.api("POST", f"secret/metadata/{import_path}", json={"custom_metadata": {"note": "ops"}}
+                ).raise_for_status()
+        assert "managed_by" not in bao.api("GET", f"secret/metadata/{import_path}").json()["data"]["custom_metadata"]
+        refused = await register("org-b", "imported", import_path)
+        assert refused.code() == grpc.StatusCode.ALREADY_EXISTS and "already referenced" in (refused.details() or "")
+
+        assert (await ks.admin.ListCredentials(pb.ListCredentialsRequest(org_id="org-b"))).credentials == []
+        await bind(ks.admin, "org-a")
+        lease = await ks.proxy.IssueKeyLease(lease_request("org-a", credential_id=owned.credential_id))
+        assert lease.api_key == key_a
+        # Each secret still serves exactly one credential, so deleting one leaves the other's key intact.
+        await ks.admin.DeleteCredential(pb.DeleteCredentialRequest(credential_id=first.credential_id))
+        lease = await ks.proxy.IssueKeyLease(lease_request("org-a", credential_id=owned.credential_id))
+        assert lease.api_key == key_a
+
+
 # -- verify -----------------------------------------------------------------------------------------------------
 
 @asynccontextmanager

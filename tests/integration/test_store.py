@@ -119,6 +119,27 @@ def test_unique_name_conflict(store: Store) -> None:
     assert len(store.all_vault_paths()) == 4
 
 
+def test_one_credential_per_vault_secret(store: Store) -> None:
+    first = store.insert_credential(cred())
+    twin = cred(org_id="org-2", vault_path=first.vault_path)
+    with pytest.raises(AlreadyExists) as err:
+        store.insert_credential(twin)
+    assert err.value.message.startswith("vault_path: ") and first.credential_id in err.value.message
+    store.insert_credential(cred(org_id="org-2", vault_path=first.vault_path, vault_mount="other-kv"))
+    # The unique index holds even for a writer that skips the store's check (a concurrent insert).
+    from keyservice.store import credentials
+
+    with pytest.raises(Exception, match="vault_path|UNIQUE|unique"), store._engine.begin() as conn:  # noqa: SLF001
+        conn.execute(credentials.insert().values(**_values(twin)))
+    assert store.list_credentials(org_id="org-2")[0][0].vault_mount == "other-kv"
+
+
+def _values(row: CredentialRow) -> dict[str, object]:
+    from keyservice.store import _credential_values
+
+    return _credential_values(row)
+
+
 def test_primary_is_exclusive_per_provider_and_scope(store: Store) -> None:
     a = store.insert_credential(cred(primary=True))
     b = store.insert_credential(cred(primary=True))
@@ -367,12 +388,50 @@ def test_migrate_is_idempotent_and_matches_the_store(store: Store) -> None:
 
     store.migrate()
     store.migrate()
-    assert store.schema_revision() == "0001"
+    assert store.schema_revision() == "0002"
     assert store.ping()
     # The hand-written migration creates exactly what the store's table definitions describe.
     with store._engine.connect() as conn:  # noqa: SLF001 - test reaches in to compare schemas
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
+
+
+def test_migration_0002_adds_the_vault_path_index_and_refuses_shared_secrets(db_url: str) -> None:
+    from alembic import command
+
+    from keyservice.errors import FailedPrecondition
+    from keyservice.migrations import alembic_config
+    from keyservice.store import credentials
+
+    s = Store(db_url)
+    try:
+        with s._engine.begin() as conn:  # noqa: SLF001 - a database left at the previous revision
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+        assert s.schema_revision() == "0001"
+        a, b, alone = cred(), cred(org_id="org-2"), cred()
+        b = replace(b, vault_path=a.vault_path)  # two credentials on one secret, as 0001 allowed
+        with s._engine.begin() as conn:  # noqa: SLF001
+            for row in (a, b, alone):
+                conn.execute(credentials.insert().values(**_values(row)))
+        with pytest.raises(FailedPrecondition) as err:
+            s.migrate()
+        assert a.credential_id in err.value.message and b.credential_id in err.value.message
+        assert alone.credential_id not in err.value.message and a.vault_path not in err.value.message
+        assert s.schema_revision() == "0001"  # nothing half-done
+
+        with s._engine.begin() as conn:  # noqa: SLF001 - the operator gives b a secret of its own
+            conn.execute(credentials.update().where(credentials.c.credential_id == b.credential_id)
+                         .values(vault_path=b.vault_path + "-own"))
+        s.migrate()
+        assert s.schema_revision() == "0002"
+        assert {r.credential_id for r in s.list_credentials(page_size=10)[0]} == \
+            {a.credential_id, b.credential_id, alone.credential_id}
+        with pytest.raises(AlreadyExists):
+            s.insert_credential(cred(vault_path=alone.vault_path))
+    finally:
+        s.close()
 
 
 def test_migrate_cli_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
@@ -382,10 +441,10 @@ def test_migrate_cli_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-m", "keyservice.migrate"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        assert "revision 0001" in done.stdout
+        assert "revision 0002" in done.stdout
     s = Store(f"sqlite:///{db}")
     try:
-        assert s.schema_revision() == "0001"
+        assert s.schema_revision() == "0002"
         assert s.list_credentials() == ([], "")
     finally:
         s.close()
