@@ -1,6 +1,7 @@
 """Masks anything shaped like a provider key, a Vault token or a bearer credential in text.
 
-Used by the logging pipeline on every event and by anything that must turn foreign text into something safe.
+Used by the logging pipeline on every event and by anything that must turn foreign text into something safe
+(the proxy's adapters mask provider messages with `redact_text` too: one key-shape rule for both).
 The patterns are deliberately broad: a false positive costs a masked word, a false negative leaks a key.
 """
 
@@ -10,6 +11,17 @@ import re
 from typing import Any
 
 MASK = "[REDACTED]"
+
+# Prefix-less keys: Mistral (32 letters and digits), Together (64 hex digits), and other opaque tokens.
+# The rule is a run of 32 or more ASCII letters and digits, bounded on both sides by anything else, except a
+# run of exactly 32 lowercase hex digits. Why this shape, given what the services log:
+# - request ids, lease ids (lease_ + 32 hex), audit event ids are uuid4().hex: exactly 32 lowercase hex, so
+#   they are spared (a random 32-character Mistral key is all-lowercase-hex with probability ~(16/62)^32);
+# - credential ids are cred_ + 24 hex (a run of 24: too short), UUIDs with dashes have runs of at most 12,
+#   SPIFFE ids are short path segments, key fingerprints are sha256: + 16 hex: none reach 32;
+# - only letters and digits count, not - or _, so dashed or underscored identifiers are never one long run.
+# A 64-hex string (a Together key, or a full sha256 digest) is always masked: the services log no full digests.
+_LONG_OPAQUE_TOKEN = r"(?<![A-Za-z0-9])(?![0-9a-f]{32}(?![A-Za-z0-9]))[A-Za-z0-9]{32,}"
 
 _SECRET_PATTERNS = [
     r"sk-ant-[A-Za-z0-9_\-]{8,}",          # Anthropic
@@ -25,6 +37,7 @@ _SECRET_PATTERNS = [
     r"(?<=(?i:x-api-key): )\S+",
     r"(?<=(?i:x-goog-api-key): )\S+",
     r"(?<=(?i:x-vault-token): )\S+",
+    _LONG_OPAQUE_TOKEN,
 ]
 _SECRET_RE = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS))
 

@@ -132,7 +132,12 @@ class CredentialManager:
                               old_version=row.secret_version, new_version=stored.version,
                               key_hint=key_hint(spec, api_key)),
             revocation="rotated",
-            secret_version=stored.version, transit_key_version=stored.transit_key_version,
+            # Both transit fields, from what was just written: a row without a transit key (an import, or a
+            # credential created before envelope mode was switched on) now holds ciphertext, and rewrap and
+            # the min_decryption_version check find a secret only by its row's transit key. (Switching
+            # envelope mode off clears them the same way.)
+            secret_version=stored.version, transit_key=stored.transit_key,
+            transit_key_version=stored.transit_key_version,
             key_hint=key_hint(spec, api_key), fingerprint=fingerprint(api_key), health="unverified",
             last_rotated_at=audit.now())
         self._destroy_old_versions(rotated)
@@ -221,21 +226,48 @@ class CredentialManager:
             rows, token = self.store.list_credentials(org_id=org_id, page_size=500, page_token=token)
             for row in rows:
                 if not row.transit_key:
-                    continue
-                stored = self.vault.rewrap(row.vault_path, org_id=row.org_id)
-                version = row.transit_key_version
-                if stored is not None:
-                    self.store.update_credential(row.credential_id, expected_version=row.secret_version,
-                                                 secret_version=stored.version,
-                                                 transit_key_version=stored.transit_key_version)
-                    version = stored.transit_key_version
-                    count += 1
-                lowest = version if not lowest else min(lowest, version)
+                    row = self._record_envelope(row)
+                    if not row.transit_key:
+                        continue  # a plain value: nothing to rewrap, not affected by min_decryption_version
+                try:
+                    # The row's own version: rewrapping Vault's current one could move the row onto a key
+                    # it never served (after a rotation that wrote Vault but not the row).
+                    stored = self.vault.rewrap(row.vault_path, org_id=row.org_id, version=row.secret_version)
+                    if stored is not None:
+                        row = self.store.update_credential(
+                            row.credential_id, expected_version=row.secret_version, secret_version=stored.version,
+                            transit_key=stored.transit_key, transit_key_version=stored.transit_key_version)
+                        count += 1
+                except Aborted:
+                    # A rotation (or another rewrap) got there first; count the row as it is now.
+                    _log.warning("credential.rewrap_skipped_concurrent_change", credential_id=row.credential_id)
+                    try:
+                        row = self.store.get_credential(row.credential_id)
+                    except NotFound:
+                        continue
+                    if not row.transit_key:
+                        continue
+                lowest = row.transit_key_version if not lowest else min(lowest, row.transit_key_version)
             if not token:
                 break
         self.store.append_audit(audit.event(actor, "secrets.rewrap", org_id=org_id, rewrapped=count,
                                             min_transit_key_version=lowest))
         return count, lowest
+
+    def _record_envelope(self, row: CredentialRow) -> CredentialRow:
+        """A row without a transit key whose secret is nevertheless transit ciphertext (rotated in envelope
+        mode before rotations recorded the key): record the key and version on the row, so that rewrap and
+        the min_decryption_version check see it. Unchanged for a plain value."""
+        ref = self.vault.envelope_ref(row.vault_path, row.secret_version)
+        if ref is None:
+            return row
+        _log.info("credential.transit_ref_recorded", credential_id=row.credential_id, transit_key=ref[0],
+                  transit_key_version=ref[1])
+        try:
+            return self.store.update_credential(row.credential_id, expected_version=row.secret_version,
+                                                transit_key=ref[0], transit_key_version=ref[1])
+        except Aborted:  # rotated meanwhile: the rotation recorded its own transit fields
+            return self.store.get_credential(row.credential_id)
 
     # -- helpers --------------------------------------------------------------------------------------
     def _check_name_free(self, new: NewCredential) -> None:

@@ -54,7 +54,7 @@ _LOCK_PRIMARY_CLASS = _LOCK_CLASS + 1  # objid = hashtext(provider|scope)
 _UPDATABLE = frozenset(
     {
         "name", "api_base", "default_model", "primary", "active", "health", "secret_version",
-        "transit_key_version", "key_hint", "fingerprint", "last_verified_at", "last_rotated_at",
+        "transit_key", "transit_key_version", "key_hint", "fingerprint", "last_verified_at", "last_rotated_at",
     }
 )
 

@@ -259,15 +259,21 @@ class VaultClient:
 
     # -- transit --------------------------------------------------------------------------------------
 
-    def rewrap(self, path: str, *, org_id: str) -> StoredSecret | None:
-        """Envelope mode: re-encrypt the stored ciphertext under the transit key's latest version without
-        ever seeing the plaintext (transit rewrap), and store it as a new KV version (check-and-set).
-        None in plain mode, for a plain value, or when the ciphertext is already on the latest version."""
+    def rewrap(self, path: str, *, org_id: str, version: int | None = None) -> StoredSecret | None:
+        """Envelope mode: re-encrypt the ciphertext of KV `version` (None: the current one) under the transit
+        key's latest version without ever seeing the plaintext (transit rewrap), and store it as a new KV
+        version (check-and-set). None in plain mode, for a plain value, or when that ciphertext is already on
+        the latest version.
+
+        Pass the version a credential's row serves: the new KV version then holds the *same* key. If Vault
+        is ahead of it (a rotation crashed, or lost its DB compare-and-set, after writing Vault), the newer
+        versions were never served; the rewrapped key is written on top of them rather than rewrapping a
+        key the row never pointed at. A concurrent writer still makes the check-and-set fail (Aborted)."""
         s = self._settings
         _check_path(path)
         if not s.transit_key:
             return None
-        value, kv_version = self._kv_read(path, None)
+        value, kv_version = self._kv_read(path, version)
         ciphertext = value.get("ciphertext")
         if not ciphertext:
             return None
@@ -278,8 +284,29 @@ class VaultClient:
         rewrapped = self._call("transit_rewrap", lambda: transit.rewrap_data(
             name=key, ciphertext=ciphertext, context=_context(_check_org(org_id)),
             mount_point=s.transit_mount))["data"]["ciphertext"]
-        version = self._kv_write(path, {**value, "ciphertext": rewrapped, "transit_key": key}, kv_version)
-        return StoredSecret(s.kv_mount, path, version, key, _ciphertext_version(rewrapped))
+        new_value = {**value, "ciphertext": rewrapped, "transit_key": key}
+        try:
+            new_version = self._kv_write(path, new_value, kv_version)
+        except errors.Aborted:
+            if version is None:
+                raise
+            current = self.read_metadata(path)["current_version"]
+            if current <= kv_version:
+                raise
+            log.warning("vault_rewrap_over_unserved_versions", path=path, version=kv_version,
+                        current_version=current)
+            new_version = self._kv_write(path, new_value, current)
+        return StoredSecret(s.kv_mount, path, new_version, key, _ciphertext_version(rewrapped))
+
+    def envelope_ref(self, path: str, version: int) -> tuple[str, int] | None:
+        """(transit key name, transit key version) of the ciphertext stored at KV `version`, read without
+        decrypting; None for a plain value. Missing -> errors.NotFound."""
+        _check_path(path)
+        value, _ = self._kv_read(path, version)
+        ciphertext = value.get("ciphertext")
+        if not ciphertext:
+            return None
+        return str(value.get("transit_key") or self._settings.transit_key), _ciphertext_version(ciphertext)
 
     def transit_key_info(self) -> dict[str, Any]:
         """`{"name", "latest_version", "min_decryption_version"}` of the configured transit key."""

@@ -8,11 +8,11 @@ safe to return to callers: they never contain the API key (nor a provider messag
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from byok.proxy.v1 import chat_service_pb2 as pb
+from byokcommon.redaction import redact_text
 
 FR = pb.FinishReason
 
@@ -116,14 +116,10 @@ class Adapter(Protocol):
 
 
 
-# Anything shaped like a credential: provider key prefixes, Google keys, long opaque tokens.
-_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|AIza[A-Za-z0-9_\-]{10,}|[A-Za-z0-9_\-]{32,})")
-
-
 def safe_text(text: Any, limit: int = 200) -> str:
-    """A provider-supplied message made safe to repeat: key-like tokens masked, length capped."""
-    s = str(text)[:limit]
-    return _KEYLIKE.sub("<redacted>", s)
+    """A provider-supplied message made safe to repeat: key-shaped tokens masked (byokcommon's one key-shape
+    rule), then the length capped. Masking first: a cut through a key would leave a prefix too short to match."""
+    return redact_text(str(text))[:limit]
 
 
 def loads(data: str | bytes, what: str) -> Any:

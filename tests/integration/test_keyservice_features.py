@@ -263,6 +263,79 @@ async def test_envelope_mode_rotation_and_rewrap(bao: BaoDevServer, ids: Identit
         assert (again.rewrapped_count, again.min_transit_key_version) == (0, 2)
 
 
+async def test_rotation_in_envelope_mode_records_the_transit_key(bao: BaoDevServer, ids: Identities,
+                                                                 sqlite_url: str, transit_mount: str) -> None:
+    """A row with no transit key (an ops import, or created before envelope mode) holds ciphertext once it is
+    rotated in envelope mode: the row must say so, or rewrap skips it and raising min_decryption_version
+    makes it undecryptable."""
+    transit_key = unique("byok-rotenv")
+    settings = keyservice_settings(bao, ids, sqlite_url,
+                                   vault={"transit_key": transit_key, "transit_mount": transit_mount})
+    prefix = settings.vault.kv_prefix
+    paths = [f"{prefix}/imports/plain{i}" for i in range(2)]
+    for path in paths:
+        bao.cli("kv", "put", f"secret/{path}", "api_key=-", input=fake_openai_key())
+    new_keys = [fake_openai_key() for _ in paths]
+    async with running(settings, ids) as ks:
+        await bind(ks.admin, "rotenv")
+        creds = []
+        for i, (path, key) in enumerate(zip(paths, new_keys, strict=True)):
+            imported = (await ks.admin.RegisterCredential(pb.RegisterCredentialRequest(
+                provider="openai", scope=pb.Scope(org_id="rotenv"), name=f"imp{i}", vault_path=path))).credential
+            assert imported.secret_ref.transit_key == ""  # a plain value
+            rotated = (await ks.admin.RotateCredentialSecret(pb.RotateCredentialSecretRequest(
+                credential_id=imported.credential_id, api_key=key))).credential
+            assert (rotated.secret_ref.transit_key, rotated.secret_ref.transit_key_version) == (transit_key, 1)
+            assert bao.api("GET", f"secret/data/{path}").json()["data"]["data"]["ciphertext"].startswith("vault:v1:")
+            creds.append(rotated)
+        # A row left by a rotation before this fix (ciphertext in Vault, no transit key on the row):
+        # RewrapSecrets finds it from the secret itself and records it.
+        await asyncio.to_thread(ks.app.store.update_credential, creds[1].credential_id, transit_key="",
+                                transit_key_version=0)
+
+        bao.cli("write", "-f", f"{transit_mount}/keys/{transit_key}/rotate")
+        answer = await ks.admin.RewrapSecrets(pb.RewrapSecretsRequest(org_id="rotenv"))
+        assert (answer.rewrapped_count, answer.min_transit_key_version) == (2, 2)
+        bao.cli("write", f"{transit_mount}/keys/{transit_key}/config", "min_decryption_version=2")
+        for cred, key in zip(creds, new_keys, strict=True):
+            now = (await ks.admin.GetCredential(pb.GetCredentialRequest(
+                credential_id=cred.credential_id))).credential
+            assert (now.secret_ref.transit_key, now.secret_ref.transit_key_version) == (transit_key, 2)
+            lease = await ks.proxy.IssueKeyLease(lease_request("rotenv", credential_id=cred.credential_id))
+            assert lease.api_key == key  # still decryptable after the old transit version was retired
+
+
+async def test_rewrap_keeps_the_key_the_row_serves(bao: BaoDevServer, ids: Identities, sqlite_url: str,
+                                                   transit_mount: str) -> None:
+    """After a rotation that wrote Vault but never moved its row (a crash, or a lost compare-and-set), Vault's
+    current version holds a key the row never served; rewrap must rewrap the row's version, not that one."""
+    transit_key = unique("byok-rewrap-row")
+    settings = keyservice_settings(bao, ids, sqlite_url,
+                                   vault={"transit_key": transit_key, "transit_mount": transit_mount})
+    served, unserved = fake_openai_key(), fake_openai_key()
+    async with running(settings, ids) as ks:
+        await bind(ks.admin, "rowver")
+        cred = (await ks.admin.CreateCredential(create_request("rowver", "k", served))).credential
+        path = cred.secret_ref.path
+        # The lost rotation: Vault version 2, row still on 1.
+        await asyncio.to_thread(ks.app.vault.write_secret, path, unserved, org_id="rowver", cas=1,
+                                metadata={"org_id": "rowver", "credential_id": cred.credential_id})
+        bao.cli("write", "-f", f"{transit_mount}/keys/{transit_key}/rotate")
+        answer = await ks.admin.RewrapSecrets(pb.RewrapSecretsRequest(org_id="rowver"))
+        assert (answer.rewrapped_count, answer.min_transit_key_version) == (1, 2)
+        now = (await ks.admin.GetCredential(pb.GetCredentialRequest(credential_id=cred.credential_id))).credential
+        assert (now.secret_ref.version, now.secret_ref.transit_key_version) == (3, 2)  # on top of version 2
+        lease = await ks.proxy.IssueKeyLease(lease_request("rowver", credential_id=cred.credential_id))
+        assert (lease.api_key, lease.secret_version) == (served, 3)  # the same key as before the rewrap
+        # And the credential still rotates normally afterwards.
+        newest = fake_openai_key()
+        rotated = (await ks.admin.RotateCredentialSecret(pb.RotateCredentialSecretRequest(
+            credential_id=cred.credential_id, api_key=newest))).credential
+        assert rotated.secret_ref.version == 4
+        lease = await ks.proxy.IssueKeyLease(lease_request("rowver", credential_id=cred.credential_id))
+        assert lease.api_key == newest
+
+
 # -- listing, primaries, fallback, bindings, revoke, old versions ----------------------------------------------
 
 async def test_list_pagination_and_filters(bao: BaoDevServer, ids: Identities, sqlite_url: str) -> None:

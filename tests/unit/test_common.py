@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 
 import pytest
 import structlog
@@ -17,13 +18,31 @@ from keyservice.errors import PermissionDenied
 from keyservice.settings import parse_roles
 
 KEYS = ["sk-proj-" + "Ab12" * 10, "sk-ant-api03-" + "Zz99" * 10, "AIza" + "SyD3" * 9, "gsk_" + "G7h8" * 10,
-        "fw_" + "F1r3" * 6, "sk-or-v1-" + "0a1b" * 16, "hvs." + "T0k3n" * 6]
+        "fw_" + "F1r3" * 6, "sk-or-v1-" + "0a1b" * 16, "hvs." + "T0k3n" * 6,
+        "M1stRaLk3y" * 3 + "Qz",            # Mistral: 32 letters and digits, no prefix
+        "9f3e" * 16]                         # Together: 64 hex digits
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_key_shapes_are_masked_in_text(key: str) -> None:
     out = redact_text(f"calling with {key} now")
     assert key not in out and MASK in out
+
+
+@pytest.mark.parametrize("identifier", [
+    "cred_" + "0123456789abcdef01234567",                    # credential id
+    uuid.uuid4().hex, "lease_" + uuid.uuid4().hex,            # request, audit event and lease ids
+    str(uuid.uuid4()),                                        # a caller's x-request-id
+    "spiffe://byok.local/caller/chat-api",                    # peer identity
+    "sha256:0123456789abcdef",                                # key fingerprint
+])
+def test_ids_the_services_log_stay_readable(identifier: str) -> None:
+    assert redact_text(f"request {identifier} done") == f"request {identifier} done"
+
+
+def test_long_opaque_tokens_are_masked_whole() -> None:
+    token = "AbCdEfGh" * 5  # 40 letters, no known prefix
+    assert redact_text(f"key={token}.") == f"key={MASK}." and redact_text(f"({token})") == f"({MASK})"
 
 
 def test_sensitive_fields_are_masked_whatever_they_hold() -> None:
