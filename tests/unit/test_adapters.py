@@ -300,3 +300,9 @@ def test_finish_reason_normalisation() -> None:
 def test_safe_text_masks_keys() -> None:
     assert KEY not in safe_text(f"Incorrect API key provided: {KEY}")
     assert "AIza" not in safe_text("key AIzaSyA1234567890abcdefghij bad")
+
+
+def test_safe_text_masks_before_it_truncates() -> None:
+    mistral = "M1stRaLk3y" * 3 + "Qz"  # 32 letters and digits: only the long-token rule catches it
+    out = safe_text("x" * 190 + " " + mistral)
+    assert len(out) <= 200 and mistral[:9] not in out
