@@ -696,8 +696,10 @@ class Store:
             return {(m, p) for m, p in rows}
 
     def deactivate_org(self, org_id: str, *, audit: AuditRow | None = None) -> list[CredentialRow]:
-        """Deactivate every active credential of an org, one 'deactivated' revocation each; returns them
-        as they are now."""
+        """Cut an org off: deactivate every active credential (one 'deactivated' revocation each), turn its
+        platform fallback off, and append one org-wide 'scope_changed' revocation (no credential id), on
+        which proxies drop every cached lease of the org, platform leases included (they name no
+        credential, so no per-credential event reaches them). Returns the credentials as they are now."""
         with self._write() as tx:
             ids = list(tx.conn.execute(
                 sa.select(credentials.c.credential_id)
@@ -709,9 +711,15 @@ class Store:
                     credentials.update().where(credentials.c.credential_id.in_(ids))
                     .values(active=False, updated_at=utcnow())
                 )
+            now = utcnow()
+            tx.conn.execute(self._upsert(org_policies)
+                            .values(org_id=org_id, allow_platform_fallback=False, updated_at=now)
+                            .on_conflict_do_update(index_elements=["org_id"],
+                                                   set_={"allow_platform_fallback": False, "updated_at": now}))
             tx.audit(audit)
             for credential_id in ids:
                 tx.revoke(NewRevocation("deactivated", credential_id=credential_id, org_id=org_id))
+            tx.revoke(NewRevocation("scope_changed", org_id=org_id))
             return [_credential(tx.get(i)) for i in ids]
 
     # ------------------------------------------------------------------ audit

@@ -339,6 +339,8 @@ def test_org_policy(store: Store) -> None:
 
 
 def test_deactivate_org(store: Store) -> None:
+    store.set_org_policy("org-1", True)
+    store.set_org_policy("org-2", True)
     a = store.insert_credential(cred())
     b = store.insert_credential(cred(project_id="p1"))
     store.insert_credential(cred(active=False))
@@ -349,10 +351,15 @@ def test_deactivate_org(store: Store) -> None:
     assert store.list_credentials(org_id="org-1", active=True)[0] == []
     assert store.get_credential(other.credential_id).active
     revs = store.revocations_since(0)
+    # The org-wide event (no credential id) is what drops cached platform leases in the proxies.
     assert [(r.reason, r.credential_id, r.org_id) for r in revs] == [
-        ("deactivated", a.credential_id, "org-1"), ("deactivated", b.credential_id, "org-1")]
+        ("deactivated", a.credential_id, "org-1"), ("deactivated", b.credential_id, "org-1"),
+        ("scope_changed", "", "org-1")]
     assert store.last_revocation_sequence() == revs[-1].sequence
+    assert store.get_org_policy("org-1") is False  # no platform fallback for a revoked org
+    assert store.get_org_policy("org-2") is True
     assert store.deactivate_org("org-1") == []
+    assert store.deactivate_org("never-seen") == [] and store.get_org_policy("never-seen") is False
 
 
 def test_revocation_log(store: Store) -> None:
