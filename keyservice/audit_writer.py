@@ -4,25 +4,31 @@ Management changes write their audit event in the same transaction as the change
 lease events are the high-rate ones, so they are queued and written by one thread every `interval` seconds
 or every `batch` events, whichever comes first. `close()` flushes what is queued. If the database is down
 the batch is retried until it is back (events are kept, up to `max_pending`; beyond that the oldest are
-dropped and counted, because a lease must not wait on an audit backlog).
+dropped, because a lease must not wait on an audit backlog). Drops are never silent: each one increments
+`byok_audit_events_dropped_total` (when a metrics registry is given) and a warning is logged, at most once
+every `_DROP_LOG_INTERVAL` seconds with the count since the last one, so a backlog does not flood the log.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 
 from keyservice.errors import KeyServiceError
 from keyservice.store import AuditRow, Store
 
 _log = structlog.get_logger("byok.audit")
 
+_DROP_LOG_INTERVAL = 10.0  # seconds between two "audit events dropped" warnings
+
 
 class AuditWriter:
     def __init__(self, store: Store, *, interval: float = 0.05, batch: int = 500,
-                 max_pending: int = 100_000) -> None:
+                 max_pending: int = 100_000, registry: CollectorRegistry | None = None) -> None:
         self._store = store
         self._interval = interval
         self._batch = batch
@@ -32,6 +38,12 @@ class AuditWriter:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.dropped = 0
+        self._dropped_unlogged = 0
+        self._last_drop_log = float("-inf")
+        self._dropped_counter = Counter(
+            "byok_audit_events_dropped_total",
+            "Lease audit events dropped because the database stayed down longer than the queue could hold.",
+            registry=registry) if registry is not None else None
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
@@ -39,10 +51,23 @@ class AuditWriter:
         with self._lock:
             if len(self._pending) >= self._max_pending:
                 self._pending.popleft()
-                self.dropped += 1
+                self._dropped()
             self._pending.append(row)
             if len(self._pending) >= self._batch:
                 self._wake.set()
+
+    def _dropped(self) -> None:
+        """Count one dropped event (with the lock held) and warn, at most every _DROP_LOG_INTERVAL seconds."""
+        self.dropped += 1
+        self._dropped_unlogged += 1
+        if self._dropped_counter is not None:
+            self._dropped_counter.inc()
+        now = time.monotonic()
+        if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
+            _log.warning("audit.events_dropped", dropped=self._dropped_unlogged, dropped_total=self.dropped,
+                         max_pending=self._max_pending)
+            self._last_drop_log = now
+            self._dropped_unlogged = 0
 
     def flush(self) -> None:
         """Write everything queued now (from the calling thread)."""

@@ -92,7 +92,7 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
     feed = RevocationFeed(store)
     await feed.start()
     credentials = CredentialManager(store, vault, keep_secret_versions=settings.keep_secret_versions)
-    audit_writer = AuditWriter(store)
+    audit_writer = AuditWriter(store, registry=metrics.registry)
     leases = LeaseIssuer(store, vault, ttl_seconds=settings.lease_ttl_seconds,
                          platform_keys=settings.platform_keys, provider_base_urls=settings.provider_base_urls,
                          audit_writer=audit_writer)

@@ -9,9 +9,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from byok.keys.v1 import key_service_pb2 as pb
+from keyservice.audit_writer import AuditWriter
 from keyservice.server import create_server
+from keyservice.store import AuditRow, Store
 from tests.support.bao import BaoDevServer
 from tests.support.stack import CALLER, Identities, keys_stub, keyservice_settings, secure_channel
 
@@ -64,3 +68,33 @@ async def test_explicit_lease_refusals_are_audited(stubs) -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         await proxy.IssueKeyLease(other, timeout=10)
     assert [e.outcome for e in await _refusals(admin, org + "-other")] == ["credential_not_found"]
+
+
+def test_dropped_lease_audit_events_are_counted_and_logged() -> None:
+    """With the database down the writer keeps at most max_pending events; older ones are dropped, never
+    silently: a Prometheus counter and a (rate-limited) warning say how many."""
+    store = Store("postgresql+psycopg://byok@127.0.0.1:1/down", connect_timeout=1)
+    registry = CollectorRegistry()
+    with capture_logs() as logs:
+        writer = AuditWriter(store, interval=3600, batch=1000, max_pending=3, registry=registry)
+        try:
+            for i in range(5):
+                writer.add(AuditRow.new("spiffe://test/proxy", "lease.issue", org_id=f"o{i}"))
+            assert writer.dropped == 2
+            assert registry.get_sample_value("byok_audit_events_dropped_total") == 2.0
+        finally:
+            writer._stop.set()  # noqa: SLF001 - no final flush: the database is down on purpose
+            writer._wake.set()  # noqa: SLF001
+            store.close()
+    warnings = [e for e in logs if e["event"] == "audit.events_dropped"]
+    assert len(warnings) == 1 and warnings[0]["log_level"] == "warning"  # one per interval, not one per event
+    assert (warnings[0]["dropped"], warnings[0]["dropped_total"], warnings[0]["max_pending"]) == (1, 1, 3)
+
+
+async def test_keyservice_exports_the_dropped_audit_counter(bao: BaoDevServer, ids: Identities,
+                                                            tmp_path: Path) -> None:
+    app = await create_server(keyservice_settings(bao, ids, f"sqlite:///{tmp_path}/ks.db"))
+    try:
+        assert app.metrics.registry.get_sample_value("byok_audit_events_dropped_total") == 0.0
+    finally:
+        await app.stop(grace=0)
