@@ -91,8 +91,8 @@ def _start(state: Path, group: ProcessGroup) -> Stack:
     overrides = os.environ.get("BYOK_PROVIDER_BASE_URLS", "")
     if not overrides and os.environ.get("BYOK_DEV_REAL_PROVIDERS") != "1":
         overrides = ",".join(f"{name}={base}/v1" for name in (
-            "openai", "anthropic", "mistral", "groq", "together", "deepseek", "fireworks", "openrouter"))
-        overrides += f",gemini={base}/v1beta"
+            "openai", "anthropic", "groq", "together", "deepseek", "fireworks", "openrouter"))
+        overrides += f",mistral={base}/mistral/v1,gemini={base}/v1beta"
 
     ks_port, ks_health, ks_metrics = pick_port(50051), pick_port(8081), pick_port(9090)
     ks_env = clean_env(

@@ -5,6 +5,9 @@ asyncio + h11 (HTTP/1.1 with keep-alive; streamed bodies use chunked transfer en
 
 Endpoints (``base_url`` = ``http://127.0.0.1:PORT``):
 - OpenAI    ``POST /v1/chat/completions`` (stream or not), ``GET /v1/models`` (Bearer auth)
+- Mistral   the same under ``/mistral/v1`` (``mistral_base``), validated as strictly as Mistral does: a body
+            field Mistral does not know (``stream_options`` above all) gets its 422 ``extra_forbidden``
+            answer, and streams carry ``usage`` on the finishing chunk unasked, as Mistral's do
 - Anthropic ``POST /v1/messages`` (stream or not), ``GET /v1/models`` (``x-api-key`` or Bearer auth)
 - Gemini    ``POST /v1beta/models/{m}:streamGenerateContent?alt=sse``, ``POST /v1beta/models/{m}:generateContent``,
             ``GET /v1beta/models`` (``x-goog-api-key`` auth; a ``key=`` query parameter is refused with 400,
@@ -87,6 +90,14 @@ class UpstreamConfig:
     replay_dir: Path = DEFAULT_REPLAY_DIR  # where replay:<family>/<case> finds <family>/<case>.sse
 
 
+# The fields of Mistral's chat completion request; Mistral answers any other one with 422 extra_forbidden.
+MISTRAL_CHAT_FIELDS = frozenset({
+    "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed", "metadata",
+    "response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty", "n", "prediction",
+    "parallel_tool_calls", "prompt_mode", "safe_prompt",
+})
+
+
 @dataclass
 class RecordedRequest:
     """What a client sent, with the auth header values replaced by "<redacted>"."""
@@ -97,6 +108,7 @@ class RecordedRequest:
     json: Any  # parsed body, or None
     family: str = ""
     authorized: bool = False
+    provider: str = ""  # "mistral" on Mistral's route; else the family's own provider
 
 
 @dataclass
@@ -137,6 +149,10 @@ class FakeUpstream:
     @property
     def anthropic_base(self) -> str:
         return self.base_url + "/v1"
+
+    @property
+    def mistral_base(self) -> str:
+        return self.base_url + "/mistral/v1"
 
     @property
     def gemini_base(self) -> str:
@@ -196,6 +212,11 @@ class FakeUpstream:
         rec = RecordedRequest(method, target, _redact(headers), payload)
         self.requests.append(rec)
 
+        mistral = path.startswith("/mistral/v1/")
+        if mistral:
+            path = path[len("/mistral"):]
+        if mistral and path not in ("/v1/chat/completions", "/v1/models"):
+            return _json(404, {"detail": "Not Found"})
         if path == "/v1/chat/completions" and method == "POST":
             family, kind = "openai", "chat"
         elif path == "/v1/messages" and method == "POST":
@@ -210,6 +231,7 @@ class FakeUpstream:
         else:
             return _json(404, {"error": {"message": f"no route for {method} {parts.path}"}})
         rec.family = family
+        rec.provider = "mistral" if mistral else family
         if family == "gemini" and "key" in query:
             return _json(400, _gemini_error(400, "INVALID_ARGUMENT", "API keys must be sent in x-goog-api-key"))
         key = {"openai": _bearer(headers), "anthropic": headers.get("x-api-key") or _bearer(headers),
@@ -234,9 +256,14 @@ class FakeUpstream:
             model = payload["model"]
         if not isinstance(payload, dict):
             return _bad_request(family, "request body must be a JSON object")
-        return self._chat(family, model, payload, stream)
+        if mistral:
+            extra = sorted(set(payload) - MISTRAL_CHAT_FIELDS)
+            if extra:
+                return _mistral_extra_forbidden(extra[0], payload[extra[0]])
+        return self._chat(family, model, payload, stream, rec.provider)
 
-    def _chat(self, family: str, model: str, payload: dict[str, Any], stream: bool) -> _Response:
+    def _chat(self, family: str, model: str, payload: dict[str, Any], stream: bool,
+              provider: str = "") -> _Response:
         base, _, q = model.partition("?")
         overrides = dict(parse_qsl(q))
         cfg = self.config
@@ -255,7 +282,7 @@ class FakeUpstream:
                 return _server_error(family)
             if fault not in ("stall", "reset", "malformed"):
                 return _bad_request(family, f"unknown fault {fault}")
-            gen = _Generator(family, base, payload, opts)
+            gen = _Generator(family, base, payload, opts, provider)
             return _Response(200, _sse_headers(), frames=self._fault_frames(gen, fault), opts=opts,
                              reset=fault == "reset")
         if base.startswith("replay:"):
@@ -266,7 +293,7 @@ class FakeUpstream:
             if "/" in case or ".." in case or not file.is_file():
                 return _json(404, {"error": {"message": f"no recorded case {base[7:]}"}})
             return _Response(200, _sse_headers(), frames=_one(file.read_bytes()), opts=opts)
-        gen = _Generator(family, base, payload, opts)
+        gen = _Generator(family, base, payload, opts, provider)
         if not stream:
             return _json(200, gen.whole())
         return _Response(200, _sse_headers(), frames=gen.frames(), opts=opts)
@@ -345,6 +372,13 @@ def _unauthorized(family: str) -> _Response:
                   "Incorrect API key provided.", greason="API_KEY_INVALID")
 
 
+def _mistral_extra_forbidden(name: str, value: Any) -> _Response:
+    """Mistral's answer to a body field it does not define (its request models forbid extra fields)."""
+    return _json(422, {"object": "error", "message": {"detail": [
+        {"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted", "input": value}]},
+        "type": "invalid_request_error", "param": None, "code": None})
+
+
 def _rate_limited(family: str) -> _Response:
     return _error(family, 429, "requests", "rate_limit_error", "RESOURCE_EXHAUSTED",
                   "Rate limit reached; retry later.", [("retry-after", "7")])
@@ -374,8 +408,9 @@ def _models(family: str) -> dict[str, Any]:
 class _Generator:
     """Builds a generated response in one family's shape, streamed or whole."""
 
-    def __init__(self, family: str, model: str, payload: dict[str, Any], opts: _Opts) -> None:
+    def __init__(self, family: str, model: str, payload: dict[str, Any], opts: _Opts, provider: str = "") -> None:
         self.family = family
+        self.provider = provider or family
         self.model = model
         self.opts = opts
         chars = 0
@@ -431,9 +466,13 @@ class _Generator:
             yield self._oa_chunk([{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}])
             more = {"index": 0, "function": {"arguments": "1}"}}
             yield self._oa_chunk([{"index": 0, "delta": {"tool_calls": [more]}, "finish_reason": None}])
-        yield self._oa_chunk([{"index": 0, "delta": {}, "finish_reason": self.finish()}])
-        yield self._oa_chunk([], {"prompt_tokens": self.input_tokens, "completion_tokens": self.n,
-                                  "total_tokens": self.input_tokens + self.n})
+        usage = {"prompt_tokens": self.input_tokens, "completion_tokens": self.n,
+                 "total_tokens": self.input_tokens + self.n}
+        if self.provider == "mistral":  # Mistral: usage rides on the finishing chunk, unasked
+            yield self._oa_chunk([{"index": 0, "delta": {"content": ""}, "finish_reason": self.finish()}], usage)
+        else:
+            yield self._oa_chunk([{"index": 0, "delta": {}, "finish_reason": self.finish()}])
+            yield self._oa_chunk([], usage)
         yield b"data: [DONE]\n\n"
 
     # -- Anthropic

@@ -173,7 +173,8 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         adapter = adapter_for(lease.api_family)
         try:
             upstream_request = adapter.build_request(params, api_base=lease.api_base, api_key=lease.api_key,
-                                                     model=params.model or lease.default_model, stream=stream)
+                                                     model=params.model or lease.default_model, stream=stream,
+                                                     provider=lease.provider)
         except RequestMappingError as exc:
             raise errors.InvalidArgument("parameters", str(exc)) from None
         try:

@@ -184,7 +184,8 @@ class AnthropicAdapter:
     family = "anthropic"
 
     def build_request(
-        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool
+        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool,
+        provider: str = "",
     ) -> UpstreamRequest:
         system, messages = _convert(params)
         body: dict[str, Any] = {

@@ -107,8 +107,12 @@ class Adapter(Protocol):
     family: str
 
     def build_request(
-        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool
-    ) -> UpstreamRequest: ...
+        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool,
+        provider: str = "",
+    ) -> UpstreamRequest:
+        """The request for ``model``; ``provider`` (the lease's provider name) lets a family adapter
+        leave out what one provider of the family refuses."""
+        ...
 
     def stream_decoder(self) -> StreamDecoder: ...
 

@@ -196,7 +196,8 @@ class GeminiAdapter:
     family = "gemini"
 
     def build_request(
-        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool
+        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool,
+        provider: str = "",
     ) -> UpstreamRequest:
         system, contents = _convert(params)
         body: dict[str, Any] = {"contents": contents}

@@ -3,6 +3,15 @@
 Streaming: ``data: {chat.completion.chunk}`` events, ``delta.content`` / ``delta.refusal`` /
 ``delta.tool_calls[i]`` fragments (id and name on the first), ``finish_reason`` per choice, a final
 usage chunk with empty ``choices`` (``stream_options.include_usage``), then ``data: [DONE]``.
+
+``stream_options`` is not universal. Streams ask for usage with ``stream_options: {include_usage: true}``
+except on providers that refuse the field:
+- Mistral validates bodies strictly and answers 422 ``extra_forbidden`` ("Extra inputs are not permitted",
+  loc ``body.stream_options``); its streams carry ``usage`` on the last chunk unasked, so nothing is lost.
+- Groq refused it in 2024 ("property 'stream_options' is unsupported") but accepts it now, and also reports
+  usage under ``x_groq.usage``; Together, DeepSeek and Fireworks accept it; OpenRouter accepts it as a no-op
+  (usage is always included).
+A provider is recognised by the lease's provider name, or by Mistral's host for a custom api_base.
 """
 
 from __future__ import annotations
@@ -26,6 +35,17 @@ from proxyservice.adapters.base import (
 from proxyservice.sse import SSEParser
 
 R = pb.Role
+
+# Providers whose APIs reject ``stream_options`` (see the module docstring), by provider name and by host.
+_NO_STREAM_OPTIONS = frozenset({"mistral"})
+_NO_STREAM_OPTIONS_HOSTS = ("api.mistral.ai", "codestral.mistral.ai")
+
+
+def accepts_stream_options(provider: str, api_base: str) -> bool:
+    """Whether a streamed request to this provider may carry ``stream_options``."""
+    if provider in _NO_STREAM_OPTIONS:
+        return False
+    return (urlsplit(api_base).hostname or "") not in _NO_STREAM_OPTIONS_HOSTS
 
 
 def _messages(params: pb.ChatParameters) -> list[dict[str, Any]]:
@@ -167,10 +187,11 @@ class OpenAIAdapter:
     family = "openai"
 
     def build_request(
-        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool
+        self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool,
+        provider: str = "",
     ) -> UpstreamRequest:
         body: dict[str, Any] = {"model": model, "messages": _messages(params), "stream": stream}
-        if stream:
+        if stream and accepts_stream_options(provider, api_base):
             body["stream_options"] = {"include_usage": True}
         if params.HasField("temperature"):
             body["temperature"] = params.temperature

@@ -59,6 +59,20 @@ async def test_streams_each_family_with_the_tenants_key(system: System, provider
     assert key not in json.dumps(sent.headers) and key not in sent.path  # the key never rides in the URL
 
 
+async def test_mistral_streams_without_stream_options(system: System) -> None:
+    key = secrets.token_hex(16)[:16] + "MiStRaL0123456Zz"  # 32 letters and digits, Mistral's shape
+    system.upstream.config.keys = {"openai": {key}}
+    await system.add_key("eu", "mistral", key)
+    await system.bind("eu")
+    messages = await collect(system, params("eu", "mistral-small-latest"))
+    assert messages[0].start.provider == "mistral"
+    result = accumulate(messages[1:], "mistral")
+    assert result["choices"][0]["text"].startswith("alpha bravo") and result["choices"][0]["finish_reason"] == "stop"
+    assert result["usage"] == {"input_tokens": result["usage"]["input_tokens"], "output_tokens": 16}
+    sent = system.upstream.requests[-1]
+    assert sent.provider == "mistral" and sent.authorized and "stream_options" not in sent.json
+
+
 async def test_unary_chat(system: System) -> None:
     await system.add_key("acme", "anthropic", anthropic_key())
     await system.bind("acme")

@@ -80,6 +80,25 @@ async def test_openai_sdk_stream_and_unary(upstream: FakeUpstream) -> None:
     assert rec.json["stream"] is True and rec.json["messages"] == [{"role": "user", "content": "hi"}]
 
 
+async def test_mistral_route_is_as_strict_as_mistral(upstream: FakeUpstream) -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    async with openai.AsyncOpenAI(base_url=upstream.mistral_base, api_key=KEY, max_retries=0) as client:
+        with pytest.raises(openai.UnprocessableEntityError) as ei:
+            await client.chat.completions.create(model="mistral-small-latest", messages=messages, stream=True,
+                                                 stream_options={"include_usage": True})
+        body = ei.value.response.json()
+        assert body["object"] == "error" and body["type"] == "invalid_request_error"
+        assert body["message"]["detail"][0]["type"] == "extra_forbidden"
+        assert body["message"]["detail"][0]["loc"] == ["body", "stream_options"]
+        stream = await client.chat.completions.create(model="mistral-small-latest", messages=messages, stream=True)
+        chunks = [chunk async for chunk in stream]
+    # Mistral reports usage unasked, on the chunk that carries the finish reason.
+    last = [c for c in chunks if c.choices and c.choices[0].finish_reason][-1]
+    assert last.usage is not None and last.usage.completion_tokens == 5 and last.choices[0].finish_reason == "stop"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == generated_text(5)
+    assert upstream.requests[-1].provider == "mistral"
+
+
 async def test_openai_sdk_tool_call_stream_helper(upstream: FakeUpstream) -> None:
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
     async with oai(upstream) as client:

@@ -76,7 +76,8 @@ def proxy_settings(ids: Identities, keyservice_port: int, **overrides: Any) -> A
 
 def upstream_base_urls(base_url: str) -> dict[str, str]:
     """Every provider pointed at the local upstream (as `make run` does)."""
-    urls = {name: f"{base_url}/v1" for name in ("openai", "anthropic", "mistral", "groq", "together", "deepseek",
+    urls = {name: f"{base_url}/v1" for name in ("openai", "anthropic", "groq", "together", "deepseek",
                                                   "fireworks", "openrouter")}
+    urls["mistral"] = f"{base_url}/mistral/v1"  # the upstream validates requests there as strictly as Mistral
     urls["gemini"] = f"{base_url}/v1beta"
     return urls

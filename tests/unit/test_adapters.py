@@ -58,11 +58,12 @@ def run(family: str, body: bytes) -> dict[str, Any]:
 def test_openai_request() -> None:
     req = adapter_for("openai").build_request(
         conversation(temperature=0.5, max_tokens=50, stop=["END"]),
-        api_base="https://api.mistral.ai/v1/", api_key=KEY, model="mistral-large", stream=True)
-    assert (req.method, req.url) == ("POST", "https://api.mistral.ai/v1/chat/completions")
+        api_base="https://api.groq.com/openai/v1/", api_key=KEY, model="llama-3.1-8b", stream=True,
+        provider="groq")
+    assert (req.method, req.url) == ("POST", "https://api.groq.com/openai/v1/chat/completions")
     assert req.headers["authorization"] == f"Bearer {KEY}"
     b = body_of(req)
-    assert b["model"] == "mistral-large" and b["stream"] is True
+    assert b["model"] == "llama-3.1-8b" and b["stream"] is True
     assert b["stream_options"] == {"include_usage": True}
     assert (b["temperature"], b["max_tokens"], b["stop"]) == (0.5, 50, ["END"])
     assert [m["role"] for m in b["messages"]] == ["system", "user", "assistant", "tool", "tool"]
@@ -79,6 +80,20 @@ def test_openai_uses_max_completion_tokens_on_openai_and_no_stream_options_unstr
     b = body_of(req)
     assert b["max_completion_tokens"] == 9 and "max_tokens" not in b
     assert b["stream"] is False and "stream_options" not in b and "temperature" not in b
+
+
+@pytest.mark.parametrize(("provider", "api_base", "asks"), [
+    ("mistral", "https://api.mistral.ai/v1", False),          # 422 extra_forbidden on stream_options
+    ("mistral", "http://127.0.0.1:9/mistral/v1", False),      # by provider name, whatever the base
+    ("openai_compatible", "https://api.mistral.ai/v1", False),  # by host, for a custom api_base
+    ("openai", "https://api.openai.com/v1", True), ("groq", "https://api.groq.com/openai/v1", True),
+    ("together", "https://api.together.xyz/v1", True), ("deepseek", "https://api.deepseek.com", True),
+    ("fireworks", "https://api.fireworks.ai/inference/v1", True), ("openrouter", "https://openrouter.ai/api/v1", True),
+])
+def test_stream_options_only_where_the_provider_accepts_them(provider: str, api_base: str, asks: bool) -> None:
+    req = adapter_for("openai").build_request(conversation(), api_base=api_base, api_key=KEY, model="m",
+                                              stream=True, provider=provider)
+    assert ("stream_options" in body_of(req)) is asks
 
 
 def test_anthropic_request() -> None:
