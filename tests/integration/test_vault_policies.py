@@ -104,6 +104,15 @@ def test_keyservice_manages_secrets_under_its_prefix(keyservice: As, boot: Boots
     assert keyservice("GET", f"{kv}/metadata/{path}").status_code == 404
 
 
+def test_keyservice_tags_a_new_path_before_its_data(keyservice: As, boot: Bootstrapped) -> None:
+    """CreateCredential writes the managed_by tag first (a create on the metadata path), then the data."""
+    kv, path = boot.kv, f"{boot.prefix}/org-1/cred-{uuid.uuid4().hex[:8]}"
+    tagged = keyservice("POST", f"{kv}/metadata/{path}", json={"custom_metadata": {"managed_by": "byok"}})
+    assert tagged.status_code == 204
+    assert keyservice("POST", f"{kv}/data/{path}", json={"options": {"cas": 0},
+                                                          "data": {"api_key": fake_key()}}).status_code == 200
+
+
 def test_keyservice_uses_its_transit_key(keyservice: As, boot: Bootstrapped) -> None:
     transit, context = boot.transit, b64("org-1")
     plaintext = b64(fake_key())

@@ -15,11 +15,13 @@ path "secret/data/byok/*" {
   capabilities = ["create", "read", "update", "delete"]
 }
 
-# Metadata: list for the reconciler (orphan sweep), read for versions, update for
-# custom_metadata (credential id / org stamped on the secret), delete to remove a
-# secret with all its versions when a credential is deleted.
+# Metadata: list for the reconciler (orphan sweep), read for versions, create and
+# update for custom_metadata (the managed_by tag, credential id and org, written on
+# a new path before its data so that a crash in between leaves a tagged entry the
+# reconciler removes), delete to remove a secret with all its versions when a
+# credential is deleted.
 path "secret/metadata/byok/*" {
-  capabilities = ["read", "list", "update", "delete"]
+  capabilities = ["create", "read", "list", "update", "delete"]
 }
 
 # Destroy old versions after a rotation so the previous plaintext is gone for good.
