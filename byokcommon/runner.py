@@ -5,6 +5,7 @@ Both services' `__main__` and `serve()` are this, with their own settings class 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -16,6 +17,8 @@ from byokcommon.settings import SettingsError, environ
 
 class _Stoppable(Protocol):
     port: int
+
+    async def drain(self) -> None: ...
 
     async def stop(self, grace: float = ...) -> None: ...
 
@@ -35,14 +38,25 @@ def main(name: str, load: Callable[[Any], Any], start: Callable[[Any], Coroutine
     return uvloop.run(start(settings))
 
 
-async def serve_until_signalled(name: str, app: _Stoppable, listen_addr: str, grace: float) -> int:
-    """Wait for SIGINT/SIGTERM, then stop `app` giving in-flight RPCs `grace` seconds."""
+async def serve_until_signalled(name: str, app: _Stoppable, listen_addr: str, *, drain: float, grace: float) -> int:
+    """Wait for SIGINT/SIGTERM; then report NOT_SERVING and keep serving for `drain` seconds, so kubelet and
+    load balancers take the instance out before it refuses anything; then stop, giving RPCs `grace` seconds."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"{name} listening on {listen_addr.rsplit(':', 1)[0]}:{app.port} (mTLS)", flush=True)
-    await stop.wait()
-    get_logger(f"byok.{name}").info(f"{name}.stopping")
-    await app.stop(grace=grace)
-    return 0
+    try:
+        print(f"{name} listening on {listen_addr.rsplit(':', 1)[0]}:{app.port} (mTLS)", flush=True)
+        await stop.wait()
+        get_logger(f"byok.{name}").info(f"{name}.stopping", drain_seconds=drain, grace_seconds=grace)
+        await app.drain()
+        if drain:
+            # A second signal skips what is left of the drain (an impatient Ctrl-C, or an orchestrator hurrying).
+            stop.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), drain)
+        await app.stop(grace=grace)
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -5,23 +5,19 @@ graceful stop. Health and reflection are registered on the mTLS port, health als
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import structlog
-from grpc_health.v1 import health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from byok.keys.v1 import key_service_pb2, key_service_pb2_grpc
 from byokcommon.decoding import DecodeGuard
-from byokcommon.health import NOT_SERVING, SERVING, new_health_servicer, start_plaintext_health_server
+from byokcommon.grpcserver import ServingApp, mark_serving, open_side_ports, start_grpc
+from byokcommon.health import NOT_SERVING, SERVING
 from byokcommon.interceptor import RequestInterceptor
-from byokcommon.metrics import RpcMetrics, start_metrics_server
+from byokcommon.metrics import RpcMetrics
 from byokcommon.runner import serve_until_signalled
-from byokcommon.tls import ReloadingServerCredentials
 from keyservice.audit_writer import AuditWriter
 from keyservice.authz import RoleAuthorizer
 from keyservice.credentials import CredentialManager
@@ -37,39 +33,23 @@ SERVICE_NAME = key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_na
 _log = structlog.get_logger("byok.keyservice")
 
 
-@dataclass
-class KeyServiceApp:
+@dataclass(kw_only=True)
+class KeyServiceApp(ServingApp):
     """A running keyservice: the servers and everything they own, stopped together by `stop()`."""
 
-    server: grpc.aio.Server
-    port: int
-    health_port: int
-    metrics_port: int
     store: Store
     vault: VaultClient
     feed: RevocationFeed
     interceptor: RequestInterceptor
-    tls: ReloadingServerCredentials
     metrics: RpcMetrics
-    _health_server: grpc.aio.Server | None = None
-    _metrics_server: Any = None
-    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _executor: ThreadPoolExecutor | None = None
     audit_writer: AuditWriter | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.cancel_tasks()
         await self.feed.stop()
         await self.server.stop(grace)
-        if self._health_server:
-            await self._health_server.stop(0)
-        if self._metrics_server:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+        await self.close_side_ports()
         if self._executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self.audit_writer:
@@ -102,29 +82,23 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
                            on_lease=_lease_counter(metrics))
     interceptor = RequestInterceptor(authorize=RoleAuthorizer(settings.roles), metrics=metrics,
                                      max_concurrent=settings.max_concurrent_rpcs)
-    server = grpc.aio.server(interceptors=[interceptor, DecodeGuard()], options=[
-        ("grpc.max_receive_message_length", 1 << 20),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.keepalive_permit_without_calls", 1),
-    ])
-    key_service_pb2_grpc.add_KeyServiceServicer_to_server(servicer, server)
-    health = new_health_servicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
-    tls = ReloadingServerCredentials(settings.tls, on_reload=lambda: _log.info("tls.reloaded"))
-    port = server.add_secure_port(settings.grpc_addr, tls.credentials)
-    await server.start()
-    app = KeyServiceApp(server=server, port=port, health_port=0, metrics_port=0, store=store, vault=vault,
-                        feed=feed, interceptor=interceptor, tls=tls, metrics=metrics, _executor=executor,
-                        audit_writer=audit_writer)
-    if settings.health_addr:
-        app._health_server, app.health_port = await start_plaintext_health_server(health, settings.health_addr)
-    if settings.metrics_addr:
-        app._metrics_server, _, app.metrics_port = start_metrics_server(metrics.registry, settings.metrics_addr)
-    await health.set("", SERVING)
-    await health.set(SERVICE_NAME, SERVING)
-    app._tasks.append(asyncio.create_task(_watch_dependencies(health, store, vault, executor)))
+    parts = await start_grpc(
+        service_name=SERVICE_NAME,
+        register=lambda server: key_service_pb2_grpc.add_KeyServiceServicer_to_server(servicer, server),
+        interceptors=[interceptor, DecodeGuard()],
+        options=[
+            ("grpc.max_receive_message_length", 1 << 20),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+        tls_files=settings.tls, listen_addr=settings.grpc_addr, on_tls_reload=lambda: _log.info("tls.reloaded"))
+    app = KeyServiceApp(**parts.fields(), store=store, vault=vault, feed=feed, interceptor=interceptor,
+                        metrics=metrics, _executor=executor, audit_writer=audit_writer)
+    await open_side_ports(app, health_addr=settings.health_addr, metrics_addr=settings.metrics_addr,
+                          registry=metrics.registry)
+    await mark_serving(app, SERVICE_NAME)
+    app._tasks.append(asyncio.create_task(_watch_dependencies(app.health, store, vault, executor)))
     if reconcile:
         async def run_blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
             from keyservice.errors import translate_foreign
@@ -136,7 +110,7 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
         app._tasks.append(asyncio.create_task(run_periodically(
             run_blocking, store, vault, interval=settings.reconcile_interval_seconds,
             grace_seconds=settings.reconcile_grace_seconds)))
-    _log.info("keyservice.started", port=port, health_port=app.health_port, metrics_port=app.metrics_port,
+    _log.info("keyservice.started", port=app.port, health_port=app.health_port, metrics_port=app.metrics_port,
               database=store.dialect, vault_mode="envelope" if settings.vault.transit_key else "kv")
     return app
 
@@ -178,6 +152,7 @@ def _vault_observer(metrics: RpcMetrics) -> Any:
 
 
 async def serve(settings: KeyServiceSettings) -> int:
-    """Run until SIGINT/SIGTERM, then stop gracefully (in-flight RPCs get a few seconds)."""
+    """Run until SIGINT/SIGTERM, then drain and stop gracefully (BYOK_SHUTDOWN_* settings)."""
     app = await create_server(settings)
-    return await serve_until_signalled("keyservice", app, settings.grpc_addr, grace=5.0)
+    return await serve_until_signalled("keyservice", app, settings.grpc_addr, drain=settings.shutdown_drain_seconds,
+                                       grace=settings.shutdown_grace_seconds)

@@ -70,6 +70,10 @@ class KeyServiceSettings:
     provider_base_urls: dict[str, str] = field(default_factory=dict)
     # Log level (BYOK_LOG_LEVEL).
     log_level: str = "info"
+    # On SIGTERM: seconds to report NOT_SERVING while still serving, so load balancers stop sending work
+    # (BYOK_SHUTDOWN_DRAIN_SECONDS), then seconds RPCs in flight get to finish (BYOK_SHUTDOWN_GRACE_SECONDS).
+    shutdown_drain_seconds: float = 0.0
+    shutdown_grace_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> KeyServiceSettings:
@@ -128,4 +132,6 @@ class KeyServiceSettings:
                            if env.get(p.platform_key_env)},
             provider_base_urls=base_urls,
             log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            shutdown_drain_seconds=env_float(env, "BYOK_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0, maximum=300),
+            shutdown_grace_seconds=env_float(env, "BYOK_SHUTDOWN_GRACE_SECONDS", 5.0, minimum=0, maximum=3600),
         )

@@ -19,7 +19,8 @@ def run() -> int:
     if settings is not None and settings.workers > 1:
         from proxyservice.workers import supervise
 
-        return supervise(environ(), settings.workers, settings.metrics_addr)
+        return supervise(environ(), settings.workers, settings.metrics_addr,
+                         stop_seconds=settings.shutdown_drain_seconds + settings.shutdown_grace_seconds + 5)
     return main("proxyservice", ProxySettings.from_env, serve)
 
 

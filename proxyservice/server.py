@@ -5,23 +5,18 @@ signals and a graceful stop."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import httpx
 import structlog
-from grpc_health.v1 import health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from byok.proxy.v1 import chat_service_pb2, chat_service_pb2_grpc
 from byokcommon.decoding import DecodeGuard
-from byokcommon.health import SERVING, new_health_servicer, start_plaintext_health_server
+from byokcommon.grpcserver import ServingApp, mark_serving, open_side_ports, start_grpc
 from byokcommon.interceptor import RequestInterceptor
-from byokcommon.metrics import RpcMetrics, start_metrics_server
+from byokcommon.metrics import RpcMetrics
 from byokcommon.runner import serve_until_signalled
-from byokcommon.tls import ReloadingServerCredentials
 from proxyservice.errors import PermissionDenied
 from proxyservice.keyclient import KeyServiceClient
 from proxyservice.leasecache import LeaseCache
@@ -42,37 +37,23 @@ def _any_authenticated_caller(method: str, identity: str) -> None:
         raise PermissionDenied("a client certificate with an identity is required")
 
 
-@dataclass
-class ProxyApp:
-    server: grpc.aio.Server
-    port: int
-    health_port: int
-    metrics_port: int
+@dataclass(kw_only=True)
+class ProxyApp(ServingApp):
+    """A running proxy: the servers, the lease cache, the keyservice client and the upstream pool."""
+
     cache: LeaseCache
     keys: KeyServiceClient
     upstream: Upstream
     interceptor: RequestInterceptor
-    tls: ReloadingServerCredentials
     revocations_connected: asyncio.Event
-    _health_server: grpc.aio.Server | None = None
-    _metrics_server: Any = None
-    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.stop(grace)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.cancel_tasks()
         await self.cache.close()
         await self.keys.close()
         await self.upstream.close()
-        if self._health_server:
-            await self._health_server.stop(0)
-        if self._metrics_server:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+        await self.close_side_ports()
 
 
 async def create_server(settings: ProxySettings, *, upstream_transport: httpx.AsyncBaseTransport | None = None,
@@ -95,31 +76,31 @@ async def create_server(settings: ProxySettings, *, upstream_transport: httpx.As
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-    server = grpc.aio.server(interceptors=[interceptor, DecodeGuard()], options=options)
-    chat_service_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)
-    health = new_health_servicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
-    tls = ReloadingServerCredentials(settings.tls, on_reload=lambda: _log.info("tls.reloaded"))
-    port = server.add_secure_port(settings.grpc_addr, tls.credentials)
-    await server.start()
+    if settings.max_connection_age_seconds:
+        # Callers hold HTTP/2 connections for as long as they live; without an age limit, pods the autoscaler
+        # adds behind a ClusterIP Service never get their share. GOAWAY makes clients reconnect; streams in
+        # flight get the grace period to finish.
+        options += [("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+                    ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_seconds * 1000))]
+    parts = await start_grpc(
+        service_name=SERVICE_NAME,
+        register=lambda server: chat_service_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server),
+        interceptors=[interceptor, DecodeGuard()], options=options, tls_files=settings.tls,
+        listen_addr=settings.grpc_addr, on_tls_reload=lambda: _log.info("tls.reloaded"))
     connected = asyncio.Event()
-    app = ProxyApp(server=server, port=port, health_port=0, metrics_port=0, cache=cache, keys=keys,
-                   upstream=upstream, interceptor=interceptor, tls=tls, revocations_connected=connected)
+    app = ProxyApp(**parts.fields(), cache=cache, keys=keys, upstream=upstream, interceptor=interceptor,
+                   revocations_connected=connected)
     app._tasks.append(asyncio.create_task(follow_revocations(keys, cache, on_event=metrics.revocations.inc,
                                                              connected=connected)))
-    if settings.health_addr:
-        app._health_server, app.health_port = await start_plaintext_health_server(health, settings.health_addr)
-    if settings.metrics_addr:
-        app._metrics_server, _, app.metrics_port = start_metrics_server(rpc_metrics.registry,
-                                                                        settings.metrics_addr)
-    await health.set("", SERVING)
-    await health.set(SERVICE_NAME, SERVING)
-    _log.info("proxy.started", port=port, health_port=app.health_port, metrics_port=app.metrics_port)
+    await open_side_ports(app, health_addr=settings.health_addr, metrics_addr=settings.metrics_addr,
+                          registry=rpc_metrics.registry)
+    await mark_serving(app, SERVICE_NAME)
+    _log.info("proxy.started", port=app.port, health_port=app.health_port, metrics_port=app.metrics_port)
     return app
 
 
 async def serve(settings: ProxySettings) -> int:
-    """Run until SIGINT/SIGTERM; streams in flight get ten seconds to finish."""
+    """Run until SIGINT/SIGTERM, then drain and stop; streams in flight get the grace period to finish."""
     app = await create_server(settings, reuse_port=True)
-    return await serve_until_signalled("proxyservice", app, settings.grpc_addr, grace=10.0)
+    return await serve_until_signalled("proxyservice", app, settings.grpc_addr,
+                                       drain=settings.shutdown_drain_seconds, grace=settings.shutdown_grace_seconds)

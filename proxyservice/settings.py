@@ -40,6 +40,15 @@ class ProxySettings:
     log_level: str = "info"
     # Worker processes sharing the port with SO_REUSEPORT (BYOK_WORKERS); 1 = this process serves.
     workers: int = 1
+    # Callers' connections are closed (GOAWAY) after this many seconds so new replicas get traffic
+    # (BYOK_MAX_CONNECTION_AGE_SECONDS, 0 = never); streams in flight then get the grace to finish
+    # (BYOK_MAX_CONNECTION_AGE_GRACE_SECONDS).
+    max_connection_age_seconds: float = 300.0
+    max_connection_age_grace_seconds: float = 600.0
+    # On SIGTERM: seconds to report NOT_SERVING while still serving (BYOK_SHUTDOWN_DRAIN_SECONDS), then
+    # seconds streams in flight get to finish (BYOK_SHUTDOWN_GRACE_SECONDS).
+    shutdown_drain_seconds: float = 0.0
+    shutdown_grace_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProxySettings:
@@ -64,4 +73,10 @@ class ProxySettings:
             max_request_bytes=env_int(env, "BYOK_MAX_REQUEST_BYTES", 4 << 20, minimum=1024, maximum=64 << 20),
             log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             workers=env_int(env, "BYOK_WORKERS", 1, minimum=1, maximum=64),
+            max_connection_age_seconds=env_float(env, "BYOK_MAX_CONNECTION_AGE_SECONDS", 300.0, minimum=0,
+                                                 maximum=86400),
+            max_connection_age_grace_seconds=env_float(env, "BYOK_MAX_CONNECTION_AGE_GRACE_SECONDS", 600.0,
+                                                       minimum=0, maximum=86400),
+            shutdown_drain_seconds=env_float(env, "BYOK_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0, maximum=300),
+            shutdown_grace_seconds=env_float(env, "BYOK_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0, maximum=3600),
         )

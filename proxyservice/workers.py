@@ -19,7 +19,9 @@ import time
 from collections.abc import Mapping
 
 
-def supervise(env: Mapping[str, str], workers: int, metrics_addr: str) -> int:
+def supervise(env: Mapping[str, str], workers: int, metrics_addr: str, stop_seconds: float = 15.0) -> int:
+    """Run `workers` worker processes until a signal or a worker's death; on stop, each worker gets
+    `stop_seconds` (its drain plus grace) before it is killed."""
     metrics_dir = tempfile.mkdtemp(prefix="byok-proxy-metrics-")
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
@@ -50,7 +52,7 @@ def supervise(env: Mapping[str, str], workers: int, metrics_addr: str) -> int:
                     stop()
                     break
             time.sleep(0.5)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + stop_seconds
         for child in children:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))

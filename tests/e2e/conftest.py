@@ -61,7 +61,6 @@ def params(org: str, model: str, text: str = "hi", **kw: Any) -> pb.ChatParamete
                              messages=[pb.Message(role=pb.ROLE_USER, content=text)], **kw)
 
 
-
 @pytest.fixture
 async def system(bao: BaoDevServer, ids: Identities, tmp_path: Path) -> AsyncIterator[System]:
     upstream = FakeUpstream(UpstreamConfig())
