@@ -41,6 +41,7 @@ LINT_KUBE_VERSION = "v1.31.0"
 VALUE_SETS = ["defaults", "ha-postgres", "existing-secrets", "approle-minimal"]
 
 POD_KINDS = {"Deployment", "Job", "Pod"}
+SERVICE_NAMES = {"keyservice": "byok.keys.v1.KeyService", "proxyservice": "byok.proxy.v1.ChatService"}
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 # Shapes of real secrets; none may appear in values or rendered manifests.
 SECRET_SHAPES = re.compile(
@@ -328,8 +329,10 @@ def test_services_expose_grpc_health_and_metrics_and_probe_natively(value_set: s
         spec = pod_spec(one(docs, "Deployment", name))
         (main,) = [c for c in spec["containers"] if c["name"] == component]
         assert main["command"] == ["python", "-m", component]
-        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        for probe in ("livenessProbe", "startupProbe"):
             assert main[probe]["grpc"] == {"port": 8081}, f"{component} {probe}"
+        # Readiness asks for the service, which follows keyservice's dependencies and both services' drain.
+        assert main["readinessProbe"]["grpc"] == {"port": 8081, "service": SERVICE_NAMES[component]}
         assert {p["containerPort"] for p in main["ports"]} == {8443, 8081, 9090}
         assert service["spec"]["selector"] == one(docs, "Deployment", name)["spec"]["selector"]["matchLabels"]
 
@@ -361,6 +364,16 @@ def test_runtime_contract_environment() -> None:
     assert proxy["BYOK_UPSTREAM_TIMEOUT_SECONDS"] == "300"
     assert proxy["BYOK_UPSTREAM_CONNECT_TIMEOUT_SECONDS"] == "5"
     assert proxy["BYOK_WORKERS"] == "1"
+    assert (proxy["BYOK_MAX_CONNECTION_AGE_SECONDS"], proxy["BYOK_MAX_CONNECTION_AGE_GRACE_SECONDS"]) == ("300", "600")
+    # Drain, then grace for RPCs in flight, inside the pod's terminationGracePeriodSeconds with 5 s to spare.
+    assert (ks["BYOK_SHUTDOWN_DRAIN_SECONDS"], ks["BYOK_SHUTDOWN_GRACE_SECONDS"]) == ("5", "20")
+    assert (proxy["BYOK_SHUTDOWN_DRAIN_SECONDS"], proxy["BYOK_SHUTDOWN_GRACE_SECONDS"]) == ("5", "50")
+
+
+def test_termination_grace_period_must_cover_the_drain() -> None:
+    message = render_error({"proxyservice": {"terminationGracePeriodSeconds": 10, "shutdownDrainSeconds": 5}})
+    assert "proxyservice.terminationGracePeriodSeconds must be at least proxyservice.shutdownDrainSeconds + 6" \
+        in message
 
 
 def test_production_values_reach_keyservice() -> None:
@@ -820,9 +833,10 @@ def test_notes_tell_how_to_reach_the_proxy_and_run_byokctl() -> None:
     assert "byokctl" in notes and "helm test" in notes
 
 
-def test_the_minimal_values_file_in_the_docs_installs() -> None:
-    """docs/helm.md's example must stay valid as the chart evolves."""
-    text = (REPO / "docs" / "helm.md").read_text()
+@pytest.mark.parametrize("doc_file", ["docs/helm.md", "README.md"])
+def test_the_minimal_values_file_in_the_docs_installs(doc_file: str) -> None:
+    """The README's and docs/helm.md's example must stay valid as the chart evolves."""
+    text = (REPO / doc_file).read_text()
     example = re.search(r"A minimal `my-values.yaml`.*?```yaml\n(.*?)```", text, re.DOTALL)
     assert example is not None
     values = yaml.safe_load(example.group(1))
@@ -919,3 +933,14 @@ def test_every_module_the_image_and_chart_run_exists() -> None:
         if not ((base / "__main__.py").is_file() or base.with_suffix(".py").is_file()):
             missing.append(module)
     assert missing == [], f"modules run by the image or chart but absent from the repo: {missing}"
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_every_setting_the_chart_sets_is_one_the_service_reads(value_set: str) -> None:
+    """A misspelt variable in a ConfigMap would be ignored silently and the default used instead."""
+    docs = manifests(value_set)
+    for component in ("keyservice", "proxyservice"):
+        source = "\n".join(p.read_text() for p in (REPO / component).glob("*.py")) + \
+            (REPO / "byokcommon" / "settings.py").read_text()
+        for name in config_data(docs, component):
+            assert f'"{name}"' in source, f"{component} never reads {name}"

@@ -204,6 +204,9 @@ imagePullSecrets:
 {{- end }}
 
 {{/* Native gRPC probes on the plaintext health port (kubelet cannot present a client certificate). */}}
+{{/* Probes on the plaintext health port. Liveness asks for the whole server (""); readiness asks for the
+service, which keyservice marks NOT_SERVING while Vault or the database is down, and both mark NOT_SERVING
+when they start draining on SIGTERM. Called with (dict "ctx" . "component" "keyservice"|"proxyservice"). */}}
 {{- define "byok.probes" -}}
 startupProbe:
   grpc:
@@ -213,6 +216,7 @@ startupProbe:
 readinessProbe:
   grpc:
     port: 8081
+    service: {{ ternary "byok.keys.v1.KeyService" "byok.proxy.v1.ChatService" (eq .component "keyservice") }}
   periodSeconds: 5
   timeoutSeconds: 2
   failureThreshold: 2
@@ -271,7 +275,22 @@ selector:
 {{- end }}
 
 {{/* Checks the schema cannot express, run by every Deployment template. */}}
+{{/* Shutdown settings of a component: drain (NOT_SERVING while still serving, so endpoints are removed
+before anything is refused), then the grace in-flight RPCs get; together they fit in the pod's
+terminationGracePeriodSeconds with 5 seconds to spare. */}}
+{{- define "byok.shutdownConfig" -}}
+{{- $c := index .ctx.Values .component }}
+BYOK_SHUTDOWN_DRAIN_SECONDS: {{ $c.shutdownDrainSeconds | quote }}
+BYOK_SHUTDOWN_GRACE_SECONDS: {{ sub (sub (int $c.terminationGracePeriodSeconds) (int $c.shutdownDrainSeconds)) 5 | quote }}
+{{- end }}
+
 {{- define "byok.validate" -}}
+{{- range $component := list "keyservice" "proxyservice" }}
+{{- $c := index $.Values $component }}
+{{- if lt (int $c.terminationGracePeriodSeconds) (add (int $c.shutdownDrainSeconds) 6) }}
+{{- fail (printf "%s.terminationGracePeriodSeconds must be at least %s.shutdownDrainSeconds + 6 (drain, at least 1 s of grace, 5 s to spare)" $component $component) }}
+{{- end }}
+{{- end }}
 {{- if and (eq .Values.database.type "sqlite") (gt (int .Values.keyservice.replicas) 1) }}
 {{- fail "keyservice.replicas > 1 needs database.type=postgresql: SQLite on a ReadWriteOnce volume serves a single replica" }}
 {{- end }}
