@@ -6,7 +6,8 @@ Hierarchy::
     ├── InvalidArgument             INVALID_ARGUMENT   bad request; `field` names the culprit
     ├── PermissionDenied            PERMISSION_DENIED  caller not bound to the tenant
     ├── NotFound                    NOT_FOUND          no usable credential for the tenant
-    ├── KeyRejected                 FAILED_PRECONDITION the provider refused the tenant's key (after failover)
+    ├── FailedPrecondition          FAILED_PRECONDITION the tenant's credential cannot be used as stored
+    │   └── KeyRejected                                 the provider refused the tenant's key (after failover)
     ├── RateLimited                 RESOURCE_EXHAUSTED provider 429; `retry_after` passed on
     ├── DeadlineExceeded            DEADLINE_EXCEEDED  upstream timed out
     └── Unavailable                 UNAVAILABLE        keyservice down, provider 5xx or unreachable
@@ -50,8 +51,12 @@ class NotFound(ProxyError):
     code = grpc.StatusCode.NOT_FOUND
 
 
-class KeyRejected(ProxyError):
+class FailedPrecondition(ProxyError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class KeyRejected(FailedPrecondition):
+    pass
 
 
 class RateLimited(ProxyError):

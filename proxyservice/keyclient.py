@@ -131,15 +131,24 @@ _MAP: dict[grpc.StatusCode, Callable[[str], errors.ProxyError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: lambda d: errors.InvalidArgument(*(d.split(": ", 1) + [""])[:2]),
     grpc.StatusCode.NOT_FOUND: errors.NotFound,
     grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
 }
 
 
 def _translate(exc: grpc.aio.AioRpcError) -> errors.ProxyError:
-    """keyservice's messages are safe by construction (its own errors.py); transport failures are not passed."""
+    """keyservice's messages are safe by construction (its own errors.py); transport failures are not passed.
+
+    FAILED_PRECONDITION (the credential's stored secret cannot be used, e.g. no api_key field, or a transit
+    secret without its key) stays FAILED_PRECONDITION: retrying will not help until an admin fixes it.
+    UNAUTHENTICATED means keyservice refused the proxy's own client certificate (expired, wrong CA): nothing
+    the caller did, nor something a retry fixes, so it is INTERNAL with a fixed text for the operators.
+    """
     code = exc.code()
     make = _MAP.get(code)
     if make is not None:
         return make(exc.details() or code.name.lower())
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return errors.ProxyError("keyservice did not accept the proxy's client certificate")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         return errors.Unavailable("keyservice is unavailable")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -54,6 +54,11 @@ class LeaseCache:
         return len(self._entries)
 
     async def get(self, key: LeaseKey) -> CachedLease:
+        return (await self.lookup(key))[0]
+
+    async def lookup(self, key: LeaseKey) -> tuple[CachedLease, bool]:
+        """The entry for `key`, and whether it was a hit (served from memory, no keyservice call awaited).
+        Told per call, so concurrent requests cannot mistake each other's hits for their own."""
         entry = self._entries.get(key)
         if entry is not None:
             now = self._clock()
@@ -61,10 +66,10 @@ class LeaseCache:
                 self.hits += 1
                 if now >= entry.refresh_at and key not in self._refreshing:
                     self._refresh_in_background(key)
-                return entry
+                return entry, True
             del self._entries[key]
         self.misses += 1
-        return await self._single_flight(key)
+        return await self._single_flight(key), False
 
     async def replace(self, key: LeaseKey, exclude: tuple[str, ...]) -> CachedLease:
         """Drop `key` and fetch a lease that skips `exclude` (failover after a provider 401/403)."""

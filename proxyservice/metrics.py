@@ -12,7 +12,9 @@ class ProxyMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter("byok_proxy_requests_total", "Chat requests, by provider and gRPC code.",
                                 ["provider", "code"], registry=registry)
-        self.ttfb = Histogram("byok_proxy_ttfb_seconds", "Time to the provider's first byte.", ["provider"],
+        self.ttfb = Histogram("byok_proxy_ttfb_seconds",
+                              "Time to the provider's first body byte of a streamed response (StreamChat only).",
+                              ["provider"],
                               buckets=LATENCY_BUCKETS, registry=registry)
         self.duration = Histogram("byok_proxy_request_duration_seconds", "Whole request time.", ["provider"],
                                   buckets=LATENCY_BUCKETS + (60, 120, 300), registry=registry)

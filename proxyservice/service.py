@@ -7,6 +7,7 @@ byte went to the caller reports the key to keyservice and retries once with anot
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -28,6 +29,7 @@ from proxyservice.adapters.base import Adapter, AdapterError, RequestMappingErro
 from proxyservice.keyclient import KeyServiceClient, LeaseKey
 from proxyservice.leasecache import CachedLease, LeaseCache
 from proxyservice.metrics import ProxyMetrics
+from proxyservice.sse import SSEEventTooLarge
 from proxyservice.upstream import Upstream, UpstreamFailure, translate_stream_error
 from proxyservice.validation import validate_parameters
 
@@ -64,6 +66,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         params = request.parameters
         outcome = self._begin(params, context)
         with self._tracking(outcome):
+            validate_parameters(params)
             entry, response, adapter = await self._open(params, outcome, stream=True)
             lease = entry.lease
             yield pb.StreamChatResponse(start=pb.StreamStart(
@@ -89,6 +92,8 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                 for message in exc.partial:
                     yield message
                 raise errors.UpstreamProtocolError(str(exc)) from None
+            except SSEEventTooLarge as exc:
+                raise errors.UpstreamProtocolError(f"{lease.api_family} {exc}") from None
             except httpx.HTTPError as exc:
                 raise translate_stream_error(exc, lease.api_family) from None
             finally:
@@ -98,9 +103,10 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         params = request.parameters
         outcome = self._begin(params, context)
         with self._tracking(outcome):
+            validate_parameters(params)
             entry, response, adapter = await self._open(params, outcome, stream=False)
+            # No TTFB here: a unary reply's first byte is its whole body, which duration already measures.
             body = await self.upstream.read_all(response, entry.lease.api_family)
-            outcome.ttfb = time.perf_counter() - outcome.started
             try:
                 reply = adapter.parse_response(body)
             except AdapterError as exc:
@@ -117,21 +123,25 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
     # -- the shared path ----------------------------------------------------------------------------
     @contextlib.contextmanager
     def _tracking(self, outcome: _Outcome) -> Iterator[None]:
-        """Metrics and the per-request log line, whatever way the request ends."""
+        """Metrics and the per-request log line, whatever way the request ends (a request refused by validation
+        included). Codes agree with what the interceptor sends: a ProxyError's own, CANCELLED when the caller
+        went away (task cancelled, generator closed), INTERNAL for anything else."""
         code = "OK"
         try:
             yield
         except errors.ProxyError as exc:
             code = exc.code.name
             raise
-        except BaseException:
+        except (asyncio.CancelledError, GeneratorExit):
             code = "CANCELLED"
+            raise
+        except BaseException:
+            code = "INTERNAL"
             raise
         finally:
             self._finish(outcome, code)
 
     def _begin(self, params: pb.ChatParameters, context: grpc.aio.ServicerContext) -> _Outcome:
-        validate_parameters(params)
         return _Outcome(request_id=params.request_id or uuid.uuid4().hex, caller=peer_identity(context),
                         params=params)
 
@@ -141,9 +151,8 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         key = LeaseKey(caller=outcome.caller, org_id=tenant.org_id, project_id=tenant.project_id,
                        user_id=tenant.user_id, provider=params.provider,
                        model="" if params.provider else params.model, credential_id=params.credential_id)
-        hits = self.cache.hits
-        entry = await self.cache.get(key)
-        self.metrics.lease_lookups.labels("hit" if self.cache.hits > hits else "miss").inc()
+        entry, hit = await self.cache.lookup(key)
+        self.metrics.lease_lookups.labels("hit" if hit else "miss").inc()
         try:
             return await self._send(params, entry, outcome, stream)
         except UpstreamFailure as failure:

@@ -5,6 +5,10 @@ multi-line ``data``, ``field:value`` with or without the single leading space, `
 across events, ``retry`` ignored. Input may be split at any byte (inside a UTF-8 character, between
 ``\\r`` and ``\\n``): bytes are buffered until a blank line completes an event, and only whole events
 are decoded, so a split character is never decoded half-way.
+
+An event may not exceed ``MAX_EVENT_BYTES`` (1 MiB): a provider's events are a few kilobytes, so a bigger one
+is a broken or hostile upstream, and buffering it without bound would let one stream exhaust the proxy's
+memory. Past the limit the parser drops its buffer and raises ``SSEEventTooLarge`` (a message safe to show).
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
+MAX_EVENT_BYTES = 1 << 20
+
+
+class SSEEventTooLarge(ValueError):
+    """An event (or the unfinished one being buffered) grew past the parser's limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"upstream sent a stream event larger than {limit} bytes")
 
 
 class SSEEvent(NamedTuple):
@@ -25,9 +37,10 @@ class SSEEvent(NamedTuple):
 class SSEParser:
     """Feed bytes as they arrive; get back the events they complete."""
 
-    __slots__ = ("_buf", "_last_id", "_started", "_skip_lf")
+    __slots__ = ("_buf", "_last_id", "_started", "_skip_lf", "_max")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._max = max_event_bytes
         self._buf = b""  # unparsed bytes, line endings already normalised to \n
         self._last_id: str | None = None
         self._started = False  # BOM is only stripped at the very start of the stream
@@ -57,16 +70,24 @@ class SSEParser:
         start = len(self._buf) - 1 if self._buf else 0
         buf = self._buf + chunk
         if buf.find(b"\n\n", start) < 0:
+            if len(buf) > self._max:
+                self._too_large()
             self._buf = buf
             return []
         blocks = buf.split(b"\n\n")
         self._buf = blocks.pop()
+        if len(buf) > self._max and (len(self._buf) > self._max or any(len(b) > self._max for b in blocks)):
+            self._too_large()
         out: list[SSEEvent] = []
         for block in blocks:
             ev = self._dispatch(block)
             if ev is not None:
                 out.append(ev)
         return out
+
+    def _too_large(self) -> None:
+        self._buf = b""
+        raise SSEEventTooLarge(self._max)
 
     def close(self) -> list[SSEEvent]:
         """End of stream: dispatch a final event that lacked its trailing blank line."""

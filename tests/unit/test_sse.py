@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxyservice.sse import SSEEvent, SSEParser
+from proxyservice.sse import MAX_EVENT_BYTES, SSEEvent, SSEEventTooLarge, SSEParser
 
 CORPUS = sorted((Path(__file__).resolve().parent.parent / "data" / "conformance").glob("*/*.sse"))
 BODIES = {p.parent.name + "/" + p.stem: p.read_bytes() for p in CORPUS}
@@ -101,3 +101,19 @@ def test_any_split_with_other_line_endings(name: str, nl: bytes, data: st.DataOb
 def test_byte_by_byte() -> None:
     body = BODIES["anthropic/incomplete_partial_json_response"]
     assert parse(body, list(range(len(body)))) == parse(body)
+
+
+def test_an_event_past_the_limit_is_a_clean_error_and_the_buffer_is_dropped() -> None:
+    p = SSEParser(max_event_bytes=1000)
+    assert p.feed(b"data: " + b"x" * 900) == []
+    with pytest.raises(SSEEventTooLarge, match="larger than 1000 bytes"):
+        p.feed(b"y" * 200)  # still no blank line: the unfinished event is over the limit
+    assert p._buf == b""
+    with pytest.raises(SSEEventTooLarge):
+        SSEParser(max_event_bytes=1000).feed(b"data: " + b"z" * 1200 + b"\n\n")  # whole, but too big
+
+
+def test_many_small_events_are_not_limited_by_their_total() -> None:
+    p = SSEParser(max_event_bytes=1000)
+    events = [e for _ in range(50) for e in p.feed(b"data: " + b"a" * 100 + b"\n\n")]
+    assert len(events) == 50 and MAX_EVENT_BYTES == 1 << 20
