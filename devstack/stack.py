@@ -117,6 +117,7 @@ def _start(state: Path, group: ProcessGroup) -> Stack:
                   proxy_port=proxy_port, upstream_port=upstream_port, env_file=state / "env", processes=group)
     env_file = stack.env_file
     env_file.touch(mode=0o600)
+    env_file.chmod(0o600)  # touch's mode applies only to a new file; an old one may be wider
     env_file.write_text("".join(f"export {k}={v}\n" for k, v in stack.client_env().items()))
     (state / "stack.json").write_text(json.dumps({
         "keyservice": ks_port, "proxyservice": proxy_port, "vault": vault_addr, "upstream": upstream_port,

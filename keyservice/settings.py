@@ -31,6 +31,22 @@ def parse_roles(raw: str, name: str = "BYOK_ROLES") -> dict[str, str]:
     return roles
 
 
+def _read_secret_file(env: Mapping[str, str], name: str) -> str | None:
+    """A secret from the file the variable names (keeps it out of the environment, hence out of
+    /proc/PID/environ and crash dumps); None when the variable is unset."""
+    path = env_str(env, name)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = handle.read().strip()
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read {path} ({exc.strerror})") from None
+    if not value:
+        raise SettingsError(f"{name}: {path} is empty")
+    return value
+
+
 @dataclass(frozen=True)
 class KeyServiceSettings:
     """Everything keyservice needs to run. Secrets (Vault token, secret id) are held here, never printed."""
@@ -41,8 +57,8 @@ class KeyServiceSettings:
     tls: TlsFiles
     # Vault/OpenBao connection, auth and layout (VAULT_ADDR, VAULT_TOKEN, BYOK_VAULT_*).
     vault: VaultSettings
-    # SQLAlchemy URL (BYOK_DATABASE_URL): sqlite:///path or postgresql://…
-    database_url: str
+    # SQLAlchemy URL (BYOK_DATABASE_URL): sqlite:///path or postgresql://… (may hold a password: not in repr)
+    database_url: str = field(repr=False)
     # mTLS identity -> role ("admin" or "proxy") (BYOK_ROLES).
     roles: dict[str, str] = field(default_factory=dict)
     # Plaintext gRPC health port for kubelet (BYOK_HEALTH_ADDR); "" disables it.
@@ -87,7 +103,7 @@ class KeyServiceSettings:
             auth=env_choice(env, "BYOK_VAULT_AUTH", "token", ("token", "approle", "kubernetes")),
             token=env_str(env, "VAULT_TOKEN") or None,
             role_id=env_str(env, "BYOK_VAULT_ROLE_ID") or None,
-            secret_id=env_str(env, "BYOK_VAULT_SECRET_ID") or None,
+            secret_id=env_str(env, "BYOK_VAULT_SECRET_ID") or _read_secret_file(env, "BYOK_VAULT_SECRET_ID_FILE"),
             k8s_role=env_str(env, "BYOK_VAULT_K8S_ROLE") or None,
             k8s_mount=env_str(env, "BYOK_VAULT_K8S_MOUNT", "kubernetes") or "kubernetes",
             kv_mount=env_str(env, "BYOK_VAULT_KV_MOUNT", "secret") or "secret",

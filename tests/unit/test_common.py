@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from pathlib import Path
 
 import pytest
 import structlog
@@ -15,7 +16,7 @@ from byokcommon.settings import SettingsError, env_addr, env_bool, env_int
 from byokcommon.tls import identity_from_pem
 from keyservice.authz import RoleAuthorizer
 from keyservice.errors import PermissionDenied
-from keyservice.settings import parse_roles
+from keyservice.settings import KeyServiceSettings, parse_roles
 
 KEYS = ["sk-proj-" + "Ab12" * 10, "sk-ant-api03-" + "Zz99" * 10, "AIza" + "SyD3" * 9, "gsk_" + "G7h8" * 10,
         "fw_" + "F1r3" * 6, "sk-or-v1-" + "0a1b" * 16, "hvs." + "T0k3n" * 6,
@@ -68,6 +69,23 @@ def test_settings_errors_name_the_variable() -> None:
         env_addr({"BYOK_A": "nohost"}, "BYOK_A", "")
     with pytest.raises(SettingsError, match="BYOK_ROLES"):
         parse_roles("spiffe://x/y=root")
+
+
+def test_approle_secret_id_from_a_file_stays_out_of_repr(tmp_path: Path) -> None:
+    for name in ("tls.crt", "tls.key", "ca.crt"):
+        (tmp_path / name).write_text("pem")
+    secret = "7f3c1e2a-2f4b-4c1d-9a8e-000000000001"
+    (tmp_path / "secret-id").write_text(secret + "\n")
+    env = {"BYOK_TLS_CERT": str(tmp_path / "tls.crt"), "BYOK_TLS_KEY": str(tmp_path / "tls.key"),
+           "BYOK_TLS_CA": str(tmp_path / "ca.crt"), "VAULT_ADDR": "http://127.0.0.1:8200",
+           "BYOK_VAULT_AUTH": "approle", "BYOK_VAULT_ROLE_ID": "role", "BYOK_ROLES": "spiffe://x/admin=admin",
+           "BYOK_VAULT_SECRET_ID_FILE": str(tmp_path / "secret-id"),
+           "BYOK_DATABASE_URL": "postgresql://byok:hunter2-db-password@db/byok"}
+    settings = KeyServiceSettings.from_env(env)
+    assert settings.vault.secret_id == secret
+    assert secret not in repr(settings) and "hunter2-db-password" not in repr(settings)
+    with pytest.raises(SettingsError, match="BYOK_VAULT_SECRET_ID_FILE: cannot read"):
+        KeyServiceSettings.from_env(env | {"BYOK_VAULT_SECRET_ID_FILE": str(tmp_path / "missing")})
 
 
 def test_identity_prefers_spiffe_uri_then_cn() -> None:
