@@ -225,7 +225,11 @@ async def test_mtls_refuses_unauthenticated_and_untrusted(app: KeyServiceApp, id
     import datetime as dt
 
     from byokcommon.devcerts import CertificateAuthority
-    from byokcommon.tls import TlsFiles
+
+    def handled() -> float:
+        """ListProviders calls that reached the servicer (past the TLS handshake), whatever their status."""
+        return sum(s.value for m in app.metrics.requests.collect() for s in m.samples
+                   if s.name.endswith("_total") and s.labels.get("method") == "ListProviders")
 
     async def call(creds: grpc.ChannelCredentials) -> grpc.StatusCode:
         async with grpc.aio.secure_channel(f"localhost:{app.port}", creds) as channel:
@@ -236,6 +240,7 @@ async def test_mtls_refuses_unauthenticated_and_untrusted(app: KeyServiceApp, id
                 return exc.code()
 
     ca_pem = Path(ids.admin.ca).read_bytes()
+    # UNAVAILABLE is how a client sees a refused handshake; `handled()` shows the server refused it there.
     assert await call(grpc.ssl_channel_credentials(root_certificates=ca_pem)) == grpc.StatusCode.UNAVAILABLE
     other = CertificateAuthority.create("other CA").write_identity(tmp_path / "other", "admin",
                                                                   spiffe=ADMIN)
@@ -247,13 +252,15 @@ async def test_mtls_refuses_unauthenticated_and_untrusted(app: KeyServiceApp, id
     expired_creds = grpc.ssl_channel_credentials(ca_pem, Path(expired.key).read_bytes(),
                                                  Path(expired.cert).read_bytes())
     assert await call(expired_creds) == grpc.StatusCode.UNAVAILABLE
+    assert handled() == 0  # none of the three got past the handshake
     stranger = ids.ca.write_identity(tmp_path / "stranger", "stranger", spiffe="spiffe://byok.local/stranger")
     stranger_creds = grpc.ssl_channel_credentials(ca_pem, Path(stranger.key).read_bytes(),
                                                   Path(stranger.cert).read_bytes())
     assert await call(stranger_creds) == grpc.StatusCode.PERMISSION_DENIED
+    assert handled() == 1  # the stranger's call reached the interceptor, which refused it
     assert await call(grpc.ssl_channel_credentials(ca_pem, Path(ids.admin.key).read_bytes(),
                                                    Path(ids.admin.cert).read_bytes())) == grpc.StatusCode.OK
-    assert TlsFiles  # the type used above
+    assert handled() == 2
 
 
 async def test_db_holds_no_key_material(app: KeyServiceApp, admin, database_url: str, tmp_path: Path) -> None:
