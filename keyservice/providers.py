@@ -22,6 +22,9 @@ class ProviderSpec:
     api_base_required: bool = False
     min_key_length: int = 20
     max_key_length: int = 256
+    # Prefixes of other providers' keys that start with ours ("sk-ant-" starts with "sk-"): refused, because a
+    # key stored under the wrong provider fails every request and bills nobody the tenant expects.
+    foreign_prefixes: tuple[str, ...] = ()
 
     def check_key(self, api_key: str, field: str = "api_key") -> None:
         """Raise InvalidArgument (naming the field and the expected format, never echoing the key)."""
@@ -31,6 +34,10 @@ class ProviderSpec:
             raise InvalidArgument(field, f"contains characters a {self.name} key never has; expected {self.key_format}")
         if self.key_prefix and not api_key.startswith(self.key_prefix):
             raise InvalidArgument(field, f"does not look like a {self.name} key; expected {self.key_format}")
+        for prefix in self.foreign_prefixes:
+            if api_key.startswith(prefix):
+                raise InvalidArgument(field, f"looks like a key of another provider ({prefix}…), not a {self.name} "
+                                             f"key; expected {self.key_format}")
         if not self.min_key_length <= len(api_key) <= self.max_key_length:
             raise InvalidArgument(field, f"has an implausible length for a {self.name} key; expected {self.key_format}")
 
@@ -43,7 +50,8 @@ _KEY_CHARSET = re.compile(r"[A-Za-z0-9_\-.]+")
 PROVIDERS: dict[str, ProviderSpec] = {p.name: p for p in (
     ProviderSpec("openai", "openai", "https://api.openai.com/v1", "gpt-4o-mini",
                  r"(gpt-|chatgpt-|o[1-9]|text-|davinci|babbage|ft:gpt).*", "sk-",
-                 "'sk-' followed by letters, digits, '-' or '_'", "OPENAI_API_KEY"),
+                 "'sk-' followed by letters, digits, '-' or '_'", "OPENAI_API_KEY",
+                 foreign_prefixes=("sk-ant-", "sk-or-")),
     ProviderSpec("anthropic", "anthropic", "https://api.anthropic.com/v1", "claude-sonnet-4-20250514",
                  r"claude-.*", "sk-ant-", "'sk-ant-' followed by letters, digits, '-' or '_'",
                  "ANTHROPIC_API_KEY"),
@@ -60,7 +68,7 @@ PROVIDERS: dict[str, ProviderSpec] = {p.name: p for p in (
                  "letters and digits (usually 64 hex characters)", "TOGETHER_API_KEY"),
     ProviderSpec("deepseek", "openai", "https://api.deepseek.com/v1", "deepseek-chat",
                  r"deepseek-(chat|reasoner|coder).*", "sk-", "'sk-' followed by letters and digits",
-                 "DEEPSEEK_API_KEY"),
+                 "DEEPSEEK_API_KEY", foreign_prefixes=("sk-ant-", "sk-or-", "sk-proj-")),
     ProviderSpec("fireworks", "openai", "https://api.fireworks.ai/inference/v1",
                  "accounts/fireworks/models/llama-v3p1-8b-instruct", r"accounts/fireworks/.*", "fw_",
                  "'fw_' followed by letters and digits", "FIREWORKS_API_KEY"),

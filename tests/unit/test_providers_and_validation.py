@@ -32,7 +32,8 @@ def test_each_provider_accepts_a_key_of_its_shape(provider: str) -> None:
     ("anthropic", "sk-proj-" + "a" * 40), ("groq", "sk-" + "a" * 40), ("openrouter", "sk-ant-" + "a" * 40),
     ("gemini", "sk-" + "a" * 36), ("fireworks", "gsk_" + "a" * 30), ("openai", "gsk_" + "a" * 30),
     ("openai", "sk-short"), ("mistral", "has spaces in it 0123456789"), ("openai", "sk-" + "é" * 30),
-    ("openai", ""),
+    ("openai", ""), ("openai", GOOD_KEYS["anthropic"]), ("openai", GOOD_KEYS["openrouter"]),
+    ("deepseek", GOOD_KEYS["openai"]),
 ])
 def test_wrong_shapes_are_refused_without_echoing_the_key(provider: str, bad: str) -> None:
     with pytest.raises(InvalidArgument) as info:
