@@ -28,7 +28,8 @@ The model name steers the response (so the proxy needs no special channel):
 - ``replay:<family>/<case>`` serves ``<replay_dir>/<family>/<case>.sse`` byte-exactly (streaming only).
 - ``fault:429`` (with ``retry-after: 7``), ``fault:500``, ``fault:stall`` (headers + one frame, then
   nothing until the client goes), ``fault:reset`` (headers + one frame, then the socket is aborted),
-  ``fault:malformed`` (a frame of broken JSON, then a normal end).
+  ``fault:malformed`` (a frame of broken JSON, then a normal end), ``fault:truncate`` (the first half of
+  the frames, then a clean end of the body: no finish reason, no ``[DONE]`` / ``message_stop``).
 - a ``?k=v&k=v`` suffix overrides per request: ``frames=N``, ``delay=SECONDS``, ``chunk=N``
   (0 = one piece per frame, -1 = random pieces), ``tool=1`` (after the text, call the request's first
   tool with arguments ``{"n":1}`` sent as two fragments, finishing with the provider's tool-call
@@ -280,7 +281,7 @@ class FakeUpstream:
                 return resp
             if fault == "500":
                 return _server_error(family)
-            if fault not in ("stall", "reset", "malformed"):
+            if fault not in ("stall", "reset", "malformed", "truncate"):
                 return _bad_request(family, f"unknown fault {fault}")
             gen = _Generator(family, base, payload, opts, provider)
             return _Response(200, _sse_headers(), frames=self._fault_frames(gen, fault), opts=opts,
@@ -307,6 +308,10 @@ class FakeUpstream:
             async for f in frames:
                 yield f
             return
+        if fault == "truncate":
+            for _ in range(gen.n // 2):
+                yield await anext(frames)
+            return  # a clean end of the body, well before the provider's end of answer
         if fault == "stall":
             await asyncio.Event().wait()  # until the client goes (the watcher cancels us)
         # "reset": the connection is aborted once this generator ends

@@ -88,6 +88,8 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                 tail = decoder.close()
                 if tail:
                     yield coalesce(tail)
+                if not decoder.complete:  # a clean end of the body before the provider's end of answer
+                    raise errors.Unavailable(f"{lease.api_family} upstream ended the stream before it was complete")
             except AdapterError as exc:
                 for message in exc.partial:
                     yield message

@@ -82,10 +82,11 @@ def _usage(u: Any, prev: pb.Usage | None) -> pb.Usage | None:
 class AnthropicStreamDecoder:
     """Turns Messages stream events into StreamChatResponses."""
 
-    __slots__ = ("_sse", "_model", "_usage", "_tools", "_next_tool")
+    __slots__ = ("_sse", "_model", "_usage", "_tools", "_next_tool", "complete")
 
     def __init__(self) -> None:
         self._sse = SSEParser()
+        self.complete = False  # message_stop seen
         self._model = ""
         self._usage: pb.Usage | None = None
         self._tools: dict[int, int] = {}  # content block index → tool-call index, for tool_use blocks only
@@ -175,6 +176,8 @@ class AnthropicStreamDecoder:
         if etype == "error":
             etype_, msg = error_message(obj, "anthropic")
             raise UpstreamStreamError(msg, error_type=etype_)
+        if etype == "message_stop":
+            self.complete = True
         return None  # content_block_stop, message_stop, unknown events
 
 

@@ -94,7 +94,15 @@ class RequestMappingError(ValueError):
 
 
 class StreamDecoder(Protocol):
-    """Decodes one streamed response body; stateful, one per response."""
+    """Decodes one streamed response body; stateful, one per response.
+
+    ``complete`` turns true once the provider said the answer is whole (OpenAI family: ``[DONE]`` or a
+    finish_reason; Anthropic: ``message_stop``; Gemini: a finishReason or a blocked prompt). A body that ends
+    cleanly before that was cut short somewhere (a proxy, a load balancer, a provider restart).
+    """
+
+    @property
+    def complete(self) -> bool: ...
 
     def feed(self, chunk: bytes) -> list[pb.StreamChatResponse]: ...
 

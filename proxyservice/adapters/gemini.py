@@ -100,10 +100,11 @@ def _usage(obj: dict[str, Any]) -> pb.Usage | None:
 class GeminiStreamDecoder:
     """Turns streamGenerateContent SSE events into StreamChatResponses."""
 
-    __slots__ = ("_sse", "_model", "_calls")
+    __slots__ = ("_sse", "_model", "_calls", "complete")
 
     def __init__(self) -> None:
         self._sse = SSEParser()
+        self.complete = False  # a candidate's finishReason (or a blocked prompt) seen
         self._model = ""
         self._calls: dict[int, int] = {}  # candidate index → tool calls emitted so far
 
@@ -143,8 +144,11 @@ class GeminiStreamDecoder:
             if cd is not None:
                 resp.choices.append(cd)
                 any_ = True
+                if cd.provider_finish_reason:
+                    self.complete = True
         block = (obj.get("promptFeedback") or {}).get("blockReason")
         if block and not obj.get("candidates"):
+            self.complete = True
             resp.choices.append(pb.ChoiceDelta(index=0, provider_finish_reason=block,
                                                finish_reason=FR.FINISH_REASON_CONTENT_FILTER))
             any_ = True

@@ -82,10 +82,11 @@ def _usage(obj: dict[str, Any]) -> pb.Usage | None:
 class OpenAIStreamDecoder:
     """Turns chat.completion.chunk events into StreamChatResponses."""
 
-    __slots__ = ("_sse", "_model", "_seen_ids")
+    __slots__ = ("_sse", "_model", "_seen_ids", "complete")
 
     def __init__(self) -> None:
         self._sse = SSEParser()
+        self.complete = False  # [DONE] or a finish_reason seen
         self._model = ""
         # (choice, tool index) pairs whose id/name were already sent: some compatible servers repeat them.
         self._seen_ids: set[tuple[int, int]] = set()
@@ -101,6 +102,7 @@ class OpenAIStreamDecoder:
         for ev in events:
             data = ev.data
             if data[:6] == "[DONE]":
+                self.complete = True
                 continue
             try:
                 obj = loads(data, "openai stream")
@@ -175,6 +177,7 @@ class OpenAIStreamDecoder:
             any_ = True
         finish = c.get("finish_reason")
         if finish:
+            self.complete = True
             cd.provider_finish_reason = finish
             cd.finish_reason = normalise_finish(finish)
             any_ = True

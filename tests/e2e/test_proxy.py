@@ -190,6 +190,21 @@ async def test_upstream_faults_map_to_codes(system: System, fault: str, code: gr
         assert dict(info.value.trailing_metadata() or ())["retry-after"] == "7"
 
 
+@pytest.mark.parametrize(("provider", "make_key"), [
+    ("openai", openai_key), ("anthropic", anthropic_key), ("gemini", gemini_key)])
+async def test_a_stream_cut_short_cleanly_is_unavailable_not_ok(system: System, provider: str, make_key) -> None:
+    await system.add_key("cut", provider, make_key())
+    await system.bind("cut")
+    received: list[pb.StreamChatResponse] = []
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for message in system.chat.StreamChat(pb.StreamChatRequest(
+                parameters=params("cut", "fault:truncate", provider=provider))):
+            received.append(message)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert info.value.details() == f"{provider} upstream ended the stream before it was complete"
+    assert received[0].HasField("start") and accumulate(received[1:], provider)["choices"][0]["text"]
+
+
 async def test_upstream_stall_hits_the_read_timeout(system: System) -> None:
     await system.restart_proxy(upstream_read_timeout=0.3)
     await system.add_key("stall", "openai", openai_key())

@@ -321,3 +321,14 @@ def test_safe_text_masks_before_it_truncates() -> None:
     mistral = "M1stRaLk3y" * 3 + "Qz"  # 32 letters and digits: only the long-token rule catches it
     out = safe_text("x" * 190 + " " + mistral)
     assert len(out) <= 200 and mistral[:9] not in out
+
+
+def test_gemini_stream_is_complete_only_with_a_finish_reason_or_a_blocked_prompt() -> None:
+    chunk = b'data: {"candidates":[{"content":{"parts":[{"text":"hi"}]},"index":0}]}\r\n\r\n'
+    done = b'data: {"candidates":[{"content":{"parts":[]},"finishReason":"STOP","index":0}]}\r\n\r\n'
+    blocked = b'data: {"promptFeedback":{"blockReason":"SAFETY"}}\r\n\r\n'
+    for body, whole in ((chunk, False), (chunk + done, True), (blocked, True)):
+        dec = adapter_for("gemini").stream_decoder()
+        dec.feed(body)
+        dec.close()
+        assert dec.complete is whole

@@ -32,7 +32,7 @@ def expected(sse: Path) -> dict[str, Any]:
     return exp
 
 
-def decode(family: str, body: bytes, cuts: list[int]) -> list[pb.StreamChatResponse]:
+def decode(family: str, body: bytes, cuts: list[int], *, whole: bool = True) -> list[pb.StreamChatResponse]:
     dec = adapter_for(family).stream_decoder()
     out: list[pb.StreamChatResponse] = []
     last = 0
@@ -40,7 +40,19 @@ def decode(family: str, body: bytes, cuts: list[int]) -> list[pb.StreamChatRespo
         out += dec.feed(body[last:c])
         last = c
     out += dec.feed(body[last:])
-    return out + dec.close()
+    out += dec.close()
+    assert dec.complete is whole  # every recorded stream ends as its provider ends a whole answer
+    return out
+
+
+@pytest.mark.parametrize("sse", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_stream_cut_before_its_end_is_not_complete(sse: Path) -> None:
+    body = sse.read_bytes()
+    end = body.rfind(b"[DONE]") if sse.parent.name == "openai" else body.rfind(b"message_stop")
+    if sse.parent.name == "openai":  # a finish_reason also completes an OpenAI stream: cut before the first
+        end = min(end, body.find(b'"finish_reason":"') if b'"finish_reason":"' in body else end)
+    cut = body.rfind(b"\n\n", 0, end) + 2
+    decode(sse.parent.name, body[:cut], [], whole=False)
 
 
 def test_corpus_is_complete() -> None:
