@@ -295,12 +295,14 @@ def test_revoked_token_is_replaced_and_the_call_retried(bao: BaoDevServer, plain
 
 
 def test_static_token_is_renewed_before_expiry(bao: BaoDevServer, plain: VaultSettings, mounts: Mounts) -> None:
-    token = token_for(bao, unique("kv"), kv_policy(mounts), "-ttl=2s")
+    # 4 s: renewal falls due at 2/3 of it, leaving 1.3 s of slack for a stall on a busy machine before the
+    # token (static: nothing to log in with) would expire unrenewed.
+    token = token_for(bao, unique("kv"), kv_policy(mounts), "-ttl=4s")
     key = fake_key()
     with capture_logs() as logs, VaultClient(replace(plain, token=token)) as vault:
         path = vault.credential_path("org-t", "cred")
         vault.write_secret(path, key, org_id="org-t", metadata={}, cas=0)
-        deadline = time.monotonic() + 3.5  # past the token's initial 2 s TTL
+        deadline = time.monotonic() + 5.5  # past the token's initial 4 s TTL
         while time.monotonic() < deadline:
             assert vault.read_secret(path, org_id="org-t") == key
             time.sleep(0.1)  # pace the calls
