@@ -186,8 +186,12 @@ async def exercise_every_rpc(rec: Recorder, admin: Any, proxy: Any, bao: BaoDevS
         credential_id=cid, api_key=keys["gemini"])), E.INVALID_ARGUMENT)
     await rec.fails("Rotate stale", admin.RotateCredentialSecret(pb.RotateCredentialSecretRequest(
         credential_id=cid, api_key=k, expected_version=7)), E.ABORTED)
+    # A key pasted into the path is refused before Vault sees it (Vault's audit log keeps paths in clear).
+    await rec.fails("Register key-shaped path", admin.RegisterCredential(pb.RegisterCredentialRequest(
+        provider="openai", scope=pb.Scope(org_id=org), name="r", vault_path=f"{prefix}/{k}")), E.INVALID_ARGUMENT)
     await rec.fails("Register missing path", admin.RegisterCredential(pb.RegisterCredentialRequest(
-        provider="openai", scope=pb.Scope(org_id=org), name="r", vault_path=f"{prefix}/{k}")), E.NOT_FOUND)
+        provider="openai", scope=pb.Scope(org_id=org), name="r", vault_path=f"{prefix}/imports/none")),
+        E.NOT_FOUND)
     await rec.fails("Lease model=key", proxy.IssueKeyLease(pb.IssueKeyLeaseRequest(
         scope=pb.Scope(org_id=org), model=k, caller_identity=CALLER)), E.INVALID_ARGUMENT)
     await rec.fails("Lease provider=key", proxy.IssueKeyLease(pb.IssueKeyLeaseRequest(
