@@ -4,6 +4,7 @@ and turns results into protobuf messages. Role checks happen before this, in the
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from byokcommon.tls import peer_identity
 from keyservice import audit, convert, validation
 from keyservice.audit_writer import AuditWriter
 from keyservice.credentials import CredentialManager, NewCredential
-from keyservice.errors import InvalidArgument, translate_foreign
+from keyservice.errors import FailedPrecondition, InvalidArgument, translate_foreign
 from keyservice.leases import LeaseIssuer, LeaseRequest, requested_provider
 from keyservice.providers import PROVIDERS, get_provider
 from keyservice.revocation_feed import RevocationFeed
@@ -28,6 +29,11 @@ T = TypeVar("T")
 
 KEY_SOURCE_TO_PB = {"tenant": pb.KEY_SOURCE_TENANT, "platform": pb.KEY_SOURCE_PLATFORM}
 _LEASE_ID = re.compile(r"lease_[0-9a-f]{32}")
+# A failure is reported while the lease is live or just after (the proxy reports the 401 it got with it).
+_LEASE_AUDIT_SLACK = dt.timedelta(minutes=1)
+# How long another replica may hold a lease event before its audit writer flushes it (AuditWriter's interval,
+# with room for a slow commit).
+_OTHER_REPLICA_BATCH_SECONDS = 0.25
 _HEALTHS = {pb.CREDENTIAL_HEALTH_INVALID: "invalid"}
 
 
@@ -52,6 +58,21 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             with translate_foreign():
                 return fn(*args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    async def _lease_was_issued(self, lease_id: str, credential_id: str, caller: str) -> bool:
+        """Whether this lease of this credential went to `caller` within a lease lifetime. Lease events are
+        written in batches: ours are flushed first; another replica's land within its batch interval, so a miss
+        is looked up once more after that interval before it counts."""
+        if self.audit_writer is not None:
+            await self._run(self.audit_writer.flush)
+        since = audit.now() - self.leases.ttl - _LEASE_AUDIT_SLACK
+        for attempt in range(2):
+            if await self._run(self.store.lease_was_issued, lease_id, credential_id=credential_id, caller=caller,
+                               since=since):
+                return True
+            if attempt == 0:
+                await asyncio.sleep(_OTHER_REPLICA_BATCH_SECONDS)
+        return False
 
     # -- management -----------------------------------------------------------------------------------
     async def CreateCredential(self, request: pb.CreateCredentialRequest, context: grpc.aio.ServicerContext
@@ -269,6 +290,13 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             raise InvalidArgument("lease_id", "must look like lease_ followed by 32 hex digits")
         actor = peer_identity(context)
         if request.http_status in (401, 403):
+            # Only the proxy that holds a lease of this credential may have it marked invalid: otherwise any
+            # proxy identity could take any tenant's key out of service.
+            if not request.lease_id:
+                raise InvalidArgument("lease_id", "is required to report a rejected key")
+            if not await self._lease_was_issued(request.lease_id, credential_id, actor):
+                raise FailedPrecondition(f"lease_id: {request.lease_id} is not a lease of credential {credential_id} "
+                                         "issued to you within the longest lease lifetime")
             row = await self._run(self.credentials.record_health, actor, credential_id, "invalid",
                                   action="credential.report_failure", http_status=request.http_status,
                                   lease_id=request.lease_id)

@@ -736,6 +736,16 @@ class Store:
             for row in rows:
                 tx.audit(row)
 
+    def lease_was_issued(self, lease_id: str, *, credential_id: str, caller: str, since: datetime) -> bool:
+        """Whether the audit log shows `lease_id` issued for `credential_id` to `caller` since `since` (the
+        credential and time indexes keep this to a handful of rows)."""
+        a = audit_events.c
+        q = (sa.select(a.id).where(a.credential_id == credential_id, a.action == "lease.issue", a.actor == caller,
+                                   a.time >= since, a.details_json.contains(f'"{lease_id}"', autoescape=True))
+             .limit(1))
+        with self._tx() as conn:
+            return conn.execute(q).first() is not None
+
     def list_audit(
         self,
         *,

@@ -168,8 +168,24 @@ async def test_lease_resolution_order_and_fallback(admin, proxy, app: KeyService
     assert (await proxy.IssueKeyLease(lease_req(project_id="other"))).api_key == org_key
 
     await admin.DeactivateCredential(pb.DeactivateCredentialRequest(credential_id=user.credential_id))
-    assert (await proxy.IssueKeyLease(lease_req(project_id="web", user_id="ann"))).api_key == project_key
-    await proxy.ReportKeyFailure(pb.ReportKeyFailureRequest(credential_id=proj.credential_id, http_status=401))
+    project_lease = await proxy.IssueKeyLease(lease_req(project_id="web", user_id="ann"))
+    assert project_lease.api_key == project_key
+    # Marking a key invalid takes a lease of that very credential, issued to the reporting proxy.
+    refused_reports = [
+        (pb.ReportKeyFailureRequest(credential_id=proj.credential_id, http_status=401),
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.ReportKeyFailureRequest(credential_id=org.credential_id, http_status=401, lease_id=project_lease.lease_id),
+         grpc.StatusCode.FAILED_PRECONDITION),
+        (pb.ReportKeyFailureRequest(credential_id=proj.credential_id, http_status=403, lease_id="lease_" + "0" * 32),
+         grpc.StatusCode.FAILED_PRECONDITION),
+    ]
+    for bad, code in refused_reports:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await proxy.ReportKeyFailure(bad)
+        assert refused.value.code() == code
+    assert (await proxy.IssueKeyLease(lease_req(project_id="other"))).api_key == org_key  # org key still served
+    await proxy.ReportKeyFailure(pb.ReportKeyFailureRequest(credential_id=proj.credential_id, http_status=401,
+                                                            lease_id=project_lease.lease_id))
     assert (await proxy.IssueKeyLease(lease_req(project_id="web", user_id="ann"))).api_key == org_key
     excluded = lease_req(project_id="web")
     excluded.exclude_credential_ids.append(org.credential_id)

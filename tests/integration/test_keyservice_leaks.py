@@ -264,10 +264,11 @@ async def exercise_every_rpc(rec: Recorder, admin: Any, proxy: Any, bao: BaoDevS
 
     await lease("Lease rotated", pb.IssueKeyLeaseRequest(scope=pb.Scope(org_id=org), provider="openai",
                                                         caller_identity=CALLER), keys["rotated"])
-    for provider in ("anthropic", "gemini", "fireworks"):
-        await lease(f"Lease {provider}", pb.IssueKeyLeaseRequest(
+    for provider in ("anthropic", "gemini", "fireworks", "deepseek"):
+        last = await lease(f"Lease {provider}", pb.IssueKeyLeaseRequest(
             scope=pb.Scope(org_id=org), credential_id=creds[provider].credential_id, caller_identity=CALLER),
             keys[provider])
+    deepseek_lease = last
     await lease("Lease registered", pb.IssueKeyLeaseRequest(
         scope=pb.Scope(org_id=org, project_id="p"), credential_id=registered.credential_id,
         caller_identity=CALLER), keys["imported"])
@@ -277,8 +278,11 @@ async def exercise_every_rpc(rec: Recorder, admin: Any, proxy: Any, bao: BaoDevS
 
     await rec.ok("ReportKeyFailure 500", proxy.ReportKeyFailure(pb.ReportKeyFailureRequest(
         lease_id=platform.lease_id, credential_id=creds["deepseek"].credential_id, http_status=500)))
+    await rec.fails("ReportKeyFailure 401, foreign lease", proxy.ReportKeyFailure(pb.ReportKeyFailureRequest(
+        lease_id=platform.lease_id, credential_id=creds["deepseek"].credential_id, http_status=401)),
+        E.FAILED_PRECONDITION)
     await rec.ok("ReportKeyFailure 401", proxy.ReportKeyFailure(pb.ReportKeyFailureRequest(
-        credential_id=creds["deepseek"].credential_id, http_status=401)))
+        lease_id=deepseek_lease.lease_id, credential_id=creds["deepseek"].credential_id, http_status=401)))
     bao.cli("write", "-f", f"{transit_mount}/keys/{transit_key}/rotate")
     rewrapped = await rec.ok("RewrapSecrets", admin.RewrapSecrets(pb.RewrapSecretsRequest()))
     assert rewrapped.rewrapped_count == len(creds) + 1 and rewrapped.min_transit_key_version == 2
