@@ -16,8 +16,12 @@ Endpoints (``base_url`` = ``http://127.0.0.1:PORT``):
 ``anthropic-version``. Anthropic also accepts ``Authorization: Bearer`` (recent official SDKs send it).
 
 Auth: ``UpstreamConfig.keys[family]`` lists accepted keys; an empty set (or a family absent from the
-dict) accepts any non-empty key. A missing or wrong key gets 401 with the provider's error JSON shape
-(real Gemini answers 400 ``API_KEY_INVALID`` for a bad key; this server uses 401 for uniformity).
+dict) accepts any non-empty key. A missing or wrong key gets the provider's own answer: 401 with its error
+JSON for OpenAI and Anthropic; for Gemini, as Google does, 400 ``INVALID_ARGUMENT`` "API key not valid" with
+an ``ErrorInfo`` detail of reason ``API_KEY_INVALID`` for a wrong key, and 403 ``PERMISSION_DENIED`` for none.
+Each ``RecordedRequest`` says which header carried the key (``key_header``), whether the key (or a ``key=``
+parameter) was in the URL (``key_in_url``), and the status answered, so tests can check where keys travel
+even though recorded header values are redacted.
 
 The model name steers the response (so the proxy needs no special channel):
 - any ordinary name: ``frames`` text deltas, ``WORDS[i % len(WORDS)]`` each with a leading space
@@ -109,6 +113,9 @@ class RecordedRequest:
     json: Any  # parsed body, or None
     family: str = ""
     authorized: bool = False
+    key_header: str = ""  # the header the key came in ("authorization", "x-api-key", "x-goog-api-key")
+    key_in_url: bool = False  # the key, or a key= query parameter, was in the request target
+    status: int = 0  # what this server answered
     provider: str = ""  # "mistral" on Mistral's route; else the family's own provider
 
 
@@ -150,6 +157,11 @@ class FakeUpstream:
     @property
     def anthropic_base(self) -> str:
         return self.base_url + "/v1"
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections open from clients right now (a client that leaks a pooled connection keeps one)."""
+        return len(self._conns)
 
     @property
     def mistral_base(self) -> str:
@@ -203,6 +215,11 @@ class FakeUpstream:
     # ---- request routing -----------------------------------------------------------------------
 
     def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Response:
+        resp = self._answer(method, target, headers, body)
+        self.requests[-1].status = resp.status  # synchronous since _answer appended it: it is this request's
+        return resp
+
+    def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Response:
         parts = urlsplit(target)
         path = unquote(parts.path)
         query = dict(parse_qsl(parts.query))
@@ -233,13 +250,17 @@ class FakeUpstream:
             return _json(404, {"error": {"message": f"no route for {method} {parts.path}"}})
         rec.family = family
         rec.provider = "mistral" if mistral else family
-        if family == "gemini" and "key" in query:
-            return _json(400, _gemini_error(400, "INVALID_ARGUMENT", "API keys must be sent in x-goog-api-key"))
+        key_header = {"openai": "authorization", "gemini": "x-goog-api-key",
+                      "anthropic": "x-api-key" if "x-api-key" in headers else "authorization"}[family]
         key = {"openai": _bearer(headers), "anthropic": headers.get("x-api-key") or _bearer(headers),
                "gemini": headers.get("x-goog-api-key", "")}[family]
+        rec.key_header = key_header if key else ""
+        rec.key_in_url = "key" in query or bool(key and (key in target or key in unquote(target)))
+        if family == "gemini" and "key" in query:
+            return _json(400, _gemini_error(400, "INVALID_ARGUMENT", "API keys must be sent in x-goog-api-key"))
         accepted = self.config.keys.get(family)
         if not key or (accepted and key not in accepted):
-            return _unauthorized(family)
+            return _unauthorized(family, missing=not key)
         rec.authorized = True
         if kind == "models":
             return _json(200, _models(family))
@@ -354,7 +375,10 @@ def _gemini_error(code: int, status: str, message: str, reason: str = "") -> dic
     err: dict[str, Any] = {"code": code, "message": message, "status": status}
     if reason:
         err["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
-                           "domain": "googleapis.com"}]
+                           "domain": "googleapis.com",
+                           "metadata": {"service": "generativelanguage.googleapis.com"}},
+                          {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+                           "message": message}]
     return {"error": err}
 
 
@@ -372,9 +396,16 @@ def _error(family: str, status: int, otype: str, atype: str, gstatus: str, messa
     return _json(status, obj, extra)
 
 
-def _unauthorized(family: str) -> _Response:
+def _unauthorized(family: str, *, missing: bool = False) -> _Response:
+    if family == "gemini":  # Google's answers: 403 without a key, 400 API_KEY_INVALID with a wrong one
+        if missing:
+            return _json(403, _gemini_error(
+                403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call this API."))
+        return _json(400, _gemini_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
+                                        "API_KEY_INVALID"))
     return _error(family, 401, "invalid_request_error", "authentication_error", "UNAUTHENTICATED",
-                  "Incorrect API key provided.", greason="API_KEY_INVALID")
+                  "Incorrect API key provided.")
 
 
 def _mistral_extra_forbidden(name: str, value: Any) -> _Response:

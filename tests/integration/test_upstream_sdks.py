@@ -208,12 +208,20 @@ async def test_gemini_endpoints(upstream: FakeUpstream) -> None:
         r = await c.post("/models/gemini-2.0-flash:generateContent", json=body)
         assert r.json()["candidates"][0]["content"]["parts"][0]["text"] == generated_text(5)
         assert (await c.get("/models")).json()["models"]
+        # Google's answers to a wrong key (400 API_KEY_INVALID) and to none (403).
         r = await c.post("/models/gemini-2.0-flash:generateContent", json=body, headers={"x-goog-api-key": "bad"})
-        assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+        err = r.json()["error"]
+        assert (r.status_code, err["code"], err["status"]) == (400, 400, "INVALID_ARGUMENT")
+        assert err["message"] == "API key not valid. Please pass a valid API key."
+        assert err["details"][0]["reason"] == "API_KEY_INVALID" and err["details"][0]["domain"] == "googleapis.com"
+        r = await c.post("/models/gemini-2.0-flash:generateContent", json=body, headers={"x-goog-api-key": ""})
+        assert r.status_code == 403 and r.json()["error"]["status"] == "PERMISSION_DENIED"
         # A key in the URL is refused outright, so a proxy bug that leaks it fails loudly.
         r = await c.post(f"/models/g:generateContent?key={GEM_KEY}", json=body)
         assert r.status_code == 400
-    assert GEM_KEY not in repr([(q.headers, q.json) for q in upstream.requests])
+    good, url = upstream.requests[0], upstream.requests[-1]
+    assert (good.key_header, good.key_in_url, good.authorized, good.status) == ("x-goog-api-key", False, True, 200)
+    assert url.key_in_url and url.status == 400  # the recorder can tell when a key rode in the URL
 
 
 # ---- faults and disconnects ------------------------------------------------------------------------
