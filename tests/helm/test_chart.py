@@ -878,7 +878,11 @@ def _stages() -> list[list[tuple[str, str]]]:
 def test_dockerfile_is_multi_stage_and_runs_as_uid_10001() -> None:
     stages = _stages()
     assert len(stages) >= 2
-    assert all("python:3.11-slim" in DOCKERFILE.read_text() for _ in stages)
+    # Each stage's own FROM line names the base, with the global ARG defaults (before the first FROM) applied.
+    args = dict(a.split("=", 1) for k, a in _dockerfile_instructions() if k == "ARG" and "=" in a)
+    images = [re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m[1] or m[2], m[0]), stage[0][1].split()[0])
+              for stage in stages]
+    assert all(image.startswith("python:3.11-slim") for image in images), images
     final = stages[-1]
     users = [arguments for keyword, arguments in final if keyword == "USER"]
     assert users and re.fullmatch(r"10001(:\d+)?", users[-1]), "the final USER must be numeric 10001"
