@@ -144,8 +144,14 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             self._finish(outcome, code)
 
     def _begin(self, params: pb.ChatParameters, context: grpc.aio.ServicerContext) -> _Outcome:
-        return _Outcome(request_id=params.request_id or uuid.uuid4().hex, caller=peer_identity(context),
-                        params=params)
+        """One request id per request: the caller's parameters.request_id when set, else the one the interceptor
+        bound (x-request-id, or its fresh uuid). Rebinding it makes the interceptor's rpc line say the same."""
+        request_id = params.request_id[:128]
+        if request_id:
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+        else:
+            request_id = structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex
+        return _Outcome(request_id=request_id, caller=peer_identity(context), params=params)
 
     async def _open(self, params: pb.ChatParameters, outcome: _Outcome, *, stream: bool
                     ) -> tuple[CachedLease, httpx.Response, Adapter]:

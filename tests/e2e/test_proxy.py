@@ -300,3 +300,18 @@ async def test_metrics_endpoints_expose_counts_without_tenant_labels(system: Sys
     assert "byok_vault_request_duration_seconds_bucket" in keys_text
     assert "metrics-org" not in proxy_text + keys_text
 
+
+@pytest.mark.parametrize(("request_id", "header"), [("r-params", ""), ("", "r-header"), ("r-params", "r-header"),
+                                                    ("", "")])
+async def test_one_request_id_in_the_rpc_and_chat_log_lines(system: System, request_id: str, header: str) -> None:
+    # Not bound to the org: the request fails, so the interceptor writes its rpc line beside the chat line.
+    metadata = (("x-request-id", header),) if header else None
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await system.chat.Chat(pb.ChatRequest(parameters=params("unbound", "gpt-4o-mini", request_id=request_id)),
+                                   metadata=metadata)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    ids = {e["event"]: e["request_id"] for e in logs if e["event"] in ("rpc", "chat")}
+    assert set(ids) == {"rpc", "chat"} and ids["rpc"] == ids["chat"]
+    assert ids["chat"] == (request_id or header or ids["chat"]) and ids["chat"]
+
