@@ -33,7 +33,10 @@ The model name steers the response (so the proxy needs no special channel):
 - ``fault:429`` (with ``retry-after: 7``), ``fault:500``, ``fault:stall`` (headers + one frame, then
   nothing until the client goes), ``fault:reset`` (headers + one frame, then the socket is aborted),
   ``fault:malformed`` (a frame of broken JSON, then a normal end), ``fault:truncate`` (the first half of
-  the frames, then a clean end of the body: no finish reason, no ``[DONE]`` / ``message_stop``).
+  the frames, then a clean end of the body: no finish reason, no ``[DONE]`` / ``message_stop``),
+  ``fault:echo-key`` (a 400 whose error message repeats the key received, as some providers do) and
+  ``fault:echo-key-stream`` (one frame, then the provider's in-stream error event repeating the key): leak
+  canaries for what the proxy does with provider text.
 - a ``?k=v&k=v`` suffix overrides per request: ``frames=N``, ``delay=SECONDS``, ``chunk=N``
   (0 = one piece per frame, -1 = random pieces), ``tool=1`` (after the text, call the request's first
   tool with arguments ``{"n":1}`` sent as two fragments, finishing with the provider's tool-call
@@ -282,10 +285,10 @@ class FakeUpstream:
             extra = sorted(set(payload) - MISTRAL_CHAT_FIELDS)
             if extra:
                 return _mistral_extra_forbidden(extra[0], payload[extra[0]])
-        return self._chat(family, model, payload, stream, rec.provider)
+        return self._chat(family, model, payload, stream, rec.provider, key)
 
     def _chat(self, family: str, model: str, payload: dict[str, Any], stream: bool,
-              provider: str = "") -> _Response:
+              provider: str = "", key: str = "") -> _Response:
         base, _, q = model.partition("?")
         overrides = dict(parse_qsl(q))
         cfg = self.config
@@ -302,6 +305,11 @@ class FakeUpstream:
                 return resp
             if fault == "500":
                 return _server_error(family)
+            if fault == "echo-key":
+                return _bad_request(family, f"Incorrect API key provided: {key}. You can find your key in settings.")
+            if fault == "echo-key-stream":
+                gen = _Generator(family, base, payload, opts, provider)
+                return _Response(200, _sse_headers(), frames=_echo_key_frames(gen, key), opts=opts)
             if fault not in ("stall", "reset", "malformed", "truncate"):
                 return _bad_request(family, f"unknown fault {fault}")
             gen = _Generator(family, base, payload, opts, provider)
@@ -336,6 +344,18 @@ class FakeUpstream:
         if fault == "stall":
             await asyncio.Event().wait()  # until the client goes (the watcher cancels us)
         # "reset": the connection is aborted once this generator ends
+
+
+async def _echo_key_frames(gen: _Generator, key: str) -> AsyncIterator[bytes]:
+    """One frame, then the family's in-stream error event with the key in its message."""
+    yield await anext(gen.frames())
+    message = f"upstream failure while serving key {key}"
+    if gen.family == "anthropic":
+        yield _Generator._an_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
+    elif gen.family == "gemini":
+        yield b"data: " + json.dumps(_gemini_error(500, "INTERNAL", message)).encode() + b"\r\n\r\n"
+    else:
+        yield b"data: " + json.dumps({"error": {"message": message, "type": "server_error"}}).encode() + b"\n\n"
 
 
 async def _one(body: bytes) -> AsyncIterator[bytes]:

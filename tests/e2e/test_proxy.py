@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import secrets
 import time
@@ -315,3 +316,30 @@ async def test_one_request_id_in_the_rpc_and_chat_log_lines(system: System, requ
     assert set(ids) == {"rpc", "chat"} and ids["rpc"] == ids["chat"]
     assert ids["chat"] == (request_id or header or ids["chat"]) and ids["chat"]
 
+
+@pytest.mark.parametrize("fault", ["fault:echo-key", "fault:echo-key-stream"])
+@pytest.mark.parametrize(("provider", "make_key"), [
+    ("openai", openai_key), ("anthropic", anthropic_key), ("gemini", gemini_key),
+    ("mistral", lambda: secrets.token_hex(8) + "MiStRaL0123456Zz"), ("together", lambda: secrets.token_hex(32))])
+async def test_a_key_the_provider_echoes_goes_nowhere(system: System, caplog: pytest.LogCaptureFixture,
+                                                      fault: str, provider: str, make_key) -> None:
+    import httpx
+
+    key = make_key()
+    await system.add_key("canary", provider, key)
+    await system.bind("canary")
+    for name in ("", "httpx", "httpcore", "grpc", "byok"):
+        caplog.set_level(logging.DEBUG, logger=name or None)
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await collect(system, params("canary", fault, provider=provider))
+    assert info.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAVAILABLE)
+    assert system.upstream.requests[-1].authorized  # the upstream did hold the key, and echoed it
+    async with httpx.AsyncClient() as client:
+        metrics = [(await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                   for port in (system.proxy.metrics_port, system.keyservice.metrics_port)]
+    places = {"details": info.value.details() or "", "trailers": repr(info.value.trailing_metadata()),
+              "structlog": repr(logs), "logging": caplog.text + repr([r.__dict__ for r in caplog.records]),
+              "metrics": "".join(metrics)}
+    assert [where for where, text in places.items() if key in text or key[:24] in text] == []
+    assert logs and caplog.records  # both log streams were live
