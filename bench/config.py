@@ -36,6 +36,8 @@ class BenchConfig:
     cost_streams: int = 400
     cost_frames: int = 64
     cost_concurrency: int = 16
+    # (7) the load generator's ceiling: paced streams against the floor from Python and from k6
+    ceiling_levels: tuple[int, ...] = (64, 128, 256)
     # load generator
     grpc_connections: int = 8
 
@@ -46,6 +48,6 @@ QUICK = BenchConfig(
     slow_streams=64, slow_frames=4, slow_delay=0.25,
     unary_levels=(1, 8), unary_step_seconds=0.7,
     lease_sequential=30, lease_concurrent=200, lease_concurrency=8, lease_seconds=5.0, cache_hits=20_000,
-    cost_streams=40, cost_frames=32, cost_concurrency=8, grpc_connections=2,
+    cost_streams=40, cost_frames=32, cost_concurrency=8, ceiling_levels=(8,), grpc_connections=2,
 )
 FULL = BenchConfig()

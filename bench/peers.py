@@ -3,13 +3,17 @@
 The virtualenv (`.bench-venv-litellm/`, created once with `python3 -m venv` and an exact pin) keeps
 LiteLLM's hundreds of dependencies out of the project's .venv. LiteLLM is configured with one model entry
 per model name the scenarios use, all routed as OpenAI-compatible to the local upstream; the key reaches it
-through its environment (`os.environ/…` in the config), never the file or argv. Its telemetry and its
+through its environment (`os.environ/…` in the config), never the file or argv. It runs with a master key
+(LiteLLM 1.108 refuses to start without one, and production deployments use one), also passed through its
+environment; callers send it as their bearer token, so LiteLLM authenticates each request as the proxy's mTLS
+authenticates each connection. Its telemetry and its
 fetch of the remote model-price map are switched off: the benchmark only talks to loopback.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -21,7 +25,9 @@ import httpx
 from bench.stack import BenchStack, free_port
 from devstack.processes import clean_env
 
-LITELLM_PIN = "litellm[proxy]==1.100.5"  # the newest whose dependencies the package index here can satisfy
+# The newest LiteLLM whose [proxy] extra the package index here can satisfy: 1.108.8 and later pin
+# litellm-enterprise / litellm-proxy-extras builds it lacks, and 1.110 a separate litellm-proxy package.
+LITELLM_PIN = "litellm[proxy]==1.108.7"
 VENV = Path(".bench-venv-litellm")
 
 
@@ -51,13 +57,16 @@ def litellm_config(upstream_base: str, models: list[str]) -> dict[str, object]:
     }
 
 
-def start_litellm(stack: BenchStack, models: list[str]) -> int:
-    """Start LiteLLM on the system-under-test core; returns its port once /health/liveliness answers."""
+def start_litellm(stack: BenchStack, models: list[str]) -> tuple[int, str]:
+    """Start LiteLLM on the system-under-test core; returns its port (once /health/liveliness answers) and the
+    master key callers must send."""
     exe = ensure_litellm()
     port = free_port()
+    master_key = "sk-" + secrets.token_hex(32)
     config = stack.state / "litellm.json"  # LiteLLM reads YAML; JSON is YAML
     config.write_text(json.dumps(litellm_config(stack.upstream_base, models), indent=2))
-    env = clean_env(BENCH_UPSTREAM_KEY=stack.upstream_key, LITELLM_LOCAL_MODEL_COST_MAP="True",
+    env = clean_env(BENCH_UPSTREAM_KEY=stack.upstream_key, LITELLM_MASTER_KEY=master_key,
+                    LITELLM_LOCAL_MODEL_COST_MAP="True",
                     LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR", NO_DOCS="True", DISABLE_ADMIN_UI="True")
     argv = [str(exe.resolve()), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
             "--num_workers", "1"]
@@ -68,7 +77,7 @@ def start_litellm(stack: BenchStack, models: list[str]) -> int:
             raise RuntimeError(f"LiteLLM exited at start (log: {stack.state}/logs/litellm.log)")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=2).status_code == 200:
-                return port
+                return port, master_key
         except httpx.HTTPError:
             pass
         time.sleep(0.5)

@@ -183,6 +183,18 @@ def markdown(r: dict[str, Any]) -> str:
                          c["cpu_s_per_10k_frames"]["loadgen"], c["server_rss_mb"], c["server_peak_rss_mb"],
                          c["errors"]] for n, c in t["contenders"].items()]),
                 "", "(For direct the server is the upstream, so its two CPU columns are the same process.)"]
+    if "7_ceiling" in s:
+        t = s["7_ceiling"]
+        out += ["", f"## 7. The load generator's ceiling ({t['frames']}-frame streams paced {t['pace_ms']:.0f} ms "
+                    f"against the floor, {t['step_seconds']:.0f} s per step; Python vs {t['k6'] or 'k6 (absent)'})",
+                "", _table(["generator", "concurrency", "frames/s", "stalled streams", "errors", "gap p99 ms",
+                            "loadgen CPU share", "loadgen CPU s / 10k frames", "floor CPU share", "CPU others"],
+                           [[row["generator"], row["concurrency"], row.get("frames_per_s"), row.get("stalled_streams"),
+                             row.get("errors"), row.get("gap_ms_p99"), row.get("loadgen_cpu_share"),
+                             row.get("loadgen_cpu_s_per_10k_frames"), row.get("floor_cpu_share"),
+                             row.get("others_cpu")] for row in t["rows"]])]
+        if t.get("note"):
+            out += ["", t["note"]]
     if r.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(out) + "\n"

@@ -1,7 +1,8 @@
 """The benchmark run: start the processes, seed tenants, run the scenarios, write results, stop everything.
 
 Order: (1) TTFB, (2) paced, (3) slow, (4) non-streaming, (6) cost — all the proxy traffic on the warm key,
-bracketed by reads of keyservice's IssueKeyLease counter — then (5) leases, which calls keyservice directly.
+bracketed by reads of keyservice's IssueKeyLease counter — then (7) the load generator's ceiling (floor only)
+and (5) leases, which calls keyservice directly.
 The whole run is bounded in time; each scenario's loops are bounded in count and time.
 """
 
@@ -19,14 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cost, latency, leases, load, plots, report
+from bench import ceiling, cost, latency, leases, load, plots, report
 from bench.clients import GrpcTarget, HttpTarget, Target
 from bench.config import FULL, QUICK, BenchConfig
 from bench.contenders import Contenders
 from bench.procs import CoreSplit, core_split, raise_fd_limit
 from bench.stack import LEASE_TTL_SECONDS, BenchStack, seed, start
 
-SCENARIOS = ("1", "2", "3", "4", "5", "6")
+SCENARIOS = ("1", "2", "3", "4", "5", "6", "7")
 REFRESH_FRACTION = 0.75  # proxyservice's default lease_refresh_fraction
 EXPIRY_MARGIN = 1.0  # proxyservice.leasecache.EXPIRY_MARGIN_SECONDS
 
@@ -59,7 +60,7 @@ def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-async def _scenarios(stack: BenchStack, cfg: BenchConfig, only: set[str], litellm_port: int | None
+async def _scenarios(stack: BenchStack, cfg: BenchConfig, only: set[str], litellm: tuple[int, str] | None
                      ) -> dict[str, Any]:
     cold_orgs = [f"bench-cold-{i:04d}" for i in range(cfg.cold_orgs)]
     t0 = time.monotonic()
@@ -71,9 +72,9 @@ async def _scenarios(stack: BenchStack, cfg: BenchConfig, only: set[str], litell
         "proxy": GrpcTarget("proxy", stack.ports["proxy"], stack.certs.caller, cfg.grpc_connections),
     }
     pids = {"floor": stack.pids["floor"], "proxy": stack.pids["proxy"], "direct": stack.pids["upstream"]}
-    if litellm_port:
-        # LiteLLM runs without a master key (no auth of its own), like the upstream it holds the key for.
-        targets["litellm"] = HttpTarget("litellm", f"http://127.0.0.1:{litellm_port}/v1", "sk-bench-unused")
+    if litellm:
+        port, master_key = litellm  # callers authenticate to LiteLLM with its master key
+        targets["litellm"] = HttpTarget("litellm", f"http://127.0.0.1:{port}/v1", master_key)
         pids["litellm"] = stack.pids["litellm"]
     c = Contenders(targets=targets, server_pids=pids, upstream_pid=stack.pids["upstream"], cold_orgs=cold_orgs,
                     everyone=list(stack.pids.values()))
@@ -108,6 +109,9 @@ async def _scenarios(stack: BenchStack, cfg: BenchConfig, only: set[str], litell
                          "refresh_period_s": round(period, 1),
                          "per_ttl": round(calls / max(1.0, span / LEASE_TTL_SECONDS), 3),
                          "per_refresh_period": round(calls / max(1.0, span / period), 3)}
+        if "7" in only:
+            print("(7) the load generator's ceiling: Python and k6 against the floor …", flush=True)
+            out["7_ceiling"] = await ceiling.run(c, stack, cfg)
         if "5" in only:
             print("(5) leases: keyservice cold, lease cache hit …", flush=True)
             out["5_leases"] = {"keyservice": await leases.keyservice_cold(stack, cold_orgs or ["bench-warm"], cfg),
@@ -129,6 +133,21 @@ def _notes(r: dict[str, Any], split: CoreSplit) -> list[str]:
                      f"average (up to {max(others):.2f}) during the paced steps, so stalls and tail latencies "
                      "here include waiting for a CPU. Rerun on a quiet machine before reading them as the "
                      "contenders' own limits.")
+    ceil = r["scenarios"].get("7_ceiling", {}).get("rows", [])
+    py = [row for row in ceil if row["generator"] == "python"]
+    k6 = {row["concurrency"]: row for row in ceil if row["generator"] == "k6" and "error" not in row}
+    if py:
+        top = max(py, key=lambda row: row["frames_per_s"])
+        text = (f"Load generator ceiling (scenario 7): at {top['concurrency']} paced streams against the floor the "
+                f"Python load generator received {top['frames_per_s']:,.0f} frames/s using "
+                f"{top['loadgen_cpu_share']:.0%} of its core ({top['loadgen_cpu_s_per_10k_frames']} CPU s per 10k "
+                "frames)")
+        if top["concurrency"] in k6:
+            k = k6[top["concurrency"]]
+            text += (f"; k6 at the same level: {k['frames_per_s']:,.0f} frames/s using {k['loadgen_cpu_share']:.0%} "
+                     f"({k['loadgen_cpu_s_per_10k_frames']} s per 10k), stalled streams {k['stalled_streams']} vs "
+                     f"Python's {top['stalled_streams']}")
+        notes.append(text + ".")
     for name, c in paced.items():
         last = c["steps"][-1] if c["steps"] else None
         if last and (last["stalled_streams"] or last["errors"]):
@@ -153,20 +172,20 @@ def main(*, quick: bool, peers: bool, out_dir: Path, only: set[str] | None = Non
     stack = start(state, split)
     ok = False
     try:
-        litellm_port = None
+        litellm = None
         if peers:
             from bench.peers import LITELLM_PIN, start_litellm
 
             models = [f"gpt-4o?frames={cfg.ttfb_frames}", f"gpt-4o?frames={cfg.paced_frames}&delay={cfg.paced_delay}",
                       f"gpt-4o?frames={cfg.slow_frames}&delay={cfg.slow_delay}", f"gpt-4o?frames={cfg.unary_frames}",
                       f"gpt-4o?frames={cfg.cost_frames}"]
-            litellm_port = start_litellm(stack, sorted(set(models)))
+            litellm = start_litellm(stack, sorted(set(models)))
             machine["litellm"] = LITELLM_PIN
         budget = (120 if quick else 1800) + (600 if peers else 0)
 
         async def bounded() -> dict[str, Any]:
             async with asyncio.timeout(budget):
-                return await _scenarios(stack, cfg, only, litellm_port)
+                return await _scenarios(stack, cfg, only, litellm)
 
         try:
             import uvloop
