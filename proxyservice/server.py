@@ -8,7 +8,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import structlog
 
 from byok.proxy.v1 import chat_service_pb2, chat_service_pb2_grpc
@@ -24,7 +23,7 @@ from proxyservice.metrics import ProxyMetrics
 from proxyservice.revocations import follow_revocations
 from proxyservice.service import ChatServicer
 from proxyservice.settings import ProxySettings
-from proxyservice.upstream import Upstream
+from proxyservice.upstream import Transport, Upstream
 
 SERVICE_NAME = chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 _log = structlog.get_logger("byok.proxy")
@@ -56,7 +55,7 @@ class ProxyApp(ServingApp):
         await self.close_side_ports()
 
 
-async def create_server(settings: ProxySettings, *, upstream_transport: httpx.AsyncBaseTransport | None = None,
+async def create_server(settings: ProxySettings, *, upstream_transport: Transport | None = None,
                         reuse_port: bool = False) -> ProxyApp:
     rpc_metrics = RpcMetrics()
     metrics = ProxyMetrics(rpc_metrics.registry)

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import grpc
-import httpx
 import structlog
 
 from byok.keys.v1 import key_service_pb2 as kpb
@@ -30,7 +29,7 @@ from proxyservice.keyclient import KeyServiceClient, LeaseKey
 from proxyservice.leasecache import CachedLease, LeaseCache
 from proxyservice.metrics import ProxyMetrics
 from proxyservice.sse import SSEEventTooLarge
-from proxyservice.upstream import Upstream, UpstreamFailure, translate_stream_error
+from proxyservice.upstream import Upstream, UpstreamFailure, UpstreamResponse
 from proxyservice.validation import validate_parameters
 
 _log = structlog.get_logger("byok.proxy")
@@ -75,7 +74,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                 credential_id=lease.credential_id))
             decoder = adapter.stream_decoder()
             try:
-                async for chunk in response.aiter_bytes():  # decoded: a provider may compress
+                async for chunk in response.chunks():
                     if outcome.ttfb is None:
                         outcome.ttfb = time.perf_counter() - outcome.started
                     messages = decoder.feed(chunk)
@@ -96,8 +95,6 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                 raise errors.UpstreamProtocolError(str(exc)) from None
             except SSEEventTooLarge as exc:
                 raise errors.UpstreamProtocolError(f"{lease.api_family} {exc}") from None
-            except httpx.HTTPError as exc:
-                raise translate_stream_error(exc, lease.api_family) from None
             finally:
                 await response.aclose()  # on cancellation too: closes the upstream stream at once
 
@@ -108,7 +105,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             validate_parameters(params)
             entry, response, adapter = await self._open(params, outcome, stream=False)
             # No TTFB here: a unary reply's first byte is its whole body, which duration already measures.
-            body = await self.upstream.read_all(response, entry.lease.api_family)
+            body = await response.read()
             try:
                 reply = adapter.parse_response(body)
             except AdapterError as exc:
@@ -154,7 +151,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         return _Outcome(request_id=request_id, caller=peer_identity(context), params=params)
 
     async def _open(self, params: pb.ChatParameters, outcome: _Outcome, *, stream: bool
-                    ) -> tuple[CachedLease, httpx.Response, Adapter]:
+                    ) -> tuple[CachedLease, UpstreamResponse, Adapter]:
         tenant = params.tenant
         key = LeaseKey(caller=outcome.caller, org_id=tenant.org_id, project_id=tenant.project_id,
                        user_id=tenant.user_id, provider=params.provider,
@@ -183,7 +180,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             raise failure.error from None
 
     async def _send(self, params: pb.ChatParameters, entry: CachedLease, outcome: _Outcome, stream: bool
-                    ) -> tuple[CachedLease, httpx.Response, Adapter]:
+                    ) -> tuple[CachedLease, UpstreamResponse, Adapter]:
         lease = entry.lease
         outcome.provider, outcome.credential_id = lease.provider, lease.credential_id
         outcome.key_source = "platform" if lease.key_source == kpb.KEY_SOURCE_PLATFORM else "tenant"

@@ -1,10 +1,11 @@
 """Executes adapters' UpstreamRequests with httpx: the proxy's only httpx user.
 
-One pooled AsyncClient per process. A streamed response is handed back open; the caller iterates raw
-chunks and must close it (closing returns the connection to the pool, or drops it mid-body, which is what
-a cancelled caller needs). Non-2xx answers are read (bounded) and turned into the proxy's errors with the
-provider's retry-after; httpx exceptions are translated here. URLs never hold keys (adapters put keys in
-headers), and no URL or header is ever put in an error message.
+One pooled AsyncClient per process. A 2xx response is handed back open as an `UpstreamResponse`: the caller
+iterates its chunks and must close it (closing returns the connection to the pool, or drops it mid-body,
+which is what a cancelled caller needs). Non-2xx answers are read (bounded) and turned into the proxy's
+errors with the provider's retry-after. httpx exceptions are translated here and nowhere else, so no other
+module of the proxy imports httpx. URLs never hold keys (adapters put keys in headers), and no URL or
+header is ever put in an error message.
 
 The pool is httpcore's with its per-request bookkeeping made cheap (`_LeanPool`): httpcore 1.0 re-examines
 every pooled connection when a request starts and again when it ends, polling each idle socket and counting
@@ -16,13 +17,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpcore
 import httpx
 
+from byokcommon.provider_answers import rejects_key
 from proxyservice import errors
 from proxyservice.adapters.base import UpstreamRequest, error_message
+
+# What tests pass to swap the network out (httpx.MockTransport, or a transport to a local upstream).
+Transport = httpx.AsyncBaseTransport
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -109,25 +115,59 @@ class _LeanPool(httpcore.AsyncConnectionPool):
         return closing
 
 
+# _LeanPool overrides private methods of this exact httpcore release (pinned in pyproject.toml); with any
+# other, the stock pool is used: slower under many streams, never wrong.
+LEAN_POOL_HTTPCORE = "1.0.9"
+
+
 def lean_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """httpx's own transport (what AsyncClient would build) with the lean pool in place of httpcore's.
     Also used by the benchmark's load generator (bench/clients.py), whose pools reach thousands of connections."""
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    if type(transport._pool) is httpcore.AsyncConnectionPool:
+    if httpcore.__version__ == LEAN_POOL_HTTPCORE and type(transport._pool) is httpcore.AsyncConnectionPool:
         transport._pool.__class__ = _LeanPool  # same state, cheaper bookkeeping
     return transport
 
 
+class UpstreamResponse:
+    """An open 2xx response: its body as chunks (decoded: a provider may compress), errors translated."""
+
+    def __init__(self, response: httpx.Response, family: str) -> None:
+        self._response = response
+        self._family = family
+        self.status_code = response.status_code
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; a failure mid-body is the caller's DEADLINE_EXCEEDED or UNAVAILABLE."""
+        try:
+            async for chunk in self._response.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise _mid_body_error(exc, self._family) from None
+
+    async def read(self) -> bytes:
+        """The whole body, then closed."""
+        try:
+            return await self._response.aread()
+        except httpx.HTTPError as exc:
+            raise _mid_body_error(exc, self._family) from None
+        finally:
+            await self._response.aclose()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
 class Upstream:
     def __init__(self, *, connect_timeout: float, read_timeout: float, max_connections: int,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: Transport | None = None) -> None:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                               keepalive_expiry=60)
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
             limits=limits, transport=transport or lean_transport(limits), follow_redirects=False, trust_env=False)
 
-    async def open(self, req: UpstreamRequest, family: str) -> httpx.Response:
+    async def open(self, req: UpstreamRequest, family: str) -> UpstreamResponse:
         """Send and return the open response (2xx), or raise UpstreamFailure / a ProxyError."""
         request = self.client.build_request(req.method, req.url, headers=req.headers, content=req.body or None)
         try:
@@ -137,25 +177,15 @@ class Upstream:
         except httpx.HTTPError:
             raise errors.Unavailable(f"{family} upstream is unreachable") from None
         if response.status_code < 300:
-            return response
+            return UpstreamResponse(response, family)
         body = await self._read_bounded(response)
         status = response.status_code
-        if status == 400 and family == "gemini" and b"API_KEY_INVALID" in body:
+        if status not in (401, 403) and rejects_key(family, status, body):
             status = 401  # Gemini says "bad key" with a 400; treat it as the rejection it is
-            return_error: errors.ProxyError = errors.KeyRejected("gemini rejected the key (API_KEY_INVALID)")
+            return_error: errors.ProxyError = errors.KeyRejected(f"{family} rejected the key (API_KEY_INVALID)")
         else:
             return_error = _status_error(response, body, family)
         raise UpstreamFailure(status, return_error)
-
-    async def read_all(self, response: httpx.Response, family: str) -> bytes:
-        try:
-            return await response.aread()
-        except httpx.TimeoutException:
-            raise errors.DeadlineExceeded(f"{family} upstream timed out") from None
-        except httpx.HTTPError:
-            raise errors.Unavailable(f"{family} upstream dropped the connection") from None
-        finally:
-            await response.aclose()
 
     @staticmethod
     async def _read_bounded(response: httpx.Response) -> bytes:
@@ -176,8 +206,8 @@ class Upstream:
         await self.client.aclose()
 
 
-def translate_stream_error(exc: httpx.HTTPError, family: str) -> errors.ProxyError:
-    """An httpx failure while relaying a body the caller already started receiving."""
+def _mid_body_error(exc: httpx.HTTPError, family: str) -> errors.ProxyError:
+    """An httpx failure while reading a body (the caller may already have part of it)."""
     if isinstance(exc, httpx.TimeoutException):
         return errors.DeadlineExceeded(f"{family} upstream stalled past the read timeout")
     return errors.Unavailable(f"{family} upstream dropped the stream")

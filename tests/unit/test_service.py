@@ -21,6 +21,7 @@ from proxyservice.keyclient import LeaseKey
 from proxyservice.leasecache import LeaseCache
 from proxyservice.metrics import ProxyMetrics
 from proxyservice.service import ChatServicer, _Outcome
+from proxyservice.upstream import UpstreamResponse
 
 BODY = (b'{"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"alpha"},'
         b'"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}')
@@ -34,11 +35,8 @@ class Context:
 class Upstream:
     """Answers every request with 200 and a whole OpenAI-shaped body."""
 
-    async def open(self, req: Any, family: str) -> httpx.Response:
-        return httpx.Response(200, content=BODY)
-
-    async def read_all(self, response: httpx.Response, family: str) -> bytes:
-        return response.content
+    async def open(self, req: Any, family: str) -> UpstreamResponse:
+        return UpstreamResponse(httpx.Response(200, content=BODY), family)
 
 
 class KeyService:

@@ -1,0 +1,65 @@
+"""Adapters own their library, and the services stay apart (DESIGN.md): only the Vault adapter imports hvac,
+only the store (and its migrations) SQLAlchemy and Alembic, only the upstream modules httpx; errors.py may name
+all three because it is where their exceptions are translated. The proxy reaches keyservice over gRPC only, and
+the shared plumbing imports neither service."""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("byokcommon", "keyservice", "proxyservice", "byokctl", "devstack")
+# Library (top-level module) -> the only files that may import it.
+OWNERS = {
+    "hvac": {"keyservice/vault.py", "keyservice/vault_auth.py", "keyservice/errors.py"},
+    "requests": {"keyservice/vault.py", "keyservice/vault_auth.py", "keyservice/errors.py"},
+    "sqlalchemy": {"keyservice/store.py", "keyservice/errors.py", "keyservice/migrations/*"},
+    "alembic": {"keyservice/store.py", "keyservice/migrations/*"},
+    "httpx": {"keyservice/verify.py", "keyservice/errors.py", "proxyservice/upstream.py"},
+    "httpcore": {"proxyservice/upstream.py"},
+}
+# Package -> packages it must never import.
+APART = {
+    "proxyservice": {"keyservice"},
+    "keyservice": {"proxyservice"},
+    "byokcommon": {"keyservice", "proxyservice", "byokctl", "devstack"},
+    "byokctl": {"keyservice", "proxyservice"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Top-level names of every module the file imports, at any depth (function-level imports count too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def sources() -> list[Path]:
+    return sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("library", sorted(OWNERS))
+def test_only_the_adapter_imports_its_library(library: str) -> None:
+    offenders = []
+    for path in sources():
+        rel = path.relative_to(ROOT).as_posix()
+        if library in imported_modules(path) and not any(fnmatch.fnmatch(rel, p) for p in OWNERS[library]):
+            offenders.append(rel)
+    assert offenders == []
+
+
+def test_the_services_stay_apart() -> None:
+    offenders = []
+    for path in sources():
+        rel = path.relative_to(ROOT).as_posix()
+        forbidden = APART.get(rel.split("/")[0], set()) & imported_modules(path)
+        offenders += [f"{rel} imports {name}" for name in sorted(forbidden)]
+    assert offenders == []
