@@ -72,10 +72,13 @@ async def _k6_step(k6: str, stack: BenchStack, target: str, model: str, vus: int
         return int(metrics.get(name, {}).get("values", {}).get("count", 0))
 
     frames = count("text_frames")
+    # k6's own rate: frames over the whole test, the streams still finishing after DURATION included, as
+    # Python's frames / elapsed (frames / DURATION would overstate it by up to one stream's length).
+    rate = metrics.get("text_frames", {}).get("values", {}).get("rate") or frames / seconds
     cpu = usage.ru_utime + usage.ru_stime
     gap = metrics.get("gap_ms", {}).get("values", {})
     return {"streams": count("streams_done"), "errors": count("stream_errors"),
-            "stalled_streams": count("stalled_streams"), "frames_per_s": round(frames / seconds, 1),
+            "stalled_streams": count("stalled_streams"), "frames_per_s": round(rate, 1),
             "gap_ms_p99": gap.get("p(99)"), "loadgen_cpu_share": round(cpu / elapsed, 3),
             "loadgen_cpu_s_per_10k_frames": round(cpu / frames * 10_000, 4) if frames else None,
             "wall_s": round(elapsed, 2)}

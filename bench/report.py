@@ -195,6 +195,9 @@ def markdown(r: dict[str, Any]) -> str:
                              row.get("others_cpu")] for row in t["rows"]])]
         if t.get("note"):
             out += ["", t["note"]]
+    if r.get("server_errors"):
+        out += ["", "## Warnings and errors logged by keyservice and the proxy", ""] + \
+               [f"- `{line}`" for line in r["server_errors"]]
     if r.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(out) + "\n"

@@ -159,6 +159,20 @@ def _notes(r: dict[str, Any], split: CoreSplit) -> list[str]:
     return notes
 
 
+def _server_errors(logs: Path, limit: int = 20) -> list[str]:
+    """The warning and error lines of the system's own processes (JSON logs of keyservice and the proxy), so a
+    failed request in a load step can be explained after the run's logs are gone. Keys are redacted there."""
+    lines: list[str] = []
+    for name in ("proxy", "keyservice"):
+        path = logs / f"{name}.log"
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if '"level": "warning"' in line or '"level": "error"' in line or "Traceback" in line:
+                lines.append(f"{name}: {line[:400]}")
+    return lines[:limit] + ([f"… and {len(lines) - limit} more"] if len(lines) > limit else [])
+
+
 def main(*, quick: bool, peers: bool, out_dir: Path, only: set[str] | None = None) -> int:
     cfg = QUICK if quick else FULL
     only = only or set(SCENARIOS)
@@ -196,6 +210,7 @@ def main(*, quick: bool, peers: bool, out_dir: Path, only: set[str] | None = Non
         ok = True
     finally:
         stack.stop()
+        server_errors = _server_errors(state / "logs")
         if ok:
             shutil.rmtree(state, ignore_errors=True)
         else:
@@ -205,6 +220,7 @@ def main(*, quick: bool, peers: bool, out_dir: Path, only: set[str] | None = Non
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": quick, "peers": peers,
         "machine": machine, "core_split": split.describe(), "config": cfg.__dict__,
         "elapsed_s": round(time.monotonic() - started, 1), "scenarios": scenarios,
+        "server_errors": server_errors,
     }
     results["goals"] = [g.row() for g in report.goals(results)]
     results["notes"] = _notes(results, split)
