@@ -24,6 +24,23 @@ from byokcommon.health import SERVING, new_health_servicer, start_plaintext_heal
 from byokcommon.metrics import start_metrics_server
 from byokcommon.tls import ReloadingServerCredentials, TlsFiles
 
+# Keepalive, both ways. The server pings idle connections every 30 s (dead peers are noticed, idle-killing
+# middleboxes kept at bay) and accepts clients' pings down to every 10 s: gRPC's default is to answer a client
+# that pings an idle connection more often than every 5 minutes with GOAWAY "too_many_pings", which dropped the
+# proxy's revocation stream and its next lease fetch after a quiet spell. Clients of ours ping every 20 s
+# (KEEPALIVE_CLIENT_PING_MS, proxyservice/keyclient.py), safely above the server's floor.
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+KEEPALIVE_CLIENT_PING_MS = 20_000
+
+
+def keepalive_options(min_client_ping_interval_ms: int = MIN_CLIENT_PING_INTERVAL_MS) -> list[tuple[str, int]]:
+    return [
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", min_client_ping_interval_ms),
+    ]
+
 
 @dataclass(kw_only=True)
 class ServingApp:
@@ -78,11 +95,13 @@ class GrpcParts:
 
 async def start_grpc(*, service_name: str, register: Callable[[grpc.aio.Server], None],
                      interceptors: Sequence[grpc.aio.ServerInterceptor], options: Sequence[tuple[str, Any]],
-                     tls_files: TlsFiles, listen_addr: str, on_tls_reload: Callable[[], None] | None = None
-                     ) -> GrpcParts:
+                     tls_files: TlsFiles, listen_addr: str, on_tls_reload: Callable[[], None] | None = None,
+                     min_client_ping_interval_ms: int = MIN_CLIENT_PING_INTERVAL_MS) -> GrpcParts:
     """Build the server, register the service (`register`), health and reflection, bind `listen_addr` with
-    client certificates required (reloaded from disk when they change), and start it."""
-    server = grpc.aio.server(interceptors=list(interceptors), options=list(options))
+    client certificates required (reloaded from disk when they change), and start it. `options` come on top
+    of the keepalive policy above."""
+    server = grpc.aio.server(interceptors=list(interceptors),
+                             options=keepalive_options(min_client_ping_interval_ms) + list(options))
     register(server)
     servicer = new_health_servicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)

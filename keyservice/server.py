@@ -88,9 +88,6 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
         interceptors=[interceptor, DecodeGuard()],
         options=[
             ("grpc.max_receive_message_length", 1 << 20),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.http2.max_pings_without_data", 0),
-            ("grpc.keepalive_permit_without_calls", 1),
         ],
         tls_files=settings.tls, listen_addr=settings.grpc_addr, on_tls_reload=lambda: _log.info("tls.reloaded"))
     app = KeyServiceApp(**parts.fields(), store=store, vault=vault, feed=feed, interceptor=interceptor,

@@ -17,6 +17,7 @@ import grpc
 
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
+from byokcommon.grpcserver import KEEPALIVE_CLIENT_PING_MS
 from byokcommon.tls import TlsFiles, channel_credentials
 from proxyservice import errors
 
@@ -56,7 +57,8 @@ class KeyServiceClient:
         if self._stub is None or stamp != self._stamp:
             options: list[tuple[str, str | int]] = (
                 [("grpc.ssl_target_name_override", self._server_name)] if self._server_name else [])
-            options += [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 5_000)]
+            options += [("grpc.keepalive_time_ms", KEEPALIVE_CLIENT_PING_MS), ("grpc.keepalive_timeout_ms", 5_000),
+                        ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
             if self._channel is not None:
                 self._retire(self._channel)
             self._channel = grpc.aio.secure_channel(self._addr, channel_credentials(self._tls), options=options)

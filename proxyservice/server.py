@@ -70,9 +70,6 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
                                      max_concurrent=settings.max_concurrent_rpcs, log_success=False)
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", settings.max_request_bytes),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     if settings.max_connection_age_seconds:
