@@ -125,7 +125,7 @@ class CredentialManager:
         spec.check_key(api_key)
         if expected_version and expected_version != row.secret_version:
             raise Aborted(f"expected_version {expected_version} is stale: current version is {row.secret_version}")
-        stored = self._write_rotated(row, api_key)
+        stored = self._write_rotated(row, api_key, strict=bool(expected_version))
         rotated = self.store.update_credential(
             credential_id, expected_version=row.secret_version,
             audit=audit.event(actor, "credential.rotate", credential_id=credential_id, org_id=row.org_id,
@@ -143,17 +143,24 @@ class CredentialManager:
         self._destroy_old_versions(rotated)
         return rotated
 
-    def _write_rotated(self, row: CredentialRow, api_key: str) -> Any:
-        """Write the new KV version with check-and-set on the version the row serves. If Vault is ahead of
-        the row (a rotation crashed, or lost its DB compare-and-set, after writing Vault), that version was
-        never served: write on top of it rather than refusing every later rotation. The DB update that
-        follows is a compare-and-set on the row's version, so a concurrent rotation still loses cleanly."""
+    def _write_rotated(self, row: CredentialRow, api_key: str, *, strict: bool) -> Any:
+        """Write the new KV version with check-and-set on the version the row serves.
+
+        Vault ahead of the row means another rotation wrote Vault and has not (yet, or ever) updated the row:
+        one in flight, or one that crashed or lost its DB compare-and-set. The two cannot be told apart here.
+        `strict` (the caller gave expected_version) loses to it with ABORTED, so a winning compare-and-set
+        rotation is always exactly version + 1. Otherwise the version ahead was never served: write on top of
+        it, so a crashed rotation never wedges the credential; the DB update that follows is a compare-and-set
+        on the row's version, so a concurrent rotation still loses cleanly."""
         metadata = self._metadata(self._as_new(row), row.credential_id)
         try:
             return self.vault.write_secret(row.vault_path, api_key, org_id=row.org_id, cas=row.secret_version,
                                            metadata=metadata)
         except Aborted:
             current = int(self.vault.read_metadata(row.vault_path).get("current_version") or 0)
+            if strict and current > row.secret_version:
+                raise Aborted(f"expected_version {row.secret_version}: another rotation wrote version {current} "
+                              "and has not finished (or crashed); retry, or rotate without expected_version") from None
             if current <= row.secret_version:
                 raise
             return self.vault.write_secret(row.vault_path, api_key, org_id=row.org_id, cas=current,

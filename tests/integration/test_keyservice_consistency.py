@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from keyservice.credentials import CredentialManager, NewCredential
-from keyservice.errors import NotFound
+from keyservice.errors import Aborted, NotFound
 from keyservice.reconciler import reconcile_once
 from keyservice.store import Store
 from keyservice.vault import MANAGED_BY, VaultClient, VaultSettings
@@ -165,7 +165,11 @@ def test_a_crash_at_any_step_leaves_no_dangling_row_and_the_reconciler_cleans_up
     assert vault.read_secret(import_path, org_id="crash") == keys["import"]
     assert dangling_rows(store, vault) == []
 
-    # 3. A rotation interrupted after its Vault write does not wedge the credential: the next one succeeds.
+    # 3. A rotation interrupted after its Vault write does not wedge the credential: a compare-and-set
+    #    rotation cannot tell it from one in flight and loses (its winner must be exactly version + 1), and the
+    #    next unconditional one succeeds on top of the never-served version.
+    with pytest.raises(Aborted, match="another rotation wrote version 2"):
+        manager.rotate(ACTOR, rot_mid.credential_id, fake_openai_key(), expected_version=1)
     newest = fake_openai_key()
     rotated = manager.rotate(ACTOR, rot_mid.credential_id, newest)
     assert rotated.secret_version == 3  # on top of the never-served version 2
