@@ -15,6 +15,7 @@ import base64
 import json
 import secrets
 import sqlite3
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -230,9 +231,11 @@ async def exercise(rec: Recorder, stack: Stack, ks: Service, px: Service, keys: 
 
 
 async def transit_batch_failure(rec: Recorder, stack: Stack, ks: Service, vault: Vault, keys: dict[str, str],
-                                transit_key: str) -> None:
+                                transit_key: str, db: Path) -> None:
     """RewrapSecrets over several envelope secrets, one of which holds a ciphertext Vault refuses to rewrap
-    (made under another tenant's derivation context): the batch fails partway."""
+    (made under another tenant's derivation context): the batch fails partway. Rewrap works on the version a
+    row serves, so the foreign ciphertext is written as a new KV version and b's row is pointed at it in the
+    (SQLite) database, as a restore from a mismatched backup would leave it."""
     admin = stack.admin(ks)
     made: list[tuple[str, str]] = []
     for i, org in enumerate(("leakb-a", "leakb-b", "leakb-c")):
@@ -244,7 +247,11 @@ async def transit_batch_failure(rec: Recorder, stack: Stack, ks: Service, vault:
     if len(made) == 3:
         # Swap b's ciphertext for a's (Vault KV write as an operator would by mistake): wrong context for b.
         a = vault.api("GET", f"secret/data/{made[0][1]}").json()["data"]["data"]
-        vault.api("POST", f"secret/data/{made[1][1]}", json={"data": a}).raise_for_status()
+        written = vault.api("POST", f"secret/data/{made[1][1]}", json={"data": a})
+        written.raise_for_status()
+        with sqlite3.connect(db, timeout=10) as conn:
+            conn.execute("UPDATE credentials SET secret_version = ? WHERE vault_path = ?",
+                         (written.json()["data"]["version"], made[1][1]))
     vault.api("POST", f"transit/keys/{transit_key}/rotate").raise_for_status()
     await rec("batch rewrap", admin.RewrapSecrets(kpb.RewrapSecretsRequest(), timeout=30))
     await rec("batch verify b", admin.ListCredentials(kpb.ListCredentialsRequest(org_id="leakb-b")))
@@ -323,7 +330,7 @@ async def run(ctx: Context) -> list[Row]:
         services = [ks_sql, ks_pg, px_sql, px_pg]
         await exercise(rec, stack, ks_sql, px_sql, keys, "sql")
         await exercise(rec, stack, ks_pg, px_pg, keys, "pg")
-        await transit_batch_failure(rec, stack, ks_sql, vault, keys, transit_key)
+        await transit_batch_failure(rec, stack, ks_sql, vault, keys, transit_key, db)
 
         def rename_sqlite(old: str, new: str) -> None:
             with sqlite3.connect(db, timeout=10) as conn:
