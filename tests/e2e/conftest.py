@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,12 +62,15 @@ def params(org: str, model: str, text: str = "hi", **kw: Any) -> pb.ChatParamete
                              messages=[pb.Message(role=pb.ROLE_USER, content=text)], **kw)
 
 
-@pytest.fixture
-async def system(bao: BaoDevServer, ids: Identities, tmp_path: Path) -> AsyncIterator[System]:
+@contextlib.asynccontextmanager
+async def running_system(bao: BaoDevServer, ids: Identities, tmp_path: Path, **keyservice_overrides: Any
+                         ) -> AsyncIterator[System]:
+    """Upstream, keyservice (SQLite, the shared OpenBao) and proxy, started and stopped together."""
     upstream = FakeUpstream(UpstreamConfig())
     await upstream.start()
     keyservice = await create_server(keyservice_settings(
-        bao, ids, f"sqlite:///{tmp_path}/ks.db", provider_base_urls=upstream_base_urls(upstream.base_url)))
+        bao, ids, f"sqlite:///{tmp_path}/ks.db", provider_base_urls=upstream_base_urls(upstream.base_url),
+        **keyservice_overrides))
     proxy = await create_proxy(proxy_settings(ids, keyservice.port))
     admin_channel = secure_channel(keyservice.port, ids.admin)
     chat_channel = secure_channel(proxy.port, ids.caller)
@@ -81,3 +85,9 @@ async def system(bao: BaoDevServer, ids: Identities, tmp_path: Path) -> AsyncIte
         await system.proxy.stop(grace=0)
         await system.keyservice.stop(grace=0)
         await upstream.stop()
+
+
+@pytest.fixture
+async def system(bao: BaoDevServer, ids: Identities, tmp_path: Path) -> AsyncIterator[System]:
+    async with running_system(bao, ids, tmp_path) as started:
+        yield started

@@ -13,15 +13,10 @@ import grpc
 import pytest
 
 from byok.keys.v1 import key_service_pb2 as kpb
-from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as pb
-from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
-from devstack.upstream import FakeUpstream, UpstreamConfig
-from keyservice.server import create_server
-from proxyservice.server import create_server as create_proxy
-from tests.e2e.conftest import System, params
+from tests.e2e.conftest import System, params, running_system
 from tests.support.bao import BaoDevServer
-from tests.support.stack import Identities, keyservice_settings, proxy_settings, secure_channel, upstream_base_urls
+from tests.support.stack import Identities
 
 PLATFORM_KEY = "sk-proj-platform" + secrets.token_hex(16)
 
@@ -29,25 +24,8 @@ PLATFORM_KEY = "sk-proj-platform" + secrets.token_hex(16)
 @pytest.fixture
 async def platform_system(bao: BaoDevServer, ids: Identities, tmp_path: Path) -> AsyncIterator[System]:
     """The e2e system with a platform OpenAI key configured in keyservice."""
-    upstream = FakeUpstream(UpstreamConfig())
-    await upstream.start()
-    keyservice = await create_server(keyservice_settings(
-        bao, ids, f"sqlite:///{tmp_path}/ks.db", provider_base_urls=upstream_base_urls(upstream.base_url),
-        platform_keys={"OPENAI_API_KEY": PLATFORM_KEY}))
-    proxy = await create_proxy(proxy_settings(ids, keyservice.port))
-    admin_channel = secure_channel(keyservice.port, ids.admin)
-    chat_channel = secure_channel(proxy.port, ids.caller)
-    system = System(ids=ids, upstream=upstream, keyservice=keyservice, proxy=proxy,
-                    admin=kpb_grpc.KeyServiceStub(admin_channel), chat=pb_grpc.ChatServiceStub(chat_channel),
-                    channels=[admin_channel, chat_channel])
-    try:
+    async with running_system(bao, ids, tmp_path, platform_keys={"OPENAI_API_KEY": PLATFORM_KEY}) as system:
         yield system
-    finally:
-        for channel in system.channels:
-            await channel.close()
-        await system.proxy.stop(grace=0)
-        await system.keyservice.stop(grace=0)
-        await upstream.stop()
 
 
 async def chat(system: System, org: str) -> pb.ChatResponse:

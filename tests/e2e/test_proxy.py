@@ -154,29 +154,22 @@ async def test_keyservice_down_warm_leases_keep_working_cold_fail_fast(system: S
     assert time.perf_counter() - started < 3.0
 
 
-async def test_provider_401_fails_over_to_the_next_credential(system: System) -> None:
-    good, bad = openai_key(), openai_key()
-    system.upstream.config.keys = {"openai": {good}}
-    bad_cred = await system.add_key("fo", "openai", bad, name="a-bad")
-    good_cred = await system.add_key("fo", "openai", good, name="b-good")
+@pytest.mark.parametrize(("provider", "model", "make_key", "refusal"), [
+    ("openai", "gpt-4o-mini", openai_key, 401),
+    ("gemini", "gemini-2.0-flash", gemini_key, 400),  # Google's bad-key answer: 400 API_KEY_INVALID
+])
+async def test_provider_key_refusal_fails_over_to_the_next_credential(system: System, provider: str, model: str,
+                                                                       make_key, refusal: int) -> None:
+    good, bad = make_key(), make_key()
+    system.upstream.config.keys = {provider: {good}}
+    bad_cred = await system.add_key("fo", provider, bad, name="a-bad")
+    good_cred = await system.add_key("fo", provider, good, name="b-good")
     await system.bind("fo")
-    messages = await collect(system, params("fo", "gpt-4o-mini"))
+    messages = await collect(system, params("fo", model))
     assert messages[0].start.credential_id == good_cred.credential_id
-    reported = await system.admin.GetCredential(kpb.GetCredentialRequest(credential_id=bad_cred.credential_id))
-    assert reported.credential.health == kpb.CREDENTIAL_HEALTH_INVALID
-
-
-async def test_gemini_bad_key_400_fails_over_to_the_next_credential(system: System) -> None:
-    good, bad = gemini_key(), gemini_key()
-    system.upstream.config.keys = {"gemini": {good}}
-    bad_cred = await system.add_key("gfo", "gemini", bad, name="a-bad")
-    good_cred = await system.add_key("gfo", "gemini", good, name="b-good")
-    await system.bind("gfo")
-    messages = await collect(system, params("gfo", "gemini-2.0-flash"))
-    assert messages[0].start.credential_id == good_cred.credential_id
-    assert accumulate(messages[1:], "gemini")["choices"][0]["text"].startswith("alpha bravo")
-    refused, served = [r for r in system.upstream.requests if r.family == "gemini"][-2:]
-    assert (refused.status, refused.authorized, served.status) == (400, False, 200)  # Google's bad-key answer
+    assert accumulate(messages[1:], provider)["choices"][0]["text"].startswith("alpha bravo")
+    refused, served = [r for r in system.upstream.requests if r.family == provider][-2:]
+    assert (refused.status, refused.authorized, served.status) == (refusal, False, 200)
     reported = await system.admin.GetCredential(kpb.GetCredentialRequest(credential_id=bad_cred.credential_id))
     assert reported.credential.health == kpb.CREDENTIAL_HEALTH_INVALID
 
