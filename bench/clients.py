@@ -47,6 +47,13 @@ class StreamResult:
         return [a[i] - a[i - 1] for i in range(1, len(a))]
 
 
+def _completed(t0: float, end: float, arrivals: list[float]) -> StreamResult:
+    """A stream that ended without error: OK with its TTFB and total, unless no text ever arrived."""
+    if not arrivals:
+        return StreamResult(False, total=end - t0, error="NO_TEXT")
+    return StreamResult(True, arrivals[0] - t0, end - t0, arrivals)
+
+
 class Target(Protocol):
     name: str
 
@@ -88,10 +95,7 @@ class GrpcTarget:
             return StreamResult(False, arrivals=arrivals, error=exc.code().name)
         except TimeoutError:
             return StreamResult(False, arrivals=arrivals, error="TIMEOUT")
-        end = clock()
-        if not arrivals:
-            return StreamResult(False, total=end - t0, error="NO_TEXT")
-        return StreamResult(True, arrivals[0] - t0, end - t0, arrivals)
+        return _completed(t0, clock(), arrivals)
 
     async def unary(self, model: str, org: str, timeout: float) -> float:
         t0 = time.perf_counter()
@@ -138,10 +142,7 @@ class HttpTarget:
                             arrivals.append(clock())
         except (httpx.HTTPError, TimeoutError) as exc:
             return StreamResult(False, arrivals=arrivals, error=type(exc).__name__)
-        end = clock()
-        if not arrivals:
-            return StreamResult(False, total=end - t0, error="NO_TEXT")
-        return StreamResult(True, arrivals[0] - t0, end - t0, arrivals)
+        return _completed(t0, clock(), arrivals)
 
     async def unary(self, model: str, org: str, timeout: float) -> float:
         t0 = time.perf_counter()
