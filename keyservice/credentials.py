@@ -149,22 +149,18 @@ class CredentialManager:
         Vault ahead of the row means another rotation wrote Vault and has not (yet, or ever) updated the row:
         one in flight, or one that crashed or lost its DB compare-and-set. The two cannot be told apart here.
         `strict` (the caller gave expected_version) loses to it with ABORTED, so a winning compare-and-set
-        rotation is always exactly version + 1. Otherwise the version ahead was never served: write on top of
-        it, so a crashed rotation never wedges the credential; the DB update that follows is a compare-and-set
-        on the row's version, so a concurrent rotation still loses cleanly."""
+        rotation is always exactly version + 1. Otherwise the versions ahead were never served and are
+        written over, so a crashed rotation never wedges the credential."""
         metadata = self._metadata(self._as_new(row), row.credential_id)
         try:
             return self.vault.write_secret(row.vault_path, api_key, org_id=row.org_id, cas=row.secret_version,
-                                           metadata=metadata)
+                                           metadata=metadata, over_unserved=not strict)
         except Aborted:
             current = int(self.vault.read_metadata(row.vault_path).get("current_version") or 0)
             if strict and current > row.secret_version:
                 raise Aborted(f"expected_version {row.secret_version}: another rotation wrote version {current} "
                               "and has not finished (or crashed); retry, or rotate without expected_version") from None
-            if current <= row.secret_version:
-                raise
-            return self.vault.write_secret(row.vault_path, api_key, org_id=row.org_id, cas=current,
-                                           metadata=metadata)
+            raise
 
     def _destroy_old_versions(self, row: CredentialRow) -> None:
         # keep_secret_versions old versions stay (for leases issued just before the rotation); older go.

@@ -156,9 +156,11 @@ class VaultClient:
     # -- secrets --------------------------------------------------------------------------------------
 
     def write_secret(self, path: str, api_key: str, *, org_id: str, metadata: dict[str, str],
-                     cas: int | None) -> StoredSecret:
+                     cas: int | None, over_unserved: bool = False) -> StoredSecret:
         """Tag the secret with custom_metadata, then write a new version of it (cas=0: must not exist yet;
-        cas=N: N must be the current version; None: no check). CAS mismatch -> errors.Aborted.
+        cas=N: N must be the current version; None: no check). CAS mismatch -> errors.Aborted. With
+        `over_unserved`, `cas` is the version a credential's row serves and newer versions are written over
+        (see `_kv_write_over`).
 
         The tag goes first: KV v2 accepts metadata on a path that has no data yet, so a crash between the
         two steps leaves a tagged, data-less entry that the reconciler recognises as ours and removes. The
@@ -175,7 +177,10 @@ class VaultClient:
         else:
             value, key_version = {"api_key": api_key}, 0
         self._write_custom_metadata(path, custom)
-        version = self._kv_write(path, value, cas)
+        if over_unserved and cas:
+            version = self._kv_write_over(path, value, cas)
+        else:
+            version = self._kv_write(path, value, cas)
         return StoredSecret(s.kv_mount, path, version, s.transit_key, key_version)
 
     def read_secret(self, path: str, version: int | None = None, *, org_id: str) -> str:
@@ -265,10 +270,9 @@ class VaultClient:
         version (check-and-set). None in plain mode, for a plain value, or when that ciphertext is already on
         the latest version.
 
-        Pass the version a credential's row serves: the new KV version then holds the *same* key. If Vault
-        is ahead of it (a rotation crashed, or lost its DB compare-and-set, after writing Vault), the newer
-        versions were never served; the rewrapped key is written on top of them rather than rewrapping a
-        key the row never pointed at. A concurrent writer still makes the check-and-set fail (Aborted)."""
+        Pass the version a credential's row serves: the new KV version then holds the *same* key, written
+        over any newer, never-served versions (`_kv_write_over`) rather than rewrapping a key the row never
+        pointed at."""
         s = self._settings
         _check_path(path)
         if not s.transit_key:
@@ -285,17 +289,10 @@ class VaultClient:
             name=key, ciphertext=ciphertext, context=_context(_check_org(org_id)),
             mount_point=s.transit_mount))["data"]["ciphertext"]
         new_value = {**value, "ciphertext": rewrapped, "transit_key": key}
-        try:
+        if version is None:
             new_version = self._kv_write(path, new_value, kv_version)
-        except errors.Aborted:
-            if version is None:
-                raise
-            current = self.read_metadata(path)["current_version"]
-            if current <= kv_version:
-                raise
-            log.warning("vault_rewrap_over_unserved_versions", path=path, version=kv_version,
-                        current_version=current)
-            new_version = self._kv_write(path, new_value, current)
+        else:
+            new_version = self._kv_write_over(path, new_value, kv_version)
         return StoredSecret(s.kv_mount, path, new_version, key, _ciphertext_version(rewrapped))
 
     def envelope_ref(self, path: str, version: int) -> tuple[str, int] | None:
@@ -385,6 +382,20 @@ class VaultClient:
                 raise
 
         return int(self._call("kv_write", write)["data"]["version"])
+
+    def _kv_write_over(self, path: str, value: dict[str, str], served: int) -> int:
+        """Check-and-set on `served`, the version a credential's row serves. Vault ahead of it holds versions
+        that were never served (a rotation crashed, or lost its DB compare-and-set, after writing Vault):
+        write on top of them rather than wedge the credential. The caller's DB update is a compare-and-set on
+        the row's version, so a concurrent writer still loses cleanly there."""
+        try:
+            return self._kv_write(path, value, served)
+        except errors.Aborted:
+            current = int(self.read_metadata(path).get("current_version") or 0)
+            if current <= served:
+                raise
+            log.warning("vault_write_over_unserved_versions", path=path, version=served, current_version=current)
+            return self._kv_write(path, value, current)
 
     def _write_custom_metadata(self, path: str, custom: dict[str, str]) -> None:
         kv = self._client.secrets.kv.v2
