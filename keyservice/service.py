@@ -127,7 +127,6 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             raise InvalidArgument("expected_version", "must not be negative")
         row = await self._run(self.credentials.rotate, peer_identity(context), credential_id, request.api_key,
                               request.expected_version)
-        self.feed.poke()
         return pb.RotateCredentialSecretResponse(credential=convert.credential(row))
 
     async def ActivateCredential(self, request: pb.ActivateCredentialRequest, context: grpc.aio.ServicerContext
@@ -140,14 +139,12 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
                                    context: grpc.aio.ServicerContext) -> pb.DeactivateCredentialResponse:
         row = await self._run(self.credentials.set_active, peer_identity(context),
                               validation.credential_id(request.credential_id), False)
-        self.feed.poke()
         return pb.DeactivateCredentialResponse(credential=convert.credential(row))
 
     async def DeleteCredential(self, request: pb.DeleteCredentialRequest, context: grpc.aio.ServicerContext
                                ) -> pb.DeleteCredentialResponse:
         await self._run(self.credentials.delete, peer_identity(context),
                         validation.credential_id(request.credential_id))
-        self.feed.poke()
         return pb.DeleteCredentialResponse()
 
     async def VerifyCredential(self, request: pb.VerifyCredentialRequest, context: grpc.aio.ServicerContext
@@ -162,7 +159,6 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         del api_key
         row = await self._run(self.credentials.record_health, peer_identity(context), credential_id, health,
                               action="credential.verify", http_status=status)
-        self.feed.poke()
         return pb.VerifyCredentialResponse(credential=convert.credential(row), http_status=status)
 
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: grpc.aio.ServicerContext
@@ -191,9 +187,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         allow = request.policy.allow_platform_fallback
         await self._run(self.store.set_org_policy, org_id, allow,
                         audit=audit.event(peer_identity(context), "org.policy.set", org_id=org_id,
-                                          allow_platform_fallback=allow))
-        await self._run(self.store.append_revocation, "scope_changed", org_id=org_id)
-        self.feed.poke()
+                                          allow_platform_fallback=allow),
+                        revocation="scope_changed")
         return pb.SetOrgPolicyResponse(policy=pb.OrgPolicy(org_id=org_id, allow_platform_fallback=allow))
 
     async def GetOrgPolicy(self, request: pb.GetOrgPolicyRequest, context: grpc.aio.ServicerContext
@@ -222,7 +217,6 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
                         audit=audit.event(peer_identity(context), "binding.delete", org_id=org_id,
                                           caller=caller, project_id=project_id),
                         revocation="caller_unbound")
-        self.feed.poke()
         return pb.DeleteCallerBindingResponse()
 
     async def ListCallerBindings(self, request: pb.ListCallerBindingsRequest,
@@ -237,7 +231,6 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         org_id = validation.scope_id(request.org_id, "org_id", required=True)
         rows = await self._run(self.store.deactivate_org, org_id,
                                audit=audit.event(peer_identity(context), "org.revoke", org_id=org_id))
-        self.feed.poke()
         return pb.RevokeOrgResponse(deactivated_count=len(rows))
 
     async def RewrapSecrets(self, request: pb.RewrapSecretsRequest, context: grpc.aio.ServicerContext
@@ -300,8 +293,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             row = await self._run(self.credentials.record_health, actor, credential_id, "invalid",
                                   action="credential.report_failure", http_status=request.http_status,
                                   lease_id=request.lease_id)
-            self.feed.poke()
-        else:
+            else:
             row = await self._run(self.store.get_credential, credential_id)
             await self._run(self.store.append_audit, audit.event(
                 actor, "credential.report_failure", credential_id=credential_id, org_id=row.org_id,
