@@ -1,9 +1,11 @@
 """Credential lifecycle across Vault and the DB, ordered so that a crash at any step leaves no DB row
 pointing at a missing secret:
 
-- create: Vault first (the managed_by tag, then the data), then the DB row. A crash in between leaves an
-  orphaned, tagged Vault entry (metadata-only if the crash came before the data), which the reconciler removes
-  after a grace period.
+- create: a reservation of the path in the DB first, then Vault (the managed_by tag, then the data), then the
+  DB row, swapped for the reservation in one transaction. A crash in between leaves a reservation and an
+  orphaned, tagged Vault entry (metadata-only if the crash came before the data), which the reconciler
+  removes once the reservation is older than the create deadline. A create that outlives the deadline aborts
+  before its commit (and the reconciler may already be removing its secret): see keyservice/reconciler.py.
 - register: the DB row first, then the managed_by tag (a tag without a row would mark ops' secret an orphan).
 - rotate: new KV version (check-and-set) first, then the row's version (compare-and-set); the old version
   still exists, so a crash in between leaves the row on a readable secret. Old versions beyond the configured
@@ -17,6 +19,7 @@ Every method is synchronous (hvac and the store are); the gRPC layer runs them i
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from typing import Any
 
@@ -27,7 +30,7 @@ from keyservice import audit, validation
 from keyservice.errors import Aborted, AlreadyExists, FailedPrecondition, KeyServiceError, NotFound
 from keyservice.providers import get_provider
 from keyservice.secrets_display import fingerprint, key_hint
-from keyservice.store import CredentialRow, Store
+from keyservice.store import CredentialRow, NewRevocation, Store
 from keyservice.vault import MANAGED_BY, VaultClient
 
 _log = structlog.get_logger("byok.credentials")
@@ -50,10 +53,12 @@ class NewCredential:
 
 
 class CredentialManager:
-    def __init__(self, store: Store, vault: VaultClient, *, keep_secret_versions: int = 2) -> None:
+    def __init__(self, store: Store, vault: VaultClient, *, keep_secret_versions: int = 2,
+                 create_deadline_seconds: float = 60.0) -> None:
         self.store = store
         self.vault = vault
         self.keep_secret_versions = keep_secret_versions
+        self.create_deadline_seconds = create_deadline_seconds
 
     # -- create -----------------------------------------------------------------------------------------
     def create(self, actor: str, new: NewCredential, api_key: str) -> CredentialRow:
@@ -63,19 +68,27 @@ class CredentialManager:
         self._check_name_free(new)
         credential_id = new_credential_id()
         path = self.vault.credential_path(new.org_id, credential_id)
-        stored = self.vault.write_secret(path, api_key, org_id=new.org_id, cas=0,
-                                         metadata=self._metadata(new, credential_id))
-        row = self._row(new, credential_id, stored, key_hint(spec, api_key), fingerprint(api_key))
+        mount = self.vault.settings.kv_mount
+        started = time.monotonic()
+        self.store.reserve_secret(mount, path, credential_id)
         try:
-            created = self.store.insert_credential(
-                row, audit=audit.event(actor, "credential.create", credential_id=credential_id,
-                                       org_id=new.org_id, provider=new.provider, name=new.name,
-                                       key_hint=row.key_hint, secret_version=stored.version))
+            stored = self.vault.write_secret(path, api_key, org_id=new.org_id, cas=0,
+                                             metadata=self._metadata(new, credential_id))
+            row = self._row(new, credential_id, stored, key_hint(spec, api_key), fingerprint(api_key))
+            if time.monotonic() - started > self.create_deadline_seconds:
+                # Give up before the reconciler does; its reclaim would make the commit below abort anyway.
+                raise Aborted("the create outlived its deadline (BYOK_CREATE_DEADLINE_SECONDS); nothing was "
+                              "stored, retry")
+            return self.store.insert_credential(
+                row, reserved=True, revocation=NewRevocation("scope_changed", org_id=new.org_id),
+                audit=audit.event(actor, "credential.create", credential_id=credential_id,
+                                  org_id=new.org_id, provider=new.provider, name=new.name,
+                                  key_hint=row.key_hint, secret_version=stored.version))
         except KeyServiceError:
-            self._forget_secret(path)  # compensate; the reconciler covers a crash right here
+            # Compensate; the reconciler covers a crash right here (the reservation outlives us).
+            self._forget_secret(path)
+            self._release(mount, path, credential_id)
             raise
-        self.store.append_revocation("scope_changed", org_id=new.org_id)
-        return created
 
     def register(self, actor: str, new: NewCredential, vault_path: str) -> CredentialRow:
         """Adopt a secret ops wrote with `vault kv put <mount>/<path> api_key=-`; the key never crossed our API."""
@@ -107,15 +120,15 @@ class CredentialManager:
                               transit_key="", transit_key_version=0)
         row = self._row(new, credential_id, stored, key_hint(spec, api_key), fingerprint(api_key))
         created = self.store.insert_credential(
-            row, audit=audit.event(actor, "credential.register", credential_id=credential_id, org_id=new.org_id,
-                                   provider=new.provider, name=new.name, vault_path=vault_path))
+            row, revocation=NewRevocation("scope_changed", org_id=new.org_id),
+            audit=audit.event(actor, "credential.register", credential_id=credential_id, org_id=new.org_id,
+                              provider=new.provider, name=new.name, vault_path=vault_path))
         # Tag the secret only once the row references it: a managed_by tag without a row marks an orphan,
         # and the reconciler would delete ops' own secret if we crashed (or the insert failed) in between.
         try:
             self.vault.set_custom_metadata(vault_path, self._metadata(new, credential_id))
         except KeyServiceError as exc:  # the tag is informational; the row already serves the secret
             _log.warning("credential.register_tag_failed", credential_id=credential_id, error=exc.message)
-        self.store.append_revocation("scope_changed", org_id=new.org_id)
         return created
 
     # -- rotate -----------------------------------------------------------------------------------------
@@ -307,6 +320,13 @@ class CredentialManager:
             vault_mount=stored.mount, vault_path=stored.path, secret_version=stored.version,
             transit_key=stored.transit_key, transit_key_version=stored.transit_key_version,
             created_at=now, updated_at=now, last_verified_at=None, last_rotated_at=None)
+
+    def _release(self, mount: str, path: str, credential_id: str) -> None:
+        try:
+            self.store.release_reservation(mount, path, credential_id)
+        except KeyServiceError as exc:  # the reconciler reclaims it after the deadline
+            _log.warning("credential.reservation_release_deferred", credential_id=credential_id,
+                         error=exc.message)
 
     def _forget_secret(self, path: str) -> None:
         try:

@@ -71,7 +71,8 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
         await asyncio.get_running_loop().run_in_executor(executor, vault.ensure_transit_key)
     feed = RevocationFeed(store)
     await feed.start()
-    credentials = CredentialManager(store, vault, keep_secret_versions=settings.keep_secret_versions)
+    credentials = CredentialManager(store, vault, keep_secret_versions=settings.keep_secret_versions,
+                                    create_deadline_seconds=settings.create_deadline_seconds)
     audit_writer = AuditWriter(store, registry=metrics.registry)
     leases = LeaseIssuer(store, vault, ttl_seconds=settings.lease_ttl_seconds,
                          platform_keys=settings.platform_keys, provider_base_urls=settings.provider_base_urls,
@@ -106,7 +107,8 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
             return await asyncio.get_running_loop().run_in_executor(executor, call)
         app._tasks.append(asyncio.create_task(run_periodically(
             run_blocking, store, vault, interval=settings.reconcile_interval_seconds,
-            grace_seconds=settings.reconcile_grace_seconds)))
+            grace_seconds=settings.reconcile_grace_seconds,
+            create_deadline_seconds=settings.create_deadline_seconds)))
     _log.info("keyservice.started", port=app.port, health_port=app.health_port, metrics_port=app.metrics_port,
               database=store.dialect, vault_mode="envelope" if settings.vault.transit_key else "kv")
     return app

@@ -75,6 +75,9 @@ class KeyServiceSettings:
     # period are left alone because a create may be between its Vault write and its DB insert.
     reconcile_interval_seconds: float = 300.0
     reconcile_grace_seconds: float = 120.0
+    # Longest a create may take from reserving its Vault path to committing its row
+    # (BYOK_CREATE_DEADLINE_SECONDS): a slower create aborts, and the reconciler reclaims what it wrote.
+    create_deadline_seconds: float = 60.0
     # Old KV versions kept after a rotation; older ones are destroyed (BYOK_KEEP_SECRET_VERSIONS).
     keep_secret_versions: int = 2
     # Timeout of VerifyCredential's provider call (BYOK_VERIFY_TIMEOUT_SECONDS).
@@ -142,6 +145,8 @@ class KeyServiceSettings:
                                                  maximum=86400),
             reconcile_grace_seconds=env_float(env, "BYOK_RECONCILE_GRACE_SECONDS", 120.0, minimum=0,
                                               maximum=86400),
+            create_deadline_seconds=env_float(env, "BYOK_CREATE_DEADLINE_SECONDS", 60.0, minimum=1,
+                                              maximum=3600),
             keep_secret_versions=env_int(env, "BYOK_KEEP_SECRET_VERSIONS", 2, minimum=1, maximum=100),
             verify_timeout_seconds=env_float(env, "BYOK_VERIFY_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=120),
             platform_keys={p.platform_key_env: env[p.platform_key_env] for p in PROVIDERS.values()

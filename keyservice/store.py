@@ -35,6 +35,7 @@ from sqlalchemy.pool import StaticPool
 
 from byokcommon.redaction import redact_text
 from keyservice.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, translate_foreign
+from keyservice.validation import canonical_vault_path
 
 HEALTH_VALUES = ("unverified", "active", "invalid", "rate_limited", "unreachable")
 # Lower-case names of the proto's RevocationReason values (without the REVOCATION_REASON_ prefix).
@@ -288,6 +289,25 @@ revocations = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# A create's claim on its Vault path, held from before its Vault write until its row commits (migration 0003).
+secret_reservations = sa.Table(
+    "secret_reservations",
+    metadata,
+    sa.Column("vault_mount", sa.Text, primary_key=True),
+    sa.Column("vault_path", sa.Text, primary_key=True),
+    sa.Column("credential_id", sa.Text, nullable=False),
+    sa.Column("reserved_at", UTCDateTime, nullable=False),
+    sa.Index("ix_secret_reservations_time", "reserved_at"),
+)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    vault_mount: str
+    vault_path: str
+    credential_id: str
+    reserved_at: datetime
+
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -527,11 +547,71 @@ class Store:
 
     # ------------------------------------------------------------------ credentials
 
-    def insert_credential(
-        self, row: CredentialRow, *, audit: AuditRow | None = None, revocation: RevocationArg = None
-    ) -> CredentialRow:
-        """Insert a credential; if it is primary, its siblings (same provider and scope) stop being."""
+    def reserve_secret(self, vault_mount: str, vault_path: str, credential_id: str) -> None:
+        """Claim a Vault path for a create before it writes the secret (see `insert_credential`'s
+        `reserved`). AlreadyExists if the path is reserved or referenced already."""
+        c = credentials.c
         with self._write() as tx:
+            owner = tx.conn.execute(sa.select(c.credential_id).where(
+                c.vault_mount == vault_mount, c.vault_path == vault_path)).scalar()
+            if owner is not None:
+                raise _path_conflict(vault_mount, vault_path, owner)
+            try:
+                tx.conn.execute(secret_reservations.insert().values(
+                    vault_mount=vault_mount, vault_path=vault_path, credential_id=credential_id,
+                    reserved_at=utcnow()))
+            except sqlalchemy.exc.IntegrityError:
+                raise _path_conflict(vault_mount, vault_path, "") from None
+
+    def release_reservation(self, vault_mount: str, vault_path: str, credential_id: str) -> None:
+        """Drop a create's reservation (the create gave up); nothing if it is gone."""
+        r = secret_reservations.c
+        with self._write() as tx:
+            tx.conn.execute(secret_reservations.delete().where(
+                r.vault_mount == vault_mount, r.vault_path == vault_path, r.credential_id == credential_id))
+
+    def reclaim_reservations(self, older_than: datetime) -> list[Reservation]:
+        """Delete and return the reservations taken before `older_than`: their creates outlived the deadline,
+        and from this commit on they can no longer commit (their `insert_credential(reserved=True)` finds the
+        reservation gone and aborts). Of two reconcilers reclaiming at once, each reservation goes to one."""
+        r = secret_reservations.c
+        with self._write() as tx:
+            gone = tx.conn.execute(
+                secret_reservations.delete().where(r.reserved_at < older_than)
+                .returning(r.vault_mount, r.vault_path, r.credential_id, r.reserved_at)).all()
+        return [Reservation(m, p, cid, at if at.tzinfo else at.replace(tzinfo=UTC)) for m, p, cid, at in gone]
+
+    def claimed_vault_paths(self, vault_mount: str) -> set[str]:
+        """Every path in `vault_mount` that a credential references or a create has reserved, read in one
+        statement (one snapshot): a create's reservation and its row are swapped in one transaction, so a path
+        is never in neither while its create is in flight."""
+        c, r = credentials.c, secret_reservations.c
+        q = sa.union(sa.select(c.vault_path).where(c.vault_mount == vault_mount),
+                     sa.select(r.vault_path).where(r.vault_mount == vault_mount))
+        with self._tx() as conn:
+            return set(conn.execute(q).scalars())
+
+    def insert_credential(
+        self, row: CredentialRow, *, audit: AuditRow | None = None, revocation: RevocationArg = None,
+        reserved: bool = False,
+    ) -> CredentialRow:
+        """Insert a credential; if it is primary, its siblings (same provider and scope) stop being.
+
+        `reserved`: the row's path was reserved with `reserve_secret`; the reservation is consumed in this
+        transaction, and if the reconciler reclaimed it meanwhile (the create outlived its deadline), nothing
+        is inserted and Aborted is raised: the reconciler is deleting, or has deleted, the secret."""
+        if canonical_vault_path(row.vault_path) != row.vault_path:
+            # The uniqueness index compares spellings: only Vault's own spelling of a path may get in.
+            raise InvalidArgument("vault_path", "must be canonical: no '.', '..' or empty segments")
+        with self._write() as tx:
+            if reserved:
+                r = secret_reservations.c
+                consumed = tx.conn.execute(secret_reservations.delete().where(
+                    r.vault_mount == row.vault_mount, r.vault_path == row.vault_path,
+                    r.credential_id == row.credential_id)).rowcount
+                if not consumed:
+                    raise Aborted("the create outlived its deadline (BYOK_CREATE_DEADLINE_SECONDS) and the "
+                                  "reconciler reclaimed its secret; nothing was stored, retry")
             if row.health not in HEALTH_VALUES:
                 raise InvalidArgument("health", f"must be one of {', '.join(HEALTH_VALUES)}")
             c = credentials.c
@@ -683,11 +763,6 @@ class Store:
             q = q.where(c.provider == provider)
         with self._tx() as conn:
             return [_credential(m) for m in conn.execute(q).mappings()]
-
-    def all_vault_paths(self) -> set[str]:
-        """Every vault_path referenced (for the orphan reconciler)."""
-        with self._tx() as conn:
-            return set(conn.execute(sa.select(credentials.c.vault_path)).scalars())
 
     def all_vault_refs(self) -> set[tuple[str, str]]:
         """Every (vault_mount, vault_path) referenced."""

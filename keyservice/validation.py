@@ -63,7 +63,13 @@ def vault_path(value: str, field: str = "vault_path", *, managed_prefix: str = "
     credential's secret, and registering it would let a second credential (of any org) serve that key."""
     if not value:
         raise InvalidArgument(field, "is required")
-    if not _VAULT_PATH.fullmatch(value) or ".." in value.split("/"):
+    if canonical_vault_path(value) != value:
+        # Vault resolves `.`, `..` and empty segments, so such a path names another path's secret: the row
+        # would escape the managed-layout check and the uniqueness index, and the reconciler would take the
+        # secret it really names (ops' own) for an orphan.
+        raise InvalidArgument(field, f"must be canonical: no '.', '..' or empty segments (did you mean "
+                                     f"{redact_text(canonical_vault_path(value)) or 'a path'}?)")
+    if not _VAULT_PATH.fullmatch(value):
         raise InvalidArgument(field, "must be a relative KV path of segments [A-Za-z0-9._-] separated by '/'")
     # A key pasted here would travel in a Vault request path, which Vault's audit log records in clear.
     if redact_text(value) != value:
@@ -76,6 +82,22 @@ def vault_path(value: str, field: str = "vault_path", *, managed_prefix: str = "
                                          f"where each secret belongs to one credential; import from a path of "
                                          f"your own, e.g. {prefix}/imports/<name>")
     return value
+
+
+def canonical_vault_path(value: str) -> str:
+    """The path Vault serves for `value`: empty and `.` segments dropped, `..` resolved (never above the
+    mount), no leading or trailing '/'. The reconciler compares rows' paths (older rows may predate the
+    canonical-path check) with Vault's listing in this form."""
+    segments: list[str] = []
+    for segment in value.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return "/".join(segments)
 
 
 def api_base(value: str, field: str = "api_base") -> str:

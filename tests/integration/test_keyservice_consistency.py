@@ -153,9 +153,9 @@ def test_a_crash_at_any_step_leaves_no_dangling_row_and_the_reconciler_cleans_up
     assert not registered_id or registered_id == imported[0].credential_id
 
     # 2. One reconciler pass: the orphans go, nothing referenced does, ops' import stays.
-    referenced = store.all_vault_paths()
+    referenced = {r.vault_path for r in store.list_credentials(page_size=500)[0]}
     before = set(vault.list_credential_paths())
-    removed = set(reconcile_once(store, vault, grace_seconds=0))
+    removed = set(reconcile_once(store, vault, grace_seconds=0, create_deadline_seconds=0))
     assert removed == {create_mid_path, del_mid.vault_path, create_tagged_path}
     assert not removed & referenced
     after = set(vault.list_credential_paths())
@@ -185,7 +185,8 @@ def test_reconciler_spares_young_entries_and_ops_imports(
     ops_path = f"{prefix}/crash/ops-written"
     bao.cli("kv", "put", f"secret/{ops_path}", "api_key=-", input=fake_openai_key())
 
-    assert reconcile_once(store, vault, grace_seconds=3600) == []  # in flight: a create may be mid-way
+    # In flight: a create may be mid-way.
+    assert reconcile_once(store, vault, grace_seconds=3600, create_deadline_seconds=3600) == []
     assert young in vault.list_credential_paths()
-    assert reconcile_once(store, vault, grace_seconds=0) == [young]  # old enough now: an orphan
+    assert reconcile_once(store, vault, grace_seconds=0, create_deadline_seconds=0) == [young]  # an orphan now
     assert vault.list_credential_paths() == [ops_path]  # never managed by us: never touched
