@@ -293,7 +293,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             row = await self._run(self.credentials.record_health, actor, credential_id, "invalid",
                                   action="credential.report_failure", http_status=request.http_status,
                                   lease_id=request.lease_id)
-            else:
+        else:
             row = await self._run(self.store.get_credential, credential_id)
             await self._run(self.store.append_audit, audit.event(
                 actor, "credential.report_failure", credential_id=credential_id, org_id=row.org_id,
