@@ -28,7 +28,7 @@ def verify_key(family: str, api_base: str, api_key: str, *, timeout: float,
     """Return (health, http_status): active, invalid, rate_limited or unreachable (status 0 when no answer)."""
     url, headers = verification_request(family, api_base, api_key)
     try:
-        with httpx.Client(timeout=timeout, transport=transport, follow_redirects=False) as client, \
+        with httpx.Client(timeout=timeout, transport=transport, follow_redirects=False, trust_env=False) as client, \
                 client.stream("GET", url, headers=headers) as response:
             status = response.status_code
             body = b"" if 200 <= status < 300 else _read_bounded(response)
