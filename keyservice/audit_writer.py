@@ -7,6 +7,11 @@ the batch is retried until it is back (events are kept, up to `max_pending`; bey
 dropped, because a lease must not wait on an audit backlog). Drops are never silent: each one increments
 `byok_audit_events_dropped_total` (when a metrics registry is given) and a warning is logged, at most once
 every `_DROP_LOG_INTERVAL` seconds with the count since the last one, so a backlog does not flood the log.
+
+`flush()` is read-your-writes: when it returns, every event added before it was called is committed (or, with
+the database down, still queued). Flushes take turns, so a flush that finds the queue empty because the
+writer thread has just taken the last batch waits for that batch's commit instead of returning before it
+(ListAuditEvents flushes first; without the turn it missed a batch in flight).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
@@ -28,7 +34,8 @@ _DROP_LOG_INTERVAL = 10.0  # seconds between two "audit events dropped" warnings
 
 class AuditWriter:
     def __init__(self, store: Store, *, interval: float = 0.05, batch: int = 500,
-                 max_pending: int = 100_000, registry: CollectorRegistry | None = None) -> None:
+                 max_pending: int = 100_000, registry: CollectorRegistry | None = None,
+                 on_flush_wait: Callable[[], None] | None = None) -> None:
         self._store = store
         self._interval = interval
         self._batch = batch
@@ -37,6 +44,8 @@ class AuditWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._flush_turn = threading.Lock()  # held by one flush at a time, across its commit
+        self._on_flush_wait = on_flush_wait  # called when a flush must wait for another one's commit
         self.dropped = 0
         self._dropped_unlogged = 0
         self._last_drop_log = float("-inf")
@@ -70,7 +79,17 @@ class AuditWriter:
             self._dropped_unlogged = 0
 
     def flush(self) -> None:
-        """Write everything queued now (from the calling thread)."""
+        """Write everything queued now (from the calling thread), after any flush already committing."""
+        if not self._flush_turn.acquire(blocking=False):
+            if self._on_flush_wait is not None:
+                self._on_flush_wait()
+            self._flush_turn.acquire()
+        try:
+            self._flush_queued()
+        finally:
+            self._flush_turn.release()
+
+    def _flush_queued(self) -> None:
         while True:
             with self._lock:
                 rows = [self._pending.popleft() for _ in range(min(self._batch, len(self._pending)))]

@@ -98,3 +98,37 @@ async def test_keyservice_exports_the_dropped_audit_counter(bao: BaoDevServer, i
         assert app.metrics.registry.get_sample_value("byok_audit_events_dropped_total") == 0.0
     finally:
         await app.stop(grace=0)
+
+
+def test_a_flush_that_finds_the_queue_empty_waits_for_the_batch_being_committed(tmp_path: Path) -> None:
+    """The writer thread has taken the last batch and is committing it when ListAuditEvents flushes: the flush
+    must not return before that batch is in the database (reliability scenario 6 missed 6 of 144 refusals so)."""
+    import threading
+
+    store = Store(f"sqlite:///{tmp_path}/ks.db")
+    store.migrate()
+    committing, release, waiting = threading.Event(), threading.Event(), threading.Event()
+    real_append = store.append_audits
+
+    def slow_append(rows: list[AuditRow]) -> None:
+        committing.set()  # the writer thread holds the batch, not yet written
+        assert release.wait(30)
+        real_append(rows)
+    store.append_audits = slow_append  # type: ignore[method-assign]
+    writer = AuditWriter(store, interval=0.001, on_flush_wait=waiting.set)
+    try:
+        writer.add(AuditRow.new("spiffe://test/proxy", "lease.refuse", org_id="o1"))
+        assert committing.wait(30)
+        seen: list[int] = []
+        reader = threading.Thread(target=lambda: (writer.flush(), seen.append(len(store.list_audit()[0]))))
+        reader.start()
+        # Released once the reader's flush is waiting for the batch in flight (or has returned without it).
+        while not waiting.is_set() and reader.is_alive():
+            waiting.wait(0.01)
+        release.set()
+        reader.join(30)
+        assert seen == [1]
+    finally:
+        release.set()
+        writer.close()
+        store.close()
