@@ -120,7 +120,11 @@ def test_a_flush_that_finds_the_queue_empty_waits_for_the_batch_being_committed(
         writer.add(AuditRow.new("spiffe://test/proxy", "lease.refuse", org_id="o1"))
         assert committing.wait(30)
         seen: list[int] = []
-        reader = threading.Thread(target=lambda: (writer.flush(), seen.append(len(store.list_audit()[0]))))
+
+        def read_after_flush() -> None:
+            writer.flush()
+            seen.append(len(store.list_audit()[0]))
+        reader = threading.Thread(target=read_after_flush)
         reader.start()
         # Released once the reader's flush is waiting for the batch in flight (or has returned without it).
         while not waiting.is_set() and reader.is_alive():
