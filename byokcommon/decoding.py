@@ -11,6 +11,7 @@ code. The protobuf error's text is dropped: it could quote the payload.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -70,6 +71,17 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer)
         if handler.unary_stream:
             inner_us = handler.unary_stream
+            if not inspect.isasyncgenfunction(inner_us):
+                # A handler that writes with `context.write` and returns None (grpc_health's Watch): wrapping it
+                # in an async generator made `async for` over a coroutine, a TypeError answered UNKNOWN.
+                async def unary_stream_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                    if request is _UNDECODABLE:
+                        raise UndecodableRequest(method)
+                    await inner_us(request, context)
+
+                return grpc.unary_stream_rpc_method_handler(
+                    unary_stream_writer, request_deserializer=_guard(handler.request_deserializer),
+                    response_serializer=handler.response_serializer)
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 if request is _UNDECODABLE:
