@@ -1,5 +1,6 @@
 """mTLS for both services: server credentials that reload from disk, client channel credentials that notice
-new files, and the peer identity (SPIFFE URI SAN, else CN) of an authenticated caller.
+new files, and the peer identity of an authenticated caller: its certificate's canonical SPIFFE URI SAN (a
+subject CN only behind an explicit setting, see `identity_from_pem`).
 
 Certificates are files (mounted Secrets in Kubernetes, rotated by cert-manager or Vault PKI); a rotation needs
 no restart: the server fetcher re-reads them when their modification time changes, so new connections present
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -90,19 +92,68 @@ def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 
+# SPIFFE ID syntax (spiffe.io, SPIFFE-ID standard section 2): lower-case scheme and trust domain of [a-z0-9.-_], no
+# port, user info, query or fragment; path segments of [A-Za-z0-9.-_], none empty, "." or "..", no trailing
+# slash, no percent-encoding. Only such a string, from the URI SAN, is a SPIFFE identity.
+_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]+")
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+_MAX_SPIFFE_ID = 2048
+
+
+def canonical_spiffe_id(value: str) -> bool:
+    """Whether `value` is a SPIFFE ID in its one canonical spelling (no dot segments, no empty segments...)."""
+    if len(value) > _MAX_SPIFFE_ID or not value.startswith("spiffe://"):
+        return False
+    domain, slash, path = value[len("spiffe://"):].partition("/")
+    if not _TRUST_DOMAIN.fullmatch(domain):
+        return False
+    if not slash:
+        return True  # the trust domain's own ID
+    return all(_SEGMENT.fullmatch(seg) and seg not in (".", "..") for seg in path.split("/"))
+
+
+@dataclass
+class IdentityPolicy:
+    """How a certificate names its holder, process-wide (each service sets it once at start from its settings,
+    `configure_identity`). `cn_fallback`: a certificate without a URI SAN is named by its subject CN."""
+
+    cn_fallback: bool = False
+
+
+IDENTITY_POLICY = IdentityPolicy()
+
+
+def configure_identity(*, cn_fallback: bool) -> None:
+    IDENTITY_POLICY.cn_fallback = cn_fallback
+
+
+def identity_from_pem(pem: bytes, *, cn_fallback: bool | None = None) -> str:
+    """The identity a certificate names, "" for none (the caller is then refused as unauthenticated):
+
+    - its URI SAN when that is a canonical SPIFFE ID; a certificate with more than one URI SAN, or whose URI SAN
+      is not a canonical SPIFFE ID, names no one (an SVID carries exactly one);
+    - without a URI SAN, its subject CN only when the CN fallback is on (`IdentityPolicy`, off by default), and
+      never a CN that looks like a SPIFFE ID: SPIFFE identities come from the URI SAN alone.
+    """
+    fallback = IDENTITY_POLICY.cn_fallback if cn_fallback is None else cn_fallback
+    return _identity(pem, fallback)
+
+
 @functools.lru_cache(maxsize=1024)
-def identity_from_pem(pem: bytes) -> str:
-    """The identity a certificate names: its first URI SAN (SPIFFE form), else its subject CN."""
+def _identity(pem: bytes, cn_fallback: bool) -> str:
     cert = x509.load_pem_x509_certificate(pem)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-        if uris:
-            return str(uris[0])
     except x509.ExtensionNotFound:
-        pass
+        uris = []
+    if uris:
+        return str(uris[0]) if len(uris) == 1 and canonical_spiffe_id(str(uris[0])) else ""
+    if not cn_fallback:
+        return ""
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(cns[0].value) if cns else ""
+    cn = str(cns[0].value) if cns else ""
+    return "" if cn.lower().startswith("spiffe:") else cn
 
 
 @functools.lru_cache(maxsize=1024)

@@ -18,8 +18,11 @@ class ProxyMetrics:
                               buckets=LATENCY_BUCKETS, registry=registry)
         self.duration = Histogram("byok_proxy_request_duration_seconds", "Whole request time.", ["provider"],
                                   buckets=LATENCY_BUCKETS + (60, 120, 300), registry=registry)
-        self.lease_lookups = Counter("byok_proxy_lease_cache_lookups_total", "Lease cache lookups.",
-                                     ["result"], registry=registry)
+        self.lease_lookups = Counter(
+            "byok_proxy_lease_cache_lookups_total",
+            "Lease cache lookups by result: hit, miss, negative (a cached refusal), limited (the caller's budget of "
+            "keyservice calls spent); evicted counts entries dropped for room.",
+            ["result"], registry=registry)
         self.upstream_status = Counter("byok_proxy_upstream_responses_total", "Provider HTTP status codes.",
                                        ["provider", "status"], registry=registry)
         self.revocations = Counter("byok_proxy_revocations_total", "Revocation events applied.",

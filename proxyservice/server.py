@@ -16,9 +16,10 @@ from byokcommon.grpcserver import ServingApp, mark_serving, open_side_ports, sta
 from byokcommon.interceptor import RequestInterceptor
 from byokcommon.metrics import RpcMetrics
 from byokcommon.runner import serve_until_signalled
+from byokcommon.tls import configure_identity
 from proxyservice.errors import PermissionDenied
 from proxyservice.keyclient import KeyServiceClient
-from proxyservice.leasecache import LeaseCache
+from proxyservice.leasecache import CacheLimits, LeaseCache
 from proxyservice.metrics import ProxyMetrics
 from proxyservice.revocations import follow_revocations
 from proxyservice.service import ChatServicer
@@ -61,7 +62,12 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
     metrics = ProxyMetrics(rpc_metrics.registry)
     keys = KeyServiceClient(settings.keyservice_addr, settings.tls, server_name=settings.keyservice_server_name,
                             timeout=settings.keyservice_timeout)
-    cache = LeaseCache(keys.issue_lease, refresh_fraction=settings.lease_refresh_fraction)
+    configure_identity(cn_fallback=settings.identity_cn_fallback)
+    limits = CacheLimits(max_entries=settings.lease_cache_max_entries, negative_ttl=settings.lease_negative_ttl,
+                         misses_per_second=settings.lease_misses_per_second, miss_burst=settings.lease_miss_burst)
+    cache = LeaseCache(keys.issue_lease, refresh_fraction=settings.lease_refresh_fraction, limits=limits,
+                       observe=lambda result: metrics.lease_lookups.labels(result).inc())
+    cache.start()
     upstream = Upstream(connect_timeout=settings.upstream_connect_timeout,
                         read_timeout=settings.upstream_read_timeout,
                         max_connections=settings.upstream_max_connections, transport=upstream_transport)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from byokcommon.settings import env_addr, env_choice, env_float, env_int, env_str
+from byokcommon.settings import env_addr, env_bool, env_choice, env_float, env_int, env_str
 from byokcommon.tls import TlsFiles
 
 
@@ -32,6 +32,18 @@ class ProxySettings:
     keyservice_timeout: float = 3.0
     # Refresh a lease once this fraction of its life has passed (BYOK_LEASE_REFRESH_FRACTION).
     lease_refresh_fraction: float = 0.75
+    # The lease cache's bounds (docs/security.md, lease cache): most entries (BYOK_LEASE_CACHE_MAX_ENTRIES, least
+    # recently used evicted past it), seconds a keyservice refusal is remembered (BYOK_LEASE_NEGATIVE_TTL_SECONDS,
+    # 0 = off), and keyservice calls each caller may cause per second and in a burst
+    # (BYOK_LEASE_MISSES_PER_SECOND, 0 = unlimited; BYOK_LEASE_MISS_BURST); past them RESOURCE_EXHAUSTED.
+    lease_cache_max_entries: int = 50_000
+    lease_negative_ttl: float = 2.0
+    lease_misses_per_second: float = 50.0
+    lease_miss_burst: int = 200
+    # Take a client certificate's subject CN as its identity when it has no URI SAN
+    # (BYOK_IDENTITY_CN_FALLBACK), for CAs that cannot issue URI SANs. Off: only a canonical SPIFFE URI SAN
+    # names a caller. Even on, a CN never yields a spiffe:// identity.
+    identity_cn_fallback: bool = False
     # Most RPCs at once; more get RESOURCE_EXHAUSTED (BYOK_MAX_CONCURRENT_RPCS).
     max_concurrent_rpcs: int = 4096
     # Largest request accepted from callers, bytes (BYOK_MAX_REQUEST_BYTES).
@@ -69,6 +81,13 @@ class ProxySettings:
                                              maximum=100_000),
             keyservice_timeout=env_float(env, "BYOK_KEYSERVICE_TIMEOUT_SECONDS", 3.0, minimum=0.05, maximum=60),
             lease_refresh_fraction=env_float(env, "BYOK_LEASE_REFRESH_FRACTION", 0.75, minimum=0.1, maximum=0.95),
+            lease_cache_max_entries=env_int(env, "BYOK_LEASE_CACHE_MAX_ENTRIES", 50_000, minimum=100,
+                                            maximum=10_000_000),
+            lease_negative_ttl=env_float(env, "BYOK_LEASE_NEGATIVE_TTL_SECONDS", 2.0, minimum=0, maximum=60),
+            lease_misses_per_second=env_float(env, "BYOK_LEASE_MISSES_PER_SECOND", 50.0, minimum=0,
+                                              maximum=100_000),
+            lease_miss_burst=env_int(env, "BYOK_LEASE_MISS_BURST", 200, minimum=1, maximum=1_000_000),
+            identity_cn_fallback=env_bool(env, "BYOK_IDENTITY_CN_FALLBACK", False),
             max_concurrent_rpcs=env_int(env, "BYOK_MAX_CONCURRENT_RPCS", 4096, minimum=1, maximum=1_000_000),
             max_request_bytes=env_int(env, "BYOK_MAX_REQUEST_BYTES", 4 << 20, minimum=1024, maximum=64 << 20),
             log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),

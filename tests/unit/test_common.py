@@ -88,12 +88,13 @@ def test_approle_secret_id_from_a_file_stays_out_of_repr(tmp_path: Path) -> None
         KeyServiceSettings.from_env(env | {"BYOK_VAULT_SECRET_ID_FILE": str(tmp_path / "missing")})
 
 
-def test_identity_prefers_spiffe_uri_then_cn() -> None:
+def test_identity_is_the_spiffe_uri_and_a_cn_only_behind_the_fallback() -> None:
     ca = CertificateAuthority.create()
     with_uri, _ = ca.issue("svc", spiffe=spiffe_id("proxy"))
     cn_only, _ = ca.issue("plain-cn")
     assert identity_from_pem(with_uri) == "spiffe://byok.local/proxy"
-    assert identity_from_pem(cn_only) == "plain-cn"
+    assert identity_from_pem(cn_only) == ""  # more in test_security_identity.py
+    assert identity_from_pem(cn_only, cn_fallback=True) == "plain-cn"
 
 
 def test_roles_gate_data_plane_and_management() -> None:
