@@ -1,6 +1,9 @@
-"""Scenario 3: keyservice SIGKILLed at random moments during create, rotate and delete loops, many times. After a
-restart and one reconciler pass (grace 0), no DB row may point at a missing secret and no Vault entry may be
-orphaned."""
+"""Scenario 3: keyservice SIGKILLed at random moments during create, rotate, deactivate and delete loops, many
+times. After a restart and reconciler passes (grace 0, create deadline 1 s), no DB row may point at a missing
+secret and no Vault entry may be orphaned. And no change may have committed without its revocation event (they
+share one transaction): every rotated row has its `rotated` event, every inactive row its `deactivated`, every
+acknowledged delete its `deleted` — a kill between a change and its event would leave proxies serving the old
+key until their leases ran out."""
 
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from reliability.report import Row
 from reliability.stack import Stack, call, fake_key
 
 TITLE = "keyservice SIGKILLed during create/rotate/delete"
-EXPECTED = "after restart + one reconciler pass: 0 DB rows pointing at missing secrets, 0 orphaned Vault entries"
+EXPECTED = ("after restart + reconciler passes: 0 DB rows pointing at missing secrets, 0 orphaned Vault entries; "
+            "0 committed changes without their revocation event")
 SEED = 20261123
 
 
@@ -26,14 +30,16 @@ async def run(ctx: Context) -> list[Row]:
     rounds = ctx.n(6, 30)
     rng = random.Random(SEED)
     c = Checks(3, TITLE, expected=EXPECTED)
-    c.done = ("3 workers loop create→rotate→delete through the real RPCs; keyservice SIGKILLed after a random "
-              f"0.3-1.5 s (seed {SEED}), restarted; finally restarted with BYOK_RECONCILE_GRACE_SECONDS=0")
+    c.done = ("3 workers loop create→rotate→delete (or deactivate) through the real RPCs; keyservice SIGKILLed "
+              f"after a random 0.3-1.5 s (seed {SEED}), restarted; finally restarted with grace 0 and a 1 s create "
+              "deadline, two reconciler passes")
     vault = ctx.vault()
     stack = await Stack.create(ctx.work, vault)
     stack.kv_prefix = "rel-crash-" + secrets.token_hex(3)
     db = ctx.work / "ks.db"
     url = f"sqlite:///{db}"
     ops: Counter[str] = Counter()
+    deleted: list[str] = []  # acknowledged deletes
     try:
         for r in range(rounds):
             ks = stack.start_keyservice(url, name="keyservice")
@@ -61,6 +67,12 @@ async def run(ctx: Context) -> list[Row]:
                         code, _, _ = await call(admin.DeleteCredential(kpb.DeleteCredentialRequest(
                             credential_id=cid), timeout=5))
                         ops[f"delete {code}"] += 1
+                        if code == "OK":
+                            deleted.append(cid)
+                    elif rng.random() < 0.5:
+                        code, _, _ = await call(admin.DeactivateCredential(kpb.DeactivateCredentialRequest(
+                            credential_id=cid), timeout=5))
+                        ops[f"deactivate {code}"] += 1
 
             tasks = [asyncio.create_task(worker(w)) for w in range(3)]
             await asyncio.sleep(rng.uniform(0.3, 1.5))
@@ -68,11 +80,23 @@ async def run(ctx: Context) -> list[Row]:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await channel.close()
-        ks = stack.start_keyservice(url, name="keyservice", BYOK_RECONCILE_GRACE_SECONDS="0")
-        before = ks.proc.log.read_text().count('"reconciler.pass"')
-        passed = await wait_for(lambda: ks.proc.log.read_text().count('"reconciler.pass"') > before, 30)
+        # The second pass comes at least 1 s after the start, so after the last kill by more than the create
+        # deadline: it reclaims every create the kills left reserved.
+        ks = stack.start_keyservice(url, name="keyservice", BYOK_RECONCILE_GRACE_SECONDS="0",
+                                    BYOK_CREATE_DEADLINE_SECONDS="1", BYOK_RECONCILE_INTERVAL_SECONDS="1")
+        before = ks.proc.log.read_text().count('"reconciler.pass"')  # the log holds earlier rounds' too
+        passed = await wait_for(lambda: ks.proc.log.read_text().count('"reconciler.pass"') >= before + 2, 30)
         ks.proc.stop()
-        rows = sqlite3.connect(db).execute("SELECT vault_path, secret_version FROM credentials").fetchall()
+        database = sqlite3.connect(db)
+        rows = database.execute("SELECT vault_path, secret_version FROM credentials").fetchall()
+        events = set(database.execute("SELECT reason, credential_id FROM revocations").fetchall())
+        unannounced = (
+            [cid for (cid,) in database.execute("SELECT credential_id FROM credentials WHERE secret_version > 1")
+             if ("rotated", cid) not in events]
+            + [cid for (cid,) in database.execute("SELECT credential_id FROM credentials WHERE NOT active")
+               if ("deactivated", cid) not in events]
+            + [cid for cid in deleted if ("deleted", cid) not in events])
+        database.close()
         dangling = 0
         for path, version in rows:
             r = vault.api("GET", f"secret/data/{path}", params={"version": version})
@@ -88,7 +112,10 @@ async def run(ctx: Context) -> list[Row]:
             vault.api("GET", f"secret/metadata/{p}").json().get("data", {}).get("custom_metadata") or {})]
         c.check(not orphans, f"{len(orphans)} orphaned Vault entries of {len(in_vault)} "
                 f"({len(untagged)} without managed_by custom_metadata)")
-        c.figures = {"ops": dict(ops), "rows": len(rows), "vault_entries": len(in_vault), "orphans": orphans[:20],
+        c.check(not unannounced, f"{len(unannounced)} committed rotations, deactivations or deletes without their "
+                f"revocation event ({len(events)} events)")
+        c.figures = {"ops": dict(ops), "rows": len(rows), "unannounced": unannounced[:20],
+                     "vault_entries": len(in_vault), "orphans": orphans[:20],
                      "orphans_untagged": len(untagged)}
         return [c.row()]
     finally:
