@@ -12,10 +12,12 @@ Secrets are never read from argv: `keys add` and `keys rotate` read the key from
 terminal, else prompt for it without echo.
 
 Exit codes: 0 ok; 1 other error; 2 usage; 3 not found; 4 permission denied or unauthenticated;
-5 invalid argument; 6 unavailable (retry later); 7 already exists or conflict (aborted, precondition).
+5 invalid argument; 6 unavailable (retry later); 7 already exists or conflict (aborted, precondition);
+141 whoever read the output stopped early (`byokctl audit | head -3`; nothing is printed, as with Unix tools).
 
 Examples:
   byokctl keys add --org acme --provider openai --name main < key.txt
+  id=$(byokctl keys add --org acme --provider openai --name main -q < key.txt)   # only the new id
   byokctl keys list --org acme --json
   echo "$NEW_KEY" | byokctl keys rotate cred_0123456789abcdef01234567
   byokctl keys deactivate cred_0123456789abcdef01234567
@@ -33,6 +35,7 @@ import argparse
 import datetime as dt
 import getpass
 import os
+import signal
 import sys
 from typing import Any
 
@@ -43,7 +46,7 @@ from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as ppb
 from byok.proxy.v1 import chat_service_pb2_grpc as ppb_grpc
-from byokctl.output import emit_json, emit_table
+from byokctl.output import emit_json, emit_table, enum_word
 
 EXIT_CODES = {
     grpc.StatusCode.NOT_FOUND: 3, grpc.StatusCode.PERMISSION_DENIED: 4, grpc.StatusCode.UNAUTHENTICATED: 4,
@@ -51,8 +54,12 @@ EXIT_CODES = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 6, grpc.StatusCode.ALREADY_EXISTS: 7, grpc.StatusCode.ABORTED: 7,
     grpc.StatusCode.FAILED_PRECONDITION: 7,
 }
-HEALTH = {v: k.replace("CREDENTIAL_HEALTH_", "").lower() for k, v in kpb.CredentialHealth.items()}
-HEALTH[0] = "unverified"
+# Where `make run` writes the local stack's connection settings (absolute paths, so any directory works).
+LOCAL_ENV_HINT = "for the local stack, `source .byok/env` in the repository first (`make run` writes it)"
+
+
+def health(value: int) -> str:
+    return enum_word(kpb.CredentialHealth.DESCRIPTOR, value)
 
 
 class UsageError(Exception):
@@ -63,11 +70,14 @@ def _channel(addr: str, args: argparse.Namespace) -> grpc.Channel:
     paths = {"--cert": args.cert, "--key": args.key, "--ca": args.ca}
     missing = [flag for flag, path in paths.items() if not path]
     if missing:
-        raise UsageError(f"missing {', '.join(missing)} (or BYOK_CLIENT_CERT, BYOK_CLIENT_KEY, BYOK_CA)")
+        raise UsageError(f"missing {', '.join(missing)} (or BYOK_CLIENT_CERT, BYOK_CLIENT_KEY, BYOK_CA); "
+                         f"{LOCAL_ENV_HINT}")
     try:
         blobs = {flag: open(path, "rb").read() for flag, path in paths.items()}
     except OSError as exc:
-        raise UsageError(f"cannot read certificate file: {exc.filename}") from None
+        where = "" if os.path.isabs(exc.filename) else f" (relative to {os.getcwd()})"
+        raise UsageError(f"cannot read certificate file: {exc.filename}{where}: {exc.strerror}; "
+                         f"{LOCAL_ENV_HINT}") from None
     creds = grpc.ssl_channel_credentials(blobs["--ca"], blobs["--key"], blobs["--cert"])
     options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
     return grpc.secure_channel(addr, creds, options=options)
@@ -104,13 +114,17 @@ def _scope(args: argparse.Namespace) -> kpb.Scope:
 
 
 def _show_credentials(args: argparse.Namespace, creds: list[kpb.Credential]) -> None:
+    if getattr(args, "id_only", False):
+        for c in creds:
+            print(c.credential_id)
+        return
     if args.json:
         emit_json(creds if len(creds) != 1 or args.command == "keys" and args.action == "list" else creds[0])
         return
     emit_table(["id", "provider", "org", "project", "user", "name", "active", "primary", "health", "key",
                 "version", "transit", "vault path"],
                [[c.credential_id, c.provider, c.scope.org_id, c.scope.project_id, c.scope.user_id, c.name,
-                 c.active, c.primary, HEALTH.get(c.health, "?"), c.key_hint, c.secret_ref.version,
+                 c.active, c.primary, health(c.health), c.key_hint, c.secret_ref.version,
                  f"{c.secret_ref.transit_key}:v{c.secret_ref.transit_key_version}" if c.secret_ref.transit_key
                  else "", f"{c.secret_ref.mount}/{c.secret_ref.path}"] for c in creds])
 
@@ -174,7 +188,7 @@ def cmd_keys(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
         if args.json:
             emit_json(reply)
         else:
-            print(f"{args.id}: {HEALTH.get(reply.credential.health)} (HTTP {reply.http_status or 'no answer'})")
+            print(f"{args.id}: {health(reply.credential.health)} (HTTP {reply.http_status or 'no answer'})")
 
 
 def cmd_bindings(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
@@ -264,7 +278,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
                     sys.stdout.write(f"[tool {call.name}{call.arguments}]" if call.name else call.arguments)
             sys.stdout.flush()
             if event.HasField("start"):
-                source = ppb.KeySource.Name(event.start.key_source).replace("KEY_SOURCE_", "").lower()
+                source = enum_word(ppb.KeySource.DESCRIPTOR, event.start.key_source)
                 print(f"[{event.start.provider}, {source} key {event.start.credential_id}]", file=sys.stderr)
         sys.stdout.write("\n")
 
@@ -273,6 +287,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
 # Examples shown by each subcommand's --help (the top-level --help shows the module docstring's).
 EXAMPLES = {
     "keys add": ["byokctl keys add --org acme --provider openai --name main < key.txt",
+                 'id=$(byokctl keys add --org acme --provider openai --name main -q < key.txt)',
                  "pass show acme/openai | byokctl keys add --org acme --project web --provider openai --name web"],
     "keys import": ["vault kv put secret/byok/imports/acme-openai api_key=- < key.txt",
                     "byokctl keys import --org acme --provider openai --name imported "
@@ -327,7 +342,8 @@ def _add_connection_options(parser: argparse.ArgumentParser, *, defaults: bool) 
                              "e.g. through kubectl port-forward (BYOK_SERVER_NAME)")
     parser.add_argument("--timeout", type=float, default=default(30.0), help="RPC deadline in seconds")
     parser.add_argument("--json", action="store_true", default=default(False),
-                        help="print JSON (protobuf field names) instead of tables")
+                        help="print JSON (protobuf field names, the tables' words for enums, UTF-8) instead of "
+                             "tables")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--api-base")
         p.add_argument("--default-model")
         p.add_argument("--primary", action="store_true")
+        p.add_argument("-q", "--id-only", action="store_true",
+                       help="print only the new credential's id (for scripts: id=$(byokctl keys add … -q))")
         if name == "import":
             p.add_argument("--vault-path", required=True, help="path inside the KV mount, e.g. byok/imports/x")
     p = scoped(leaf(keys, "list", "list credentials (all pages)", "keys list"), required=False)
@@ -425,8 +443,22 @@ COMMANDS = {"keys": cmd_keys, "bindings": cmd_bindings, "orgs": cmd_orgs, "audit
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader went away (`byokctl audit | head -3`): stop quietly, as Unix tools do. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again, and exit as if killed by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.json and sys.stdout.encoding.lower().replace("-", "") != "utf8":
+        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]  # JSON is UTF-8 whatever the locale
     try:
         if args.command == "chat":
             cmd_chat(args)

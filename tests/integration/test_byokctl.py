@@ -276,10 +276,11 @@ def test_exit_codes_scripts_rely_on(cli: Cli) -> None:
     ok(cli("keys", "add", "--org", "codes", "--provider", "openai", "--name", "taken", stdin=name_taken))
     closed = f"127.0.0.1:{free_port()}"
     cases: dict[str, tuple[int, str, tuple[str, ...], dict[str, str], str | None]] = {
-        "usage: no certificates": (2, "missing --cert, --key, --ca (or BYOK_CLIENT_CERT, BYOK_CLIENT_KEY, BYOK_CA)",
+        "usage: no certificates": (2, "missing --cert, --key, --ca (or BYOK_CLIENT_CERT, BYOK_CLIENT_KEY, BYOK_CA); "
+                                      "for the local stack, `source .byok/env` in the repository first",
                                    ("keys", "list"), {"BYOK_CLIENT_CERT": "", "BYOK_CLIENT_KEY": "",
                                                       "BYOK_CA": ""}, None),
-        "usage: unreadable certificate": (2, "cannot read certificate file: /nonexistent/admin.crt",
+        "usage: unreadable certificate": (2, "cannot read certificate file: /nonexistent/admin.crt: No such file",
                                           ("keys", "list"), {"BYOK_CLIENT_CERT": "/nonexistent/admin.crt"}, None),
         "usage: bad arguments": (2, "the following arguments are required: --org", ("orgs", "revoke"), {}, None),
         "usage: empty stdin": (2, "no key given on stdin",
@@ -301,6 +302,57 @@ def test_exit_codes_scripts_rely_on(cli: Cli) -> None:
             run = runs[what].result()
             assert (run.returncode, message in run.stderr) == (code, True), (what, run.returncode, run.stderr)
             assert "Traceback" not in run.stderr and name_taken not in run.stderr
+
+
+def test_json_uses_the_tables_words_and_utf8(cli: Cli) -> None:
+    """`--json` says what the table says (`unverified`, not CREDENTIAL_HEALTH_UNSPECIFIED) and writes UTF-8 text
+    (the hint's `…` as itself, not `\\u2026`), whatever the locale's encoding."""
+    key = fake_openai_key()
+    cid = ok(cli("keys", "add", "--org", "words", "--provider", "openai", "--name", "main", "-q", stdin=key)).strip()
+    row = table(ok(cli("keys", "get", cid)))[0]
+    run = subprocess.run([sys.executable, "-m", "byokctl", "--json", "keys", "get", cid], capture_output=True,
+                         timeout=120, env=os.environ | cli.env | {"PYTHONIOENCODING": "ascii"})
+    assert run.returncode == 0, run.stderr
+    assert "…".encode() in run.stdout and b"\\u2026" not in run.stdout
+    got = json.loads(run.stdout.decode("utf-8"))
+    assert (got["health"], got["key_hint"]) == (row["health"], row["key"]) == ("unverified", "sk-…" + key[-4:])
+    listed = ok_json(cli("keys", "list", "--org", "words", "--json"))
+    assert [c["health"] for c in listed] == ["unverified"]
+    ok(cli("bindings", "add", ADMIN, "--org", "words"))
+    chat = ok_json(cli("--json", "chat", "--org", "words", "--model", "gpt-4o-mini", "hi"))
+    assert chat["choices"][0]["finish_reason"] == "stop" and chat["key_source"] in ("tenant", "platform")
+
+
+def test_keys_add_and_import_can_print_only_the_id(cli: Cli, bao: BaoDevServer) -> None:
+    """`id=$(byokctl keys add … -q)`: stdout is the new id and nothing else, for scripts and the README."""
+    added = ok(cli("keys", "add", "--org", "quiet", "--provider", "openai", "--name", "main", "-q",
+                   stdin=fake_openai_key()))
+    cid = added.removesuffix("\n")
+    assert cid.startswith("cred_") and "\n" not in cid and " " not in cid
+    assert ok_json(cli("--json", "keys", "get", cid))["name"] == "main"
+    path = f"{cli.kv_prefix}/imports/quiet-openai"
+    bao.cli("kv", "put", f"secret/{path}", "api_key=-", input=fake_openai_key())
+    imported = ok(cli("keys", "import", "--org", "quiet", "--provider", "openai", "--name", "imported",
+                      "--vault-path", path, "--id-only")).strip()
+    assert imported.startswith("cred_") and imported != cid
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(cli: Cli) -> None:
+    """`byokctl audit | head -3`: when the pipe closes, byokctl stops quietly with 141 (128 + SIGPIPE)."""
+    for n in range(3):
+        ok(cli("keys", "add", "--org", "piped", "--provider", "openai", "--name", f"k{n}", "-q",
+               stdin=fake_openai_key()))
+    for args in (("audit", "--org", "piped"), ("--json", "keys", "list", "--org", "piped"), ("--help",)):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before byokctl writes its first line
+        try:
+            run = subprocess.run([sys.executable, "-m", "byokctl", *args], stdout=write_end,
+                                 stderr=subprocess.PIPE, text=True, timeout=120, env=os.environ | cli.env)
+        finally:
+            os.close(write_end)
+        assert run.stderr == "" and run.returncode in (0, 141), (args, run.returncode, run.stderr)
+        if args[0] != "--help":  # argparse itself swallows a failed help write and exits 0
+            assert run.returncode == 141, args
 
 
 def test_connection_from_flags_alone(cli: Cli) -> None:
