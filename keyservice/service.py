@@ -168,6 +168,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             await self._run(self.audit_writer.flush)  # read-your-writes for batched lease events
         rows, token = await self._run(
             self.store.list_audit, org_id=validation.scope_id(request.org_id, "org_id"),
+            project_id=validation.scope_id(request.project_id, "project_id"),
+            user_id=validation.scope_id(request.user_id, "user_id"),
             credential_id=validation.credential_id(request.credential_id) if request.credential_id else "",
             action=request.action[:64], actor=request.actor[:512], since=since,
             page_size=validation.page_size(request.page_size), page_token=request.page_token)
@@ -205,7 +207,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         project_id = validation.scope_id(b.project_id, "binding.project_id")
         row = await self._run(self.store.create_binding, caller, org_id, project_id,
                               audit=audit.event(peer_identity(context), "binding.create", org_id=org_id,
-                                                caller=caller, project_id=project_id))
+                                                project_id=project_id, caller=caller))
         return pb.CreateCallerBindingResponse(binding=convert.binding(row))
 
     async def DeleteCallerBinding(self, request: pb.DeleteCallerBindingRequest,
@@ -215,7 +217,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         project_id = validation.scope_id(request.project_id, "project_id")
         await self._run(self.store.delete_binding, caller, org_id, project_id,
                         audit=audit.event(peer_identity(context), "binding.delete", org_id=org_id,
-                                          caller=caller, project_id=project_id),
+                                          project_id=project_id, caller=caller),
                         revocation="caller_unbound")
         return pb.DeleteCallerBindingResponse()
 
@@ -295,9 +297,9 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
                                   lease_id=request.lease_id)
         else:
             row = await self._run(self.store.get_credential, credential_id)
-            await self._run(self.store.append_audit, audit.event(
-                actor, "credential.report_failure", credential_id=credential_id, org_id=row.org_id,
-                http_status=request.http_status, lease_id=request.lease_id))
+            await self._run(self.store.append_audit, audit.credential_event(
+                actor, "credential.report_failure", row, http_status=request.http_status,
+                lease_id=request.lease_id))
         health = convert.HEALTH_TO_PB.get(row.health, pb.CREDENTIAL_HEALTH_UNSPECIFIED)
         return pb.ReportKeyFailureResponse(health=health)
 
