@@ -6,15 +6,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from keyservice.store import AuditRow
+from keyservice.store import AuditRow, CredentialRow
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def event(actor: str, action: str, *, credential_id: str = "", org_id: str = "", outcome: str = "ok",
-          **details: Any) -> AuditRow:
-    return AuditRow.new(actor, action, credential_id=credential_id, org_id=org_id, outcome=outcome,
+def event(actor: str, action: str, *, credential_id: str = "", org_id: str = "", project_id: str = "",
+          user_id: str = "", outcome: str = "ok", **details: Any) -> AuditRow:
+    """An event on a tenant scope (org, project, user: all that the action touched)."""
+    return AuditRow.new(actor, action, credential_id=credential_id, org_id=org_id, project_id=project_id,
+                        user_id=user_id, outcome=outcome,
                         details={k: v if isinstance(v, str | int | float | bool | None | list) else str(v)
                                  for k, v in details.items()})
+
+
+def credential_event(actor: str, action: str, row: CredentialRow | Any, **details: Any) -> AuditRow:
+    """An event on one credential, carrying the credential's full scope (a row or a NewCredential with an id
+    given as `credential_id`)."""
+    credential_id = details.pop("credential_id", "") or getattr(row, "credential_id", "")
+    return event(actor, action, credential_id=credential_id, org_id=row.org_id, project_id=row.project_id,
+                 user_id=row.user_id, **details)

@@ -50,8 +50,8 @@ def credential(row: CredentialRow) -> pb.Credential:
 
 def audit_event(row: AuditRow) -> pb.AuditEvent:
     return pb.AuditEvent(event_id=row.event_id, time=timestamp(row.time), actor=row.actor, action=row.action,
-                         credential_id=row.credential_id, org_id=row.org_id, outcome=row.outcome,
-                         details_json=row.details_json)
+                         credential_id=row.credential_id, org_id=row.org_id, project_id=row.project_id,
+                         user_id=row.user_id, outcome=row.outcome, details_json=row.details_json)
 
 
 def binding(row: BindingRow) -> pb.CallerBinding:

@@ -25,10 +25,11 @@ from typing import Any
 
 import structlog
 
+from byokcommon.egress import EgressPolicy
 from byokcommon.redaction import redact_text
 from keyservice import audit, validation
 from keyservice.errors import Aborted, AlreadyExists, FailedPrecondition, KeyServiceError, NotFound
-from keyservice.providers import get_provider
+from keyservice.providers import ProviderSpec, get_provider
 from keyservice.secrets_display import fingerprint, key_hint
 from keyservice.store import CredentialRow, NewRevocation, Store
 from keyservice.vault import MANAGED_BY, VaultClient
@@ -54,17 +55,18 @@ class NewCredential:
 
 class CredentialManager:
     def __init__(self, store: Store, vault: VaultClient, *, keep_secret_versions: int = 2,
-                 create_deadline_seconds: float = 60.0) -> None:
+                 create_deadline_seconds: float = 60.0, egress: EgressPolicy | None = None) -> None:
         self.store = store
         self.vault = vault
         self.keep_secret_versions = keep_secret_versions
         self.create_deadline_seconds = create_deadline_seconds
+        self.egress = egress or EgressPolicy()  # where api_base may point (byokcommon/egress.py)
 
     # -- create -----------------------------------------------------------------------------------------
     def create(self, actor: str, new: NewCredential, api_key: str) -> CredentialRow:
         spec = get_provider(new.provider)
         spec.check_key(api_key)
-        self._check_api_base(spec.api_base_required, new.api_base)
+        self._check_api_base(spec, new.api_base)
         self._check_name_free(new)
         credential_id = new_credential_id()
         path = self.vault.credential_path(new.org_id, credential_id)
@@ -81,9 +83,8 @@ class CredentialManager:
                               "stored, retry")
             return self.store.insert_credential(
                 row, reserved=True, revocation=NewRevocation("scope_changed", org_id=new.org_id),
-                audit=audit.event(actor, "credential.create", credential_id=credential_id,
-                                  org_id=new.org_id, provider=new.provider, name=new.name,
-                                  key_hint=row.key_hint, secret_version=stored.version))
+                audit=audit.credential_event(actor, "credential.create", row, provider=new.provider,
+                                             name=new.name, key_hint=row.key_hint, secret_version=stored.version))
         except KeyServiceError:
             # Compensate; the reconciler covers a crash right here (the reservation outlives us).
             self._forget_secret(path)
@@ -94,7 +95,7 @@ class CredentialManager:
         """Adopt a secret ops wrote with `vault kv put <mount>/<path> api_key=-`; the key never crossed our API."""
         spec = get_provider(new.provider)
         validation.vault_path(vault_path, managed_prefix=self.vault.settings.kv_prefix)
-        self._check_api_base(spec.api_base_required, new.api_base)
+        self._check_api_base(spec, new.api_base)
         self._check_name_free(new)
         where = f"{self.vault.settings.kv_mount}/{redact_text(vault_path)}"
         try:
@@ -121,8 +122,8 @@ class CredentialManager:
         row = self._row(new, credential_id, stored, key_hint(spec, api_key), fingerprint(api_key))
         created = self.store.insert_credential(
             row, revocation=NewRevocation("scope_changed", org_id=new.org_id),
-            audit=audit.event(actor, "credential.register", credential_id=credential_id, org_id=new.org_id,
-                              provider=new.provider, name=new.name, vault_path=vault_path))
+            audit=audit.credential_event(actor, "credential.register", row, provider=new.provider, name=new.name,
+                                         vault_path=vault_path))
         # Tag the secret only once the row references it: a managed_by tag without a row marks an orphan,
         # and the reconciler would delete ops' own secret if we crashed (or the insert failed) in between.
         try:
@@ -141,9 +142,8 @@ class CredentialManager:
         stored = self._write_rotated(row, api_key, strict=bool(expected_version))
         rotated = self.store.update_credential(
             credential_id, expected_version=row.secret_version,
-            audit=audit.event(actor, "credential.rotate", credential_id=credential_id, org_id=row.org_id,
-                              old_version=row.secret_version, new_version=stored.version,
-                              key_hint=key_hint(spec, api_key)),
+            audit=audit.credential_event(actor, "credential.rotate", row, old_version=row.secret_version,
+                                         new_version=stored.version, key_hint=key_hint(spec, api_key)),
             revocation="rotated",
             # Both transit fields, from what was just written: a row without a transit key (an import, or a
             # credential created before envelope mode was switched on) now holds ciphertext, and rewrap and
@@ -197,30 +197,34 @@ class CredentialManager:
         action = "credential.activate" if active else "credential.deactivate"
         return self.store.update_credential(
             credential_id, active=active,
-            audit=audit.event(actor, action, credential_id=credential_id, org_id=row.org_id),
+            audit=audit.credential_event(actor, action, row),
             revocation="scope_changed" if active else "deactivated")  # activation can change resolution
 
     def update(self, actor: str, credential_id: str, changes: dict[str, Any]) -> CredentialRow:
         row = self.store.get_credential(credential_id)
         spec = get_provider(row.provider)
         if "api_base" in changes:
-            self._check_api_base(spec.api_base_required, changes["api_base"])
+            self._check_api_base(spec, changes["api_base"])
         if "name" in changes and changes["name"] != row.name:
             self._check_name_free(dataclasses.replace(self._as_new(row), name=changes["name"]))
         if not changes:
             return row
+        # The host is not secret, and a moved api_base is where the key goes next: both ends are audited.
+        moved = ({"old_api_base": redact_text(row.api_base), "new_api_base": redact_text(changes["api_base"])}
+                 if changes.get("api_base", row.api_base) != row.api_base else {})
         updated = self.store.update_credential(
-            credential_id, audit=audit.event(actor, "credential.update", credential_id=credential_id,
-                                             org_id=row.org_id, fields=sorted(changes)),
+            credential_id, audit=audit.credential_event(actor, "credential.update", row, fields=sorted(changes),
+                                                        **moved),
             revocation="scope_changed", **changes)
         if "name" in changes:
             self.vault.set_custom_metadata(row.vault_path, self._metadata(self._as_new(updated), credential_id))
         return updated
 
     def delete(self, actor: str, credential_id: str) -> None:
+        # The scope comes from the row (it never changes), so the event is found by org, project and user.
+        scope = self.store.get_credential(credential_id)
         row = self.store.delete_credential(
-            credential_id, audit=audit.event(actor, "credential.delete", credential_id=credential_id),
-            revocation="deleted")
+            credential_id, audit=audit.credential_event(actor, "credential.delete", scope), revocation="deleted")
         self._forget_secret(row.vault_path)
 
     def record_health(self, actor: str, credential_id: str, health: str, *, action: str,
@@ -229,8 +233,7 @@ class CredentialManager:
         stamps: dict[str, Any] = {"last_verified_at": audit.now()} if action == "credential.verify" else {}
         return self.store.update_credential(
             credential_id, health=health, **stamps,
-            audit=audit.event(actor, action, credential_id=credential_id, org_id=row.org_id, health=health,
-                              **details),
+            audit=audit.credential_event(actor, action, row, health=health, **details),
             revocation="invalid" if health == "invalid" else None)
 
     def rewrap_all(self, actor: str, org_id: str = "") -> tuple[int, int]:
@@ -292,10 +295,10 @@ class CredentialManager:
         if any(r.name == new.name and r.project_id == new.project_id and r.user_id == new.user_id for r in rows):
             raise AlreadyExists(f"name: a {new.provider} credential named {new.name!r} already exists in this scope")
 
-    @staticmethod
-    def _check_api_base(required: bool, api_base: str) -> None:
+    def _check_api_base(self, spec: ProviderSpec, api_base: str) -> None:
         validation.api_base(api_base)
-        if required and not api_base:
+        spec.check_api_base(api_base, self.egress)
+        if spec.api_base_required and not api_base:
             from keyservice.errors import InvalidArgument
 
             raise InvalidArgument("api_base", "is required for provider openai_compatible")

@@ -90,9 +90,9 @@ class LeaseIssuer:
             credential_id=row.credential_id, provider=row.provider, family=spec.family, api_key=api_key,
             api_base=row.api_base or self._base(spec), default_model=row.default_model or spec.default_model,
             secret_version=row.secret_version)
-        self._audit(audit.event(actor, "lease.issue", credential_id=row.credential_id,
-                                            org_id=req.org_id, lease_id=lease.lease_id, caller=req.caller_identity,
-                                            provider=row.provider, secret_version=row.secret_version))
+        self._audit(audit.event(actor, "lease.issue", credential_id=row.credential_id, **_scope(req),
+                                lease_id=lease.lease_id, caller=req.caller_identity, provider=row.provider,
+                                secret_version=row.secret_version))
         return lease
 
     def _provider(self, req: LeaseRequest) -> ProviderSpec:
@@ -143,16 +143,21 @@ class LeaseIssuer:
             lease_id="lease_" + uuid.uuid4().hex, expires_at=audit.now() + self.ttl, key_source="platform",
             credential_id="", provider=spec.name, family=spec.family, api_key=key, api_base=self._base(spec),
             default_model=spec.default_model, secret_version=0)
-        self._audit(audit.event(actor, "lease.issue", org_id=req.org_id, lease_id=lease.lease_id,
-                                            caller=req.caller_identity, provider=spec.name, key_source="platform"))
+        self._audit(audit.event(actor, "lease.issue", **_scope(req), lease_id=lease.lease_id,
+                                caller=req.caller_identity, provider=spec.name, key_source="platform"))
         return lease
 
     def _base(self, spec: ProviderSpec) -> str:
         return self._base_urls.get(spec.name) or spec.default_api_base
 
     def _audit_refusal(self, actor: str, req: LeaseRequest, why: str, **details: str) -> None:
-        self._audit(audit.event(actor, "lease.refuse", org_id=req.org_id, outcome=why,
-                                            caller=redact_text(req.caller_identity), **details))
+        self._audit(audit.event(actor, "lease.refuse", **_scope(req), outcome=why,
+                                caller=redact_text(req.caller_identity), **details))
+
+
+def _scope(req: LeaseRequest) -> dict[str, str]:
+    """The tenant scope a lease event concerns: the request's (for an explicit credential, its chain)."""
+    return {"org_id": req.org_id, "project_id": req.project_id, "user_id": req.user_id}
 
 
 def requested_provider(name: str, field: str = "provider") -> ProviderSpec:

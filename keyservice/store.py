@@ -107,6 +107,8 @@ class AuditRow:
     org_id: str = ""
     outcome: str = "success"
     details_json: str = "{}"
+    project_id: str = ""
+    user_id: str = ""
 
     @classmethod
     def new(
@@ -116,6 +118,8 @@ class AuditRow:
         *,
         credential_id: str = "",
         org_id: str = "",
+        project_id: str = "",
+        user_id: str = "",
         outcome: str = "success",
         details: Mapping[str, Any] | None = None,
     ) -> AuditRow:
@@ -127,6 +131,8 @@ class AuditRow:
             action=action,
             credential_id=credential_id,
             org_id=org_id,
+            project_id=project_id,
+            user_id=user_id,
             outcome=outcome,
             details_json=json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":")),
         )
@@ -252,8 +258,11 @@ audit_events = sa.Table(
     sa.Column("org_id", sa.Text, nullable=False, server_default=""),
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("details_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("project_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("user_id", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_audit_events_time", "time", "id"),
     sa.Index("ix_audit_events_org", "org_id", "time"),
+    sa.Index("ix_audit_events_scope", "org_id", "project_id", "user_id", "time"),
     sa.Index("ix_audit_events_credential", "credential_id", "time"),
     sqlite_autoincrement=True,
 )
@@ -370,8 +379,8 @@ def _credential(m: Mapping[Any, Any]) -> CredentialRow:
 def _audit(m: Mapping[Any, Any]) -> AuditRow:
     return AuditRow(
         event_id=m["event_id"], time=m["time"], actor=m["actor"], action=m["action"],
-        credential_id=m["credential_id"], org_id=m["org_id"], outcome=m["outcome"],
-        details_json=m["details_json"],
+        credential_id=m["credential_id"], org_id=m["org_id"], project_id=m["project_id"], user_id=m["user_id"],
+        outcome=m["outcome"], details_json=m["details_json"],
     )
 
 
@@ -825,6 +834,8 @@ class Store:
         self,
         *,
         org_id: str = "",
+        project_id: str = "",
+        user_id: str = "",
         credential_id: str = "",
         action: str = "",
         actor: str = "",
@@ -836,8 +847,8 @@ class Store:
         size = _page_size(page_size)
         a = audit_events.c
         q = audit_events.select()
-        for column, value in ((a.org_id, org_id), (a.credential_id, credential_id), (a.action, action),
-                              (a.actor, actor)):
+        for column, value in ((a.org_id, org_id), (a.project_id, project_id), (a.user_id, user_id),
+                              (a.credential_id, credential_id), (a.action, action), (a.actor, actor)):
             if value:
                 q = q.where(column == value)
         if since is not None:

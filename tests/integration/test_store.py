@@ -395,7 +395,7 @@ def test_migrate_is_idempotent_and_matches_the_store(store: Store) -> None:
 
     store.migrate()
     store.migrate()
-    assert store.schema_revision() == "0003"
+    assert store.schema_revision() == "0004"
     assert store.ping()
     # The hand-written migration creates exactly what the store's table definitions describe.
     with store._engine.connect() as conn:  # noqa: SLF001 - test reaches in to compare schemas
@@ -432,7 +432,7 @@ def test_migration_0002_adds_the_vault_path_index_and_refuses_shared_secrets(db_
             conn.execute(credentials.update().where(credentials.c.credential_id == b.credential_id)
                          .values(vault_path=b.vault_path + "-own"))
         s.migrate()
-        assert s.schema_revision() == "0003"
+        assert s.schema_revision() == "0004"
         assert {r.credential_id for r in s.list_credentials(page_size=10)[0]} == \
             {a.credential_id, b.credential_id, alone.credential_id}
         with pytest.raises(AlreadyExists):
@@ -448,10 +448,10 @@ def test_migrate_cli_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-m", "keyservice.migrate"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        assert "revision 0003" in done.stdout
+        assert "revision 0004" in done.stdout
     s = Store(f"sqlite:///{db}")
     try:
-        assert s.schema_revision() == "0003"
+        assert s.schema_revision() == "0004"
         assert s.list_credentials() == ([], "")
     finally:
         s.close()

@@ -280,7 +280,7 @@ class VerifyCredentialResponse(_message.Message):
     def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ..., http_status: _Optional[int] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
-    __slots__ = ("event_id", "time", "actor", "action", "credential_id", "org_id", "outcome", "details_json")
+    __slots__ = ("event_id", "time", "actor", "action", "credential_id", "org_id", "outcome", "details_json", "project_id", "user_id")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -289,6 +289,8 @@ class AuditEvent(_message.Message):
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     time: _timestamp_pb2.Timestamp
     actor: str
@@ -297,10 +299,12 @@ class AuditEvent(_message.Message):
     org_id: str
     outcome: str
     details_json: str
-    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., credential_id: _Optional[str] = ..., org_id: _Optional[str] = ..., outcome: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
+    project_id: str
+    user_id: str
+    def __init__(self, event_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., credential_id: _Optional[str] = ..., org_id: _Optional[str] = ..., outcome: _Optional[str] = ..., details_json: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class ListAuditEventsRequest(_message.Message):
-    __slots__ = ("org_id", "credential_id", "action", "actor", "since", "page_size", "page_token")
+    __slots__ = ("org_id", "credential_id", "action", "actor", "since", "page_size", "page_token", "project_id", "user_id")
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -308,6 +312,8 @@ class ListAuditEventsRequest(_message.Message):
     SINCE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
     org_id: str
     credential_id: str
     action: str
@@ -315,7 +321,9 @@ class ListAuditEventsRequest(_message.Message):
     since: _timestamp_pb2.Timestamp
     page_size: int
     page_token: str
-    def __init__(self, org_id: _Optional[str] = ..., credential_id: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    project_id: str
+    user_id: str
+    def __init__(self, org_id: _Optional[str] = ..., credential_id: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class ListAuditEventsResponse(_message.Message):
     __slots__ = ("events", "next_page_token")
@@ -526,14 +534,16 @@ class WatchRevocationsResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., reason: _Optional[_Union[RevocationReason, str]] = ..., credential_id: _Optional[str] = ..., org_id: _Optional[str] = ..., caller_identity: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready: _Optional[bool] = ...) -> None: ...
 
 class ReportKeyFailureRequest(_message.Message):
-    __slots__ = ("lease_id", "credential_id", "http_status")
+    __slots__ = ("lease_id", "credential_id", "http_status", "provider_reason")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
     HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_REASON_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     credential_id: str
     http_status: int
-    def __init__(self, lease_id: _Optional[str] = ..., credential_id: _Optional[str] = ..., http_status: _Optional[int] = ...) -> None: ...
+    provider_reason: str
+    def __init__(self, lease_id: _Optional[str] = ..., credential_id: _Optional[str] = ..., http_status: _Optional[int] = ..., provider_reason: _Optional[str] = ...) -> None: ...
 
 class ReportKeyFailureResponse(_message.Message):
     __slots__ = ("health",)

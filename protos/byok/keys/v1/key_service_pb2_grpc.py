@@ -303,7 +303,9 @@ class KeyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportKeyFailure(self, request, context):
-        """ReportKeyFailure marks a credential invalid after a provider 401/403 (role `proxy`).
+        """ReportKeyFailure reports a provider's refusal of a leased key (role `proxy`). The credential is marked
+        invalid only when the report carries the provider's structured bad-key evidence and keyservice's own call
+        to the provider (as VerifyCredential makes it) confirms that the key is refused; otherwise it is audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
