@@ -3,7 +3,8 @@ throwaway cluster); each proxy holds a warm lease (TTL 300 s, so expiry plays no
 to one replica, alternately; every proxy is probed in closed loops, by route (provider) and by explicit
 credential id, until it refuses the key. Measured: from just before the DeactivateCredential call to the end of
 the first refused probe of the slowest proxy stream, with no probe served with the key afterwards; and every
-refused attempt must leave a lease.refuse audit event."""
+refused attempt must leave a lease.refuse audit event, or be counted by its proxy as answered from its negative
+cache."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from reliability.stack import Service, Stack, add_key, audit_events, bind, call,
 from reliability.stats import ms, percentile
 
 TITLE = "Revocation: DeactivateCredential to the last proxy refusing the key"
-EXPECTED = "p99 ≤ 1 s over all trials (3 proxies, 2 keyservice replicas on PostgreSQL); every later attempt audited"
+EXPECTED = ("p99 ≤ 1 s over all trials (3 proxies, 2 keyservice replicas on PostgreSQL); every later attempt audited "
+            "or counted by its proxy")
 P99_LIMIT = 1.0
 PROBE_PAUSE = 0.01
 STREAM_TIMEOUT = 8.0     # a stream still served after this is recorded as not refused
@@ -131,8 +133,13 @@ async def run(ctx: Context) -> list[Row]:
         await audit_events(admins[1], org_id="rel-rev-0")
         refusals = [e for e in await audit_events(admins[0], action="lease.refuse")
                     if e.org_id.startswith("rel-rev-") and json.loads(e.details_json or "{}").get("caller") == CALLER]
-        audited = Counter(e.org_id for e in refusals)
-        unaudited = sum(max(0, n - audited.get(org, 0)) for org, n in refused_attempts.items())
+        # A proxy answers a repeated refusal from its negative cache (issue 11) or refuses a caller past its budget
+        # of keyservice calls without asking keyservice; those attempts are counted by the proxies' metrics, and
+        # every other refused attempt must be a lease.refuse event.
+        in_proxy = sum(p.metric("byok_proxy_lease_cache_lookups_total", result=r)
+                       for p in proxies for r in ("negative", "limited"))
+        refused_total = sum(refused_attempts.values())
+        unaudited = refused_total - int(in_proxy) - len(refusals)
         outcomes = Counter(e.outcome for e in refusals)
 
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
@@ -148,9 +155,9 @@ async def run(ctx: Context) -> list[Row]:
         c.check(served_after == 0 and upstream_after == 0 and warm_failures == 0,
                 f"{served_after} probes served after their proxy refused, {upstream_after} upstream requests with the "
                 f"key after the last refusal; {warm_failures} warm-up failures")
-        c.check(unaudited == 0 and sum(refused_attempts.values()) > 0,
-                f"{sum(audited.values())} lease.refuse audit events {dict(outcomes)} for "
-                f"{sum(refused_attempts.values())} refused attempts: {unaudited} unaudited")
+        c.check(unaudited == 0 and refused_total > 0,
+                f"{len(refusals)} lease.refuse audit events {dict(outcomes)} and {int(in_proxy)} refusals from the "
+                f"proxies' negative caches (metric) for {refused_total} refused attempts: {unaudited} unaccounted")
         c.figures = {"latencies_s": [round(x, 4) for x in latencies], "p50_s": p50, "p99_s": p99, "max_s": worst,
                      "codes": dict(codes), "audit_outcomes": dict(outcomes)}
         return [c.row()]

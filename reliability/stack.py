@@ -62,14 +62,17 @@ class Service:
     health_port: int
     tls: TlsFiles
 
-    def metric(self, name: str) -> float:
-        """Sum of a metric's samples from /metrics (0 when absent)."""
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples from /metrics that carry `labels` (0 when absent)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
             text = r.read().decode()
+        wanted = [f'{k}="{v}"' for k, v in labels.items()]
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name) and (line[len(name)] in " {"):
-                total += float(line.rsplit(" ", 1)[1])
+                label_set = line[len(name):].partition("}")[0]
+                if all(w in label_set for w in wanted):
+                    total += float(line.rsplit(" ", 1)[1])
         return total
 
 
