@@ -24,13 +24,15 @@ def port_is_free(port: int) -> bool:
             return False
 
 
-def pick_port(preferred: int) -> int:
-    """The preferred port when free (stable addresses for people), else any free one."""
-    if port_is_free(preferred):
-        return preferred
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pick_port(preferred: int) -> int:
+    """The preferred port when free (stable addresses for people), else any free one."""
+    return preferred if port_is_free(preferred) else free_port()
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 30) -> None:
@@ -48,10 +50,14 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log: P
 
 
 class ProcessGroup:
-    """Starts children and stops them all (SIGTERM, then SIGKILL after a grace period) in reverse order."""
+    """Starts children and stops them all (SIGTERM, then SIGKILL after a grace period) in reverse order.
 
-    def __init__(self, log_dir: Path) -> None:
+    `keep_fds` are file descriptors every child inherits (the local stack's lock, so that the lock stays held
+    while any of its processes lives)."""
+
+    def __init__(self, log_dir: Path, keep_fds: tuple[int, ...] = ()) -> None:
         self.log_dir = log_dir
+        self.keep_fds = keep_fds
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, argv: list[str], env: dict[str, str], port: int | None = None,
@@ -59,7 +65,7 @@ class ProcessGroup:
         log = self.log_dir / f"{name}.log"
         with open(log, "ab") as out:
             process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+                                       start_new_session=True, pass_fds=self.keep_fds)
         self.children.append((name, process))
         if port is not None:
             wait_for_port(port, process, name, log)

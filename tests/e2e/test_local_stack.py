@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from devstack.demo import run_demo
-from devstack.stack import Stack, bao_binary, byokctl, start
+from devstack.stack import WALK, Stack, bao_binary, byokctl, start
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         yield running
     finally:
-        running.processes.stop()
+        running.stop()
 
 
 def test_add_list_rotate_deactivate_delete_with_byokctl(stack: Stack) -> None:
@@ -68,6 +69,27 @@ def test_state_stays_under_the_state_directory(stack: Stack) -> None:
     assert (stack.state / "certs" / "admin.key").stat().st_mode & 0o077 == 0
     assert (stack.env_file.stat().st_mode & 0o077) == 0
     assert Path(stack.state / "keyservice.db").exists()
+
+
+def test_the_readme_walk_runs_as_written_from_any_directory(stack: Stack, tmp_path: Path) -> None:
+    """The README's walk (devstack.stack.WALK, which a unit test holds equal to the README) in bash, from a
+    directory that is not the repository: .byok/env holds absolute paths, `id=$(… -q)` carries the id."""
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in stack.env_file.read_text().splitlines())
+    for variable in ("BYOK_CLIENT_CERT", "BYOK_CLIENT_KEY", "BYOK_CA"):
+        assert Path(exported[variable]).is_absolute() and Path(exported[variable]).is_file(), variable
+    script = (WALK.replace("source .byok/env", f"source {stack.env_file.resolve()}")
+              .replace(".venv/bin/", f"{Path(sys.executable).parent}/").replace("acme", "walker"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BYOK_", "VAULT_", "BAO_"))}
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "alpha bravo charlie" in run.stdout  # the local upstream's canned answer, streamed through the proxy
+    deleted = re.search(r"^deleted (cred_\w+)$", run.stdout, re.M)
+    assert deleted is not None, run.stdout
+    credential_id = deleted.group(1)
+    assert f"map[credential_id:{credential_id} " in run.stdout and "org_id:walker" in run.stdout  # Vault metadata
+    for action in ("credential.create", "credential.rotate", "lease.issue", "credential.deactivate"):
+        assert action in run.stdout, action
 
 
 def test_health_ports_answer_the_image_healthcheck(stack: Stack) -> None:
