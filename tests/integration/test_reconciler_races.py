@@ -281,7 +281,7 @@ def test_a_row_with_a_legacy_spelling_still_protects_its_secret(replicas: tuple[
     legacy = f"{head}/./{tail}"
     import sqlalchemy as sa
 
-    from keyservice.store import credentials
+    from keyservice.store.schema import credentials
     with owner.store._engine.begin() as conn:  # noqa: SLF001 - a row as an older release stored it
         conn.execute(credentials.update().where(credentials.c.credential_id == row.credential_id)
                      .values(vault_path=legacy))

@@ -127,7 +127,7 @@ def test_one_credential_per_vault_secret(store: Store) -> None:
     assert err.value.message.startswith("vault_path: ") and first.credential_id in err.value.message
     store.insert_credential(cred(org_id="org-2", vault_path=first.vault_path, vault_mount="other-kv"))
     # The unique index holds even for a writer that skips the store's check (a concurrent insert).
-    from keyservice.store import credentials
+    from keyservice.store.schema import credentials
 
     with pytest.raises(Exception, match="vault_path|UNIQUE|unique"), store._engine.begin() as conn:  # noqa: SLF001
         conn.execute(credentials.insert().values(**_values(twin)))
@@ -135,7 +135,7 @@ def test_one_credential_per_vault_secret(store: Store) -> None:
 
 
 def _values(row: CredentialRow) -> dict[str, object]:
-    from keyservice.store import _credential_values
+    from keyservice.store._base import _credential_values
 
     return _credential_values(row)
 
@@ -407,8 +407,8 @@ def test_migration_0002_adds_the_vault_path_index_and_refuses_shared_secrets(db_
     from alembic import command
 
     from keyservice.errors import FailedPrecondition
-    from keyservice.migrations import alembic_config
-    from keyservice.store import credentials
+    from keyservice.store.migrations import alembic_config
+    from keyservice.store.schema import credentials
 
     s = Store(db_url)
     try:

@@ -17,8 +17,8 @@ PACKAGES = ("byokcommon", "keyservice", "proxyservice", "byokctl", "devstack")
 OWNERS = {
     "hvac": {"keyservice/vault.py", "keyservice/vault_auth.py", "keyservice/errors.py"},
     "requests": {"keyservice/vault.py", "keyservice/vault_auth.py", "keyservice/errors.py"},
-    "sqlalchemy": {"keyservice/store.py", "keyservice/errors.py", "keyservice/migrations/*"},
-    "alembic": {"keyservice/store.py", "keyservice/migrations/*"},
+    "sqlalchemy": {"keyservice/store/*", "keyservice/errors.py"},
+    "alembic": {"keyservice/store/*"},
     "httpx": {"keyservice/verify.py", "keyservice/errors.py", "proxyservice/upstream.py"},
     "httpcore": {"proxyservice/upstream.py"},
 }

@@ -7,7 +7,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
-from keyservice.store import metadata, normalize_url
+from keyservice.store._base import normalize_url
+from keyservice.store.schema import metadata
 
 config = context.config
 

@@ -1,0 +1,137 @@
+"""Rows the store returns and takes: plain frozen dataclasses, no SQLAlchemy (callers never see it)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+HEALTH_VALUES = ("unverified", "active", "invalid", "rate_limited", "unreachable")
+# Lower-case names of the proto's RevocationReason values (without the REVOCATION_REASON_ prefix).
+REVOCATION_REASONS = frozenset(
+    {"deactivated", "rotated", "deleted", "caller_unbound", "invalid", "scope_changed"}
+)
+NOTIFY_CHANNEL = "byok_revocations"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRow:
+    """A credential's reference and metadata (no secret)."""
+
+    credential_id: str
+    provider: str
+    org_id: str
+    project_id: str
+    user_id: str
+    name: str
+    api_base: str
+    default_model: str
+    active: bool
+    primary: bool
+    health: str
+    key_hint: str
+    fingerprint: str
+    vault_mount: str
+    vault_path: str
+    secret_version: int
+    transit_key: str
+    transit_key_version: int
+    created_at: datetime
+    updated_at: datetime
+    last_verified_at: datetime | None = None
+    last_rotated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit event. `details_json` is a JSON object as text; it must never hold key material."""
+
+    event_id: str
+    time: datetime
+    actor: str
+    action: str
+    credential_id: str = ""
+    org_id: str = ""
+    outcome: str = "success"
+    details_json: str = "{}"
+    project_id: str = ""
+    user_id: str = ""
+
+    @classmethod
+    def new(
+        cls,
+        actor: str,
+        action: str,
+        *,
+        credential_id: str = "",
+        org_id: str = "",
+        project_id: str = "",
+        user_id: str = "",
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditRow:
+        """An event with a fresh id, stamped now."""
+        return cls(
+            event_id=uuid.uuid4().hex,
+            time=utcnow(),
+            actor=actor,
+            action=action,
+            credential_id=credential_id,
+            org_id=org_id,
+            project_id=project_id,
+            user_id=user_id,
+            outcome=outcome,
+            details_json=json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationRow:
+    """One entry of the durable revocation log."""
+
+    sequence: int
+    reason: str
+    credential_id: str
+    org_id: str
+    caller_identity: str
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewRevocation:
+    """A revocation to append along with a change. Empty ids are filled from the changed record."""
+
+    reason: str
+    credential_id: str = ""
+    org_id: str = ""
+    caller_identity: str = ""
+
+
+RevocationArg = str | NewRevocation | None
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRow:
+    """A caller identity allowed to act for an org (project_id '' = the whole org) or one project."""
+
+    caller_identity: str
+    org_id: str
+    project_id: str
+    created_at: datetime
+
+@dataclass(frozen=True)
+class Reservation:
+    vault_mount: str
+    vault_path: str
+    credential_id: str
+    reserved_at: datetime
