@@ -16,7 +16,10 @@ from pathlib import Path
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server could listen on the port now. SO_REUSEADDR as the servers set it: connections of a
+    stack that just stopped (TIME_WAIT) must not push the next `make run` onto other ports."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
             return True
