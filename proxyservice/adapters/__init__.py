@@ -14,6 +14,7 @@ from proxyservice.adapters.base import (
 )
 from proxyservice.adapters.gemini import GeminiAdapter
 from proxyservice.adapters.openai import OpenAIAdapter
+from proxyservice.errors import FailedPrecondition
 
 FAMILIES = ("openai", "anthropic", "gemini")
 
@@ -25,11 +26,13 @@ _ADAPTERS: dict[str, Adapter] = {
 
 
 def adapter_for(family: str) -> Adapter:
-    """The (stateless, shared) adapter of a wire family; ``KeyError`` for an unknown family."""
+    """The (stateless, shared) adapter of a wire family. A family this proxy does not speak (a lease from a
+    newer keyservice) is FAILED_PRECONDITION naming it, not an INTERNAL KeyError."""
     try:
         return _ADAPTERS[family]
     except KeyError:
-        raise KeyError(f"unknown provider family {family!r}") from None
+        raise FailedPrecondition(f"this proxy does not speak the API family {family[:32]!r} of the leased "
+                                 f"credential (it speaks {', '.join(FAMILIES)}); upgrade the proxy") from None
 
 
 __all__ = [

@@ -26,7 +26,7 @@ from proxyservice.adapters.base import (
     schema,
     usage,
 )
-from proxyservice.sse import SSEParser
+from proxyservice.adapters.stream import SSEJsonDecoder
 
 R = pb.Role
 API_VERSION = "2023-06-01"
@@ -79,44 +79,24 @@ def _usage(u: Any, prev: pb.Usage | None) -> pb.Usage | None:
     return usage(inp, out)
 
 
-class AnthropicStreamDecoder:
+class AnthropicStreamDecoder(SSEJsonDecoder):
     """Turns Messages stream events into StreamChatResponses."""
 
-    __slots__ = ("_sse", "_model", "_usage", "_tools", "_next_tool", "complete")
+    __slots__ = ("_model", "_usage", "_tools", "_next_tool")
+    source = "anthropic stream"
 
     def __init__(self) -> None:
-        self._sse = SSEParser()
-        self.complete = False  # message_stop seen
+        super().__init__()  # complete: message_stop seen
         self._model = ""
         self._usage: pb.Usage | None = None
         self._tools: dict[int, int] = {}  # content block index → tool-call index, for tool_use blocks only
         self._next_tool = 0
 
-    def feed(self, chunk: bytes) -> list[pb.StreamChatResponse]:
-        return self._decode(self._sse.feed(chunk))
+    def _skip(self, event: Any) -> bool:
+        return bool(event.event == "ping")
 
-    def close(self) -> list[pb.StreamChatResponse]:
-        return self._decode(self._sse.close())
-
-    def _decode(self, events: list[Any]) -> list[pb.StreamChatResponse]:
-        out: list[pb.StreamChatResponse] = []
-        for ev in events:
-            etype = ev.event
-            if etype == "ping":
-                continue
-            try:
-                obj = loads(ev.data, "anthropic stream")
-                if not isinstance(obj, dict):
-                    raise AdapterError("unexpected JSON in anthropic stream from upstream")
-                resp = self._event(obj.get("type") or etype, obj)
-            except AdapterError as e:
-                e.partial = out
-                raise
-            if resp is not None:
-                out.append(resp)
-        return out
-
-    def _event(self, etype: str, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
+    def _event(self, name: str, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
+        etype = obj.get("type") or name
         if etype == "content_block_delta":
             delta = obj.get("delta") or {}
             dtype = delta.get("type")

@@ -34,7 +34,7 @@ from proxyservice.adapters.base import (
     schema,
     usage,
 )
-from proxyservice.sse import SSEParser
+from proxyservice.adapters.stream import SSEJsonDecoder
 
 R = pb.Role
 FR = pb.FinishReason
@@ -97,39 +97,18 @@ def _usage(obj: dict[str, Any]) -> pb.Usage | None:
     return usage(u.get("promptTokenCount"), out)
 
 
-class GeminiStreamDecoder:
+class GeminiStreamDecoder(SSEJsonDecoder):
     """Turns streamGenerateContent SSE events into StreamChatResponses."""
 
-    __slots__ = ("_sse", "_model", "_calls", "complete")
+    __slots__ = ("_model", "_calls")
+    source = "gemini stream"
 
     def __init__(self) -> None:
-        self._sse = SSEParser()
-        self.complete = False  # a candidate's finishReason (or a blocked prompt) seen
+        super().__init__()  # complete: a candidate's finishReason (or a blocked prompt) seen
         self._model = ""
         self._calls: dict[int, int] = {}  # candidate index → tool calls emitted so far
 
-    def feed(self, chunk: bytes) -> list[pb.StreamChatResponse]:
-        return self._decode(self._sse.feed(chunk))
-
-    def close(self) -> list[pb.StreamChatResponse]:
-        return self._decode(self._sse.close())
-
-    def _decode(self, events: list[Any]) -> list[pb.StreamChatResponse]:
-        out: list[pb.StreamChatResponse] = []
-        for ev in events:
-            try:
-                obj = loads(ev.data, "gemini stream")
-                if not isinstance(obj, dict):
-                    raise AdapterError("unexpected JSON in gemini stream from upstream")
-                resp = self._chunk(obj)
-            except AdapterError as e:
-                e.partial = out
-                raise
-            if resp is not None:
-                out.append(resp)
-        return out
-
-    def _chunk(self, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
+    def _event(self, name: str, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
         if "error" in obj and "candidates" not in obj:
             etype, msg = error_message(obj, "gemini")
             raise UpstreamStreamError(msg, error_type=etype)

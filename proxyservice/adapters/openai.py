@@ -32,7 +32,7 @@ from proxyservice.adapters.base import (
     schema,
     usage,
 )
-from proxyservice.sse import SSEParser
+from proxyservice.adapters.stream import SSEJsonDecoder
 
 R = pb.Role
 
@@ -79,44 +79,25 @@ def _usage(obj: dict[str, Any]) -> pb.Usage | None:
     return usage(u.get("prompt_tokens"), u.get("completion_tokens"))
 
 
-class OpenAIStreamDecoder:
+class OpenAIStreamDecoder(SSEJsonDecoder):
     """Turns chat.completion.chunk events into StreamChatResponses."""
 
-    __slots__ = ("_sse", "_model", "_seen_ids", "complete")
+    __slots__ = ("_model", "_seen_ids")
+    source = "openai stream"
 
     def __init__(self) -> None:
-        self._sse = SSEParser()
-        self.complete = False  # [DONE] or a finish_reason seen
+        super().__init__()  # complete: [DONE] or a finish_reason seen
         self._model = ""
         # (choice, tool index) pairs whose id/name were already sent: some compatible servers repeat them.
         self._seen_ids: set[tuple[int, int]] = set()
 
-    def feed(self, chunk: bytes) -> list[pb.StreamChatResponse]:
-        return self._decode(self._sse.feed(chunk))
+    def _skip(self, event: Any) -> bool:
+        if event.data[:6] == "[DONE]":
+            self.complete = True
+            return True
+        return False
 
-    def close(self) -> list[pb.StreamChatResponse]:
-        return self._decode(self._sse.close())
-
-    def _decode(self, events: list[Any]) -> list[pb.StreamChatResponse]:
-        out: list[pb.StreamChatResponse] = []
-        for ev in events:
-            data = ev.data
-            if data[:6] == "[DONE]":
-                self.complete = True
-                continue
-            try:
-                obj = loads(data, "openai stream")
-                if not isinstance(obj, dict):
-                    raise AdapterError("unexpected JSON in openai stream from upstream")
-                resp = self._chunk(obj)
-            except AdapterError as e:
-                e.partial = out
-                raise
-            if resp is not None:
-                out.append(resp)
-        return out
-
-    def _chunk(self, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
+    def _event(self, name: str, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
         if "error" in obj and not obj.get("choices"):
             etype, msg = error_message(obj, "openai")
             raise UpstreamStreamError(msg, error_type=etype)

@@ -148,11 +148,6 @@ def test_bad_tool_schema_is_a_request_error(family: str) -> None:
         adapter_for(family).build_request(params, api_base="http://h", api_key=KEY, model="m", stream=True)
 
 
-def test_unknown_family() -> None:
-    with pytest.raises(KeyError):
-        adapter_for("cohere")
-
-
 # ---- stream decoding -------------------------------------------------------------------------------
 
 def sse(*objs: Any, events: list[str] | None = None, nl: str = "\n") -> bytes:
@@ -332,3 +327,16 @@ def test_gemini_stream_is_complete_only_with_a_finish_reason_or_a_blocked_prompt
         dec.feed(body)
         dec.close()
         assert dec.complete is whole
+
+
+def test_an_unknown_api_family_is_a_clear_failed_precondition() -> None:
+    """A lease naming a family this proxy does not speak (a newer keyservice) must not surface as INTERNAL."""
+    import grpc
+
+    from proxyservice.adapters import adapter_for
+    from proxyservice.errors import FailedPrecondition
+
+    with pytest.raises(FailedPrecondition) as err:
+        adapter_for("bedrock_converse")
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "bedrock_converse" in err.value.message and "openai" in err.value.message
