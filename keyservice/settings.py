@@ -101,7 +101,7 @@ class KeyServiceSettings:
         tls = TlsFiles(env_str(env, "BYOK_TLS_CERT"), env_str(env, "BYOK_TLS_KEY"), env_str(env, "BYOK_TLS_CA"))
         tls.check("BYOK_TLS")
         vault = VaultSettings(
-            addr=env_required(env, "VAULT_ADDR"),
+            addr=env_str(env, "BYOK_VAULT_ADDR") or env_required(env, "VAULT_ADDR"),  # one address or a list
             ca_cert=env_str(env, "VAULT_CACERT") or None,
             auth=env_choice(env, "BYOK_VAULT_AUTH", "token", ("token", "approle", "kubernetes")),
             token=env_str(env, "VAULT_TOKEN") or None,

@@ -11,6 +11,9 @@ Writes use KV check-and-set; the secret's custom_metadata names its owner so tha
 Every call is synchronous (hvac is) and thread-safe: the service shares one `VaultClient` across its thread
 pool. Each Vault call is retried with jittered exponential backoff on 5xx, sealed and connection errors only,
 never on 4xx; a refused call whose token turned out to be invalid is retried once after a fresh login.
+With several Vault addresses (`VaultSettings.addr` as a comma-separated list: the nodes of an HA cluster),
+the client uses one at a time and moves to the next when it cannot connect or the node answers sealed; the
+other nodes are tried at once, before any backoff.
 Every hvac/requests exception leaves this module translated by `errors.translate_foreign()`: hvac puts whole
 response bodies (which can hold decrypted keys) into its messages, so only class names are ever logged.
 """
@@ -22,6 +25,7 @@ import binascii
 import functools
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +62,9 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
 )
+# What makes the client move to the next of several Vault addresses: the node cannot be reached, or it is
+# sealed (hvac's VaultDown, a 503 from a sealed node or a standby that has lost its active node).
+_FAIL_OVER: tuple[type[BaseException], ...] = (requests.exceptions.ConnectionError, hvac.exceptions.VaultDown)
 _CIPHERTEXT_VERSION = re.compile(r"^vault:v(\d+):")
 # Vault's limits on custom_metadata (KV v2).
 _MAX_METADATA_KEYS, _MAX_METADATA_KEY_LEN, _MAX_METADATA_VALUE_LEN = 64, 128, 512
@@ -67,7 +74,9 @@ _MAX_METADATA_KEYS, _MAX_METADATA_KEY_LEN, _MAX_METADATA_VALUE_LEN = 64, 128, 51
 class VaultSettings:
     """Where Vault is, how to log in, and where the keys live. Secrets are kept out of repr()."""
 
-    addr: str                                  # VAULT_ADDR, e.g. https://vault.example:8200
+    # BYOK_VAULT_ADDR or VAULT_ADDR, e.g. https://vault.example:8200; or a comma-separated list of a cluster's
+    # nodes (https://vault-0:8200,https://vault-1:8200,...), used in order, failing over (see `addrs`)
+    addr: str
     ca_cert: str | None = None                 # PEM bundle to verify Vault's certificate (None: system CAs)
     auth: str = "token"                        # token | approle | kubernetes
     token: str | None = field(default=None, repr=False)       # auth=token
@@ -84,10 +93,16 @@ class VaultSettings:
     timeout_seconds: float = 5.0               # connect and read timeout of each HTTP request
     max_retries: int = 3                       # extra attempts on 5xx/sealed/connection errors
 
+    @property
+    def addrs(self) -> tuple[str, ...]:
+        """The Vault addresses in `addr`, in order (one, or a cluster's nodes)."""
+        return tuple(a.strip().rstrip("/") for a in self.addr.split(",") if a.strip())
+
     def validate(self) -> None:
         """Raise InvalidArgument naming the first bad setting (called when the client is built)."""
-        if not self.addr.startswith(("http://", "https://")):
-            raise errors.InvalidArgument("vault.addr", "must be an http:// or https:// URL")
+        if not self.addrs or not all(a.startswith(("http://", "https://")) for a in self.addrs):
+            raise errors.InvalidArgument("vault.addr", "must be an http:// or https:// URL, or a comma-separated "
+                                         "list of them")
         if self.auth not in AUTH_MODES:
             raise errors.InvalidArgument("vault.auth", f"must be one of {', '.join(AUTH_MODES)}")
         required = {"token": ("token",), "approle": ("role_id", "secret_id"), "kubernetes": ("k8s_role",)}
@@ -131,8 +146,11 @@ class VaultClient:
         # No proxy/netrc lookups from the environment on every call: Vault is addressed directly, and the
         # lookups cost more than the request itself on the lease path.
         session.trust_env = False
+        self._addrs = settings.addrs
+        self._addr_index = 0  # the address in use; moved on by _fail_over()
+        self._addr_lock = threading.Lock()
         self._client = hvac.Client(
-            url=settings.addr,
+            url=self._addrs[0],
             token=settings.token if settings.auth == "token" else None,
             verify=verify,
             timeout=settings.timeout_seconds,  # type: ignore[arg-type]  # requests takes a float; the stub says int
@@ -143,6 +161,11 @@ class VaultClient:
     @property
     def settings(self) -> VaultSettings:
         return self._settings
+
+    @property
+    def addr(self) -> str:
+        """The Vault address in use (one of `settings.addrs`)."""
+        return self._addrs[self._addr_index]
 
     # -- layout ---------------------------------------------------------------------------------------
 
@@ -339,13 +362,20 @@ class VaultClient:
         """True if Vault answers, is initialised and unsealed. Never raises (no retries, no token)."""
         started = time.perf_counter()
         healthy = False
-        try:
-            status = self._client.sys.read_health_status(method="GET", standby_ok=True)
-            # hvac returns the JSON body for a 200 and the raw response otherwise (sealed: 503).
-            healthy = isinstance(status, dict) and status.get("initialized") is True \
-                and status.get("sealed") is False
-        except Exception as exc:  # noqa: BLE001 - health must never raise; only the class name is kept
-            log.info("vault_health_failed", error=type(exc).__name__)
+        for _ in self._addrs:  # with several addresses, an unreachable or sealed node moves on to the next
+            index = self._addr_index
+            try:
+                status = self._client.sys.read_health_status(method="GET", standby_ok=True)
+                # hvac returns the JSON body for a 200 and the raw response otherwise (sealed: 503).
+                healthy = isinstance(status, dict) and status.get("initialized") is True \
+                    and status.get("sealed") is False
+            except Exception as exc:  # noqa: BLE001 - health must never raise; only the class name is kept
+                log.info("vault_health_failed", error=type(exc).__name__)
+                if not (isinstance(exc, _FAIL_OVER) and self._fail_over(index)):
+                    break
+                continue
+            if healthy or not self._fail_over(index):
+                break
         self._report("health", time.perf_counter() - started, "ok" if healthy else "unavailable")
         return healthy
 
@@ -456,18 +486,36 @@ class VaultClient:
 
     def _with_retries(self, fn: Callable[[], T]) -> T:
         attempt = 0
+        hops = 0  # immediate moves to another address in this call (at most one per other address)
         while True:
+            index = self._addr_index
             try:
                 return fn()
             except _RETRYABLE as exc:
+                error = type(exc).__name__
+                moved = isinstance(exc, _FAIL_OVER) and self._fail_over(index)
+                if moved and hops < len(self._addrs) - 1:
+                    hops += 1
+                    continue  # another node, at once: no backoff, no attempt used
                 if attempt >= self._settings.max_retries:
                     raise
-                error = type(exc).__name__
             attempt += 1
             ceiling = min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             delay = ceiling / 2 + random.uniform(0, ceiling / 2)
             log.warning("vault_retry", error=error, attempt=attempt, delay_seconds=round(delay, 3))
             time.sleep(delay)  # backoff before the next attempt
+
+    def _fail_over(self, failed: int) -> bool:
+        """Move from address `failed` to the next one, unless another thread already moved on from it.
+        False when there is only one address."""
+        if len(self._addrs) < 2:
+            return False
+        with self._addr_lock:
+            if self._addr_index == failed:
+                self._addr_index = (failed + 1) % len(self._addrs)
+                self._client.url = self._addrs[self._addr_index]
+                log.warning("vault_failover", failed=self._addrs[failed], now=self._addrs[self._addr_index])
+        return True
 
     def _report(self, operation: str, seconds: float, outcome: str) -> None:
         if self._observe is None:
