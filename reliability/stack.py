@@ -21,7 +21,7 @@ from byokcommon.tls import TlsFiles, channel_credentials
 from devstack.upstream import FakeUpstream, UpstreamConfig, _bearer
 from reliability.certs import ADMIN, CALLER, KEYSERVICE, PROXY, CertDir
 from reliability.procs import Proc, free_port
-from reliability.vault import Vault
+from reliability.vault import RaftCluster, Vault
 
 REPO = Path(__file__).resolve().parent.parent
 PROVIDERS_ON_UPSTREAM = ("openai", "anthropic", "mistral", "groq", "together", "deepseek", "fireworks",
@@ -79,7 +79,7 @@ class Service:
 @dataclass
 class Stack:
     work: Path
-    vault: Vault
+    vault: Vault | RaftCluster
     certs: CertDir
     upstream: RecordingUpstream
     kv_prefix: str = "byok"
@@ -89,7 +89,8 @@ class Stack:
     tls: dict[str, TlsFiles] = field(default_factory=dict)
 
     @classmethod
-    async def create(cls, work: Path, vault: Vault, upstream_config: UpstreamConfig | None = None) -> Stack:
+    async def create(cls, work: Path, vault: Vault | RaftCluster,
+                     upstream_config: UpstreamConfig | None = None) -> Stack:
         certs = CertDir(work / "certs")
         upstream = RecordingUpstream(upstream_config or UpstreamConfig())
         await upstream.start()
@@ -112,7 +113,8 @@ class Stack:
             BYOK_METRICS_ADDR=f"127.0.0.1:{mport}", BYOK_TLS_CERT=tls.cert, BYOK_TLS_KEY=tls.key,
             BYOK_TLS_CA=tls.ca, BYOK_DATABASE_URL=database_url, VAULT_ADDR=self.vault.addr,
             BYOK_ROLES=f"{ADMIN}=admin,{PROXY}=proxy", BYOK_PROVIDER_BASE_URLS=self.base_urls(),
-            BYOK_VAULT_KV_PREFIX=self.kv_prefix, BYOK_LOG_LEVEL="info", BYOK_VAULT_TIMEOUT_SECONDS="2")
+            BYOK_VAULT_KV_PREFIX=self.kv_prefix, BYOK_LOG_LEVEL="info", BYOK_VAULT_TIMEOUT_SECONDS="2",
+            BYOK_DEV_LOOPBACK_HTTP="1")  # the provider stand-in is plain http on loopback
         if extra.get("BYOK_VAULT_AUTH", "token") == "token":
             env["VAULT_TOKEN"] = vault_token or self.vault.root_token
         env.update(extra)
@@ -130,7 +132,7 @@ class Stack:
             BYOK_GRPC_ADDR=f"127.0.0.1:{port}", BYOK_HEALTH_ADDR=f"127.0.0.1:{hport}",
             BYOK_METRICS_ADDR=f"127.0.0.1:{mport}", BYOK_TLS_CERT=tls.cert, BYOK_TLS_KEY=tls.key,
             BYOK_TLS_CA=tls.ca, BYOK_KEYSERVICE_ADDR=f"localhost:{keyservice.port}", BYOK_LOG_LEVEL="info",
-            BYOK_KEYSERVICE_TIMEOUT_SECONDS="2", BYOK_UPSTREAM_TIMEOUT_SECONDS="30")
+            BYOK_KEYSERVICE_TIMEOUT_SECONDS="2", BYOK_UPSTREAM_TIMEOUT_SECONDS="30", BYOK_DEV_LOOPBACK_HTTP="1")
         env.update(extra)
         name = name or f"proxy{len(self.proxies) + 1}"
         proc = Proc(name, [sys.executable, "-m", "proxyservice"], env, self.work / "logs", port=port, cwd=str(REPO))
