@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import pytest
 
 from byokcommon.tls import TlsFiles
-from byokctl.__main__ import build_parser
+from byokctl.cli import build_parser
 from devstack.upstream import FakeUpstream, UpstreamConfig
 from keyservice.server import KeyServiceApp, create_server
 from proxyservice.server import ProxyApp
@@ -391,3 +391,16 @@ def test_every_byokctl_line_in_the_runbook_parses() -> None:
             parser.parse_args(argv)
         except SystemExit:
             pytest.fail(f"docs/operations.md: `byokctl {' '.join(argv)}` does not parse")
+
+
+def test_audit_filters_by_project_and_user_and_shows_the_scope(cli: Cli) -> None:
+    """Issue 12: the README's `byokctl audit --org` must show a delete, and audit narrows to a project or user."""
+    cid = ok(cli("keys", "add", "-q", "--org", "scoped", "--project", "web", "--user", "alice", "--provider",
+                 "openai", "--name", "main", stdin=fake_openai_key())).strip()
+    ok(cli("keys", "delete", cid))
+    rows = table(ok(cli("audit", "--org", "scoped", "--project", "web", "--user", "alice")))
+    assert [(r["action"], r["scope"]) for r in rows] == [("credential.delete", "scoped/web/alice"),
+                                                         ("credential.create", "scoped/web/alice")]
+    assert table(ok(cli("audit", "--org", "scoped", "--user", "bob"))) == []
+    events = ok_json(cli("--json", "audit", "--org", "scoped", "--project", "web"))
+    assert {(e["project_id"], e["user_id"]) for e in events} == {("web", "alice")}

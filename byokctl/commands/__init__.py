@@ -1,0 +1,1 @@
+"""One module per byokctl command group; `byokctl.cli` maps subcommands to them."""

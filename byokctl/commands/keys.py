@@ -1,0 +1,91 @@
+"""`byokctl keys …`: add, import, list, get, update, rotate, activate, deactivate, verify, delete."""
+
+from __future__ import annotations
+
+import argparse
+
+from byok.keys.v1 import key_service_pb2 as kpb
+from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
+from byokctl.inputs import read_secret, scope_of
+from byokctl.output import emit_json, emit_table, enum_word
+
+
+def health(value: int) -> str:
+    return enum_word(kpb.CredentialHealth.DESCRIPTOR, value)
+
+
+def show_credentials(args: argparse.Namespace, creds: list[kpb.Credential]) -> None:
+    if getattr(args, "id_only", False):
+        for c in creds:
+            print(c.credential_id)
+        return
+    if args.json:
+        emit_json(creds if len(creds) != 1 or args.command == "keys" and args.action == "list" else creds[0])
+        return
+    emit_table(["id", "provider", "org", "project", "user", "name", "active", "primary", "health", "key",
+                "version", "transit", "vault path"],
+               [[c.credential_id, c.provider, c.scope.org_id, c.scope.project_id, c.scope.user_id, c.name,
+                 c.active, c.primary, health(c.health), c.key_hint, c.secret_ref.version,
+                 f"{c.secret_ref.transit_key}:v{c.secret_ref.transit_key_version}" if c.secret_ref.transit_key
+                 else "", f"{c.secret_ref.mount}/{c.secret_ref.path}"] for c in creds])
+
+
+def cmd_keys(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
+    a = args.action
+    if a == "add":
+        key = read_secret(f"{args.provider} API key: ")
+        reply = stub.CreateCredential(kpb.CreateCredentialRequest(
+            provider=args.provider, scope=scope_of(args), name=args.name, api_key=key, api_base=args.api_base or "",
+            default_model=args.default_model or "", primary=args.primary), timeout=args.timeout)
+        show_credentials(args, [reply.credential])
+    elif a == "import":
+        reply = stub.RegisterCredential(kpb.RegisterCredentialRequest(
+            provider=args.provider, scope=scope_of(args), name=args.name, vault_path=args.vault_path,
+            api_base=args.api_base or "", default_model=args.default_model or "", primary=args.primary),
+            timeout=args.timeout)
+        show_credentials(args, [reply.credential])
+    elif a == "list":
+        creds: list[kpb.Credential] = []
+        token = ""
+        active = {"yes": True, "no": False}.get(args.active or "")
+        while True:
+            request = kpb.ListCredentialsRequest(org_id=args.org or "", project_id=args.project or "",
+                                                 user_id=args.user or "", provider=args.provider or "",
+                                                 page_size=200, page_token=token)
+            if active is not None:
+                request.active = active
+            reply = stub.ListCredentials(request, timeout=args.timeout)
+            creds.extend(reply.credentials)
+            token = reply.next_page_token
+            if not token:
+                break
+        show_credentials(args, creds)
+    elif a == "get":
+        show_credentials(args, [stub.GetCredential(kpb.GetCredentialRequest(credential_id=args.id),
+                                                    timeout=args.timeout).credential])
+    elif a == "update":
+        update = kpb.UpdateCredentialRequest(credential_id=args.id)
+        for field in ("name", "api_base", "default_model"):
+            if getattr(args, field) is not None:
+                setattr(update, field, getattr(args, field))
+        if args.primary is not None:
+            update.primary = args.primary == "yes"
+        show_credentials(args, [stub.UpdateCredential(update, timeout=args.timeout).credential])
+    elif a == "rotate":
+        key = read_secret("new API key: ")
+        reply = stub.RotateCredentialSecret(kpb.RotateCredentialSecretRequest(
+            credential_id=args.id, api_key=key, expected_version=args.expected_version or 0), timeout=args.timeout)
+        show_credentials(args, [reply.credential])
+    elif a in ("activate", "deactivate"):
+        rpc = stub.ActivateCredential if a == "activate" else stub.DeactivateCredential
+        req_type = kpb.ActivateCredentialRequest if a == "activate" else kpb.DeactivateCredentialRequest
+        show_credentials(args, [rpc(req_type(credential_id=args.id), timeout=args.timeout).credential])
+    elif a == "delete":
+        stub.DeleteCredential(kpb.DeleteCredentialRequest(credential_id=args.id), timeout=args.timeout)
+        emit_json({"deleted": args.id}) if args.json else print(f"deleted {args.id}")
+    elif a == "verify":
+        reply = stub.VerifyCredential(kpb.VerifyCredentialRequest(credential_id=args.id), timeout=args.timeout)
+        if args.json:
+            emit_json(reply)
+        else:
+            print(f"{args.id}: {health(reply.credential.health)} (HTTP {reply.http_status or 'no answer'})")
