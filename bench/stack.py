@@ -116,7 +116,7 @@ def _start(stack: BenchStack, proxy_log_level: str) -> None:
         BYOK_TLS_CERT=certs.keyservice.cert, BYOK_TLS_KEY=certs.keyservice.key, BYOK_TLS_CA=certs.keyservice.ca,
         BYOK_DATABASE_URL=f"sqlite:///{(stack.state / 'keyservice.db').resolve()}", VAULT_ADDR=f"http://127.0.0.1:{vault_port}",
         VAULT_TOKEN=token, BYOK_ROLES=f"{ADMIN}=admin,{PROXY}=proxy", BYOK_PROVIDER_BASE_URLS=overrides,
-        BYOK_LEASE_TTL_SECONDS=str(LEASE_TTL_SECONDS), BYOK_LOG_LEVEL="warning")
+        BYOK_LEASE_TTL_SECONDS=str(LEASE_TTL_SECONDS), BYOK_LOG_LEVEL="warning", BYOK_DEV_LOOPBACK_HTTP="1")
     stack.start_process("keyservice", [py, "-m", "keyservice"], ks_env, ks_port, sut=True)
     stack.ports["keyservice_metrics"] = int(ks_env["BYOK_METRICS_ADDR"].rsplit(":", 1)[1])
 
@@ -125,7 +125,7 @@ def _start(stack: BenchStack, proxy_log_level: str) -> None:
         BYOK_GRPC_ADDR=f"127.0.0.1:{proxy_port}", BYOK_HEALTH_ADDR="", BYOK_METRICS_ADDR=f"127.0.0.1:{free_port()}",
         BYOK_TLS_CERT=certs.proxyservice.cert, BYOK_TLS_KEY=certs.proxyservice.key,
         BYOK_TLS_CA=certs.proxyservice.ca, BYOK_KEYSERVICE_ADDR=f"localhost:{ks_port}",
-        BYOK_LOG_LEVEL=proxy_log_level)
+        BYOK_LOG_LEVEL=proxy_log_level, BYOK_DEV_LOOPBACK_HTTP="1")
     stack.start_process("proxy", [py, "-m", "proxyservice"], proxy_env, proxy_port, sut=True)
     stack.ports["proxy_metrics"] = int(proxy_env["BYOK_METRICS_ADDR"].rsplit(":", 1)[1])
 

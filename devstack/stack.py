@@ -252,7 +252,9 @@ def _start(state: Path, group: ProcessGroup, lock: int, port_for: Callable[[int]
         BYOK_TLS_KEY=str(certs / "keyservice.key"), BYOK_TLS_CA=str(certs / "ca.crt"),
         BYOK_DATABASE_URL=f"sqlite:///{(state / 'keyservice.db').resolve()}", VAULT_ADDR=vault_addr,
         VAULT_TOKEN=token, BYOK_ROLES=f"{ADMIN}=admin,{PROXY}=proxy", BYOK_PROVIDER_BASE_URLS=overrides,
-        BYOK_LOG_LEVEL=os.environ.get("BYOK_LOG_LEVEL", "info"))
+        BYOK_LOG_LEVEL=os.environ.get("BYOK_LOG_LEVEL", "info"),
+        # Development only: the local provider stand-in is plain http on loopback (byokcommon/egress.py).
+        BYOK_DEV_LOOPBACK_HTTP="1")
     launch("keyservice", [python(), "-m", "keyservice"], ks_env, ks_port)
 
     proxy_port, proxy_health, proxy_metrics = port_for(50052), port_for(8082), port_for(9091)
@@ -261,7 +263,7 @@ def _start(state: Path, group: ProcessGroup, lock: int, port_for: Callable[[int]
         BYOK_METRICS_ADDR=f"127.0.0.1:{proxy_metrics}", BYOK_TLS_CERT=str(certs / "proxyservice.crt"),
         BYOK_TLS_KEY=str(certs / "proxyservice.key"), BYOK_TLS_CA=str(certs / "ca.crt"),
         BYOK_KEYSERVICE_ADDR=f"localhost:{ks_port}", BYOK_LOG_LEVEL=os.environ.get("BYOK_LOG_LEVEL", "info"),
-        BYOK_WORKERS=os.environ.get("BYOK_WORKERS", "1"))
+        BYOK_WORKERS=os.environ.get("BYOK_WORKERS", "1"), BYOK_DEV_LOOPBACK_HTTP="1")
     launch("proxyservice", [python(), "-m", "proxyservice"], proxy_env, proxy_port)
 
     stack = Stack(state=state, vault_addr=vault_addr, vault_token=token, keyservice_port=ks_port,

@@ -1,11 +1,15 @@
 """The providers keyservice knows: key format, default base URL and model, the model-name pattern that routes
-a model to its provider, the platform-key environment variable, and the wire family the proxy speaks."""
+a model to its provider, the platform-key environment variable, the wire family the proxy speaks, and the
+hosts a credential's api_base may name (docs/security.md, "api_base and SSRF")."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from byokcommon.egress import ALLOWLIST_ENV, EgressPolicy, EgressRefused
 from keyservice.errors import InvalidArgument
 
 
@@ -25,6 +29,34 @@ class ProviderSpec:
     # Prefixes of other providers' keys that start with ours ("sk-ant-" starts with "sk-"): refused, because a
     # key stored under the wrong provider fails every request and bills nobody the tenant expects.
     foreign_prefixes: tuple[str, ...] = ()
+    # Hosts of the provider's API besides its default api_base's host.
+    extra_hosts: tuple[str, ...] = ()
+
+    @property
+    def api_hosts(self) -> tuple[str, ...]:
+        """The hosts an api_base of this provider may name without ops' allowlist; () = any public host
+        (openai_compatible, whose api_base is the tenant's own server)."""
+        default = urlsplit(self.default_api_base).hostname
+        return ((default,) if default else ()) + self.extra_hosts
+
+    def check_api_base(self, api_base: str, policy: EgressPolicy, field: str = "api_base") -> None:
+        """Raise InvalidArgument unless api_base stays on this provider's hosts (or ops' allowlist) and on
+        an allowed destination: keys must not be sent, by an admin's update, to a host of their choosing."""
+        if not api_base:
+            return
+        parts = urlsplit(api_base)
+        host = (parts.hostname or "").rstrip(".")
+        try:
+            policy.check_url(parts.scheme, host)
+        except EgressRefused as exc:
+            raise InvalidArgument(field, str(exc)) from None
+        hosts = self.api_hosts
+        if not hosts or host in hosts or policy.host_allowlisted(host):
+            return
+        if policy.dev_loopback_http and _loopback(host):
+            return  # development: the local stand-in plays every provider
+        raise InvalidArgument(field, f"{host} is not a {self.name} host (expected {', '.join(hosts)}); ops may "
+                                     f"allow others in {ALLOWLIST_ENV}")
 
     def check_key(self, api_key: str, field: str = "api_key") -> None:
         """Raise InvalidArgument (naming the field and the expected format, never echoing the key)."""
@@ -47,6 +79,15 @@ class ProviderSpec:
 
 _KEY_CHARSET = re.compile(r"[A-Za-z0-9_\-.]+")
 
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 PROVIDERS: dict[str, ProviderSpec] = {p.name: p for p in (
     ProviderSpec("openai", "openai", "https://api.openai.com/v1", "gpt-4o-mini",
                  r"(gpt-|chatgpt-|o[1-9]|text-|davinci|babbage|ft:gpt).*", "sk-",
@@ -65,7 +106,8 @@ PROVIDERS: dict[str, ProviderSpec] = {p.name: p for p in (
                  r"groq/.*", "gsk_", "'gsk_' followed by letters and digits", "GROQ_API_KEY"),
     ProviderSpec("together", "openai", "https://api.together.xyz/v1", "meta-llama/Llama-3.3-70B-Instruct-Turbo",
                  r"(meta-llama|mistralai|Qwen|deepseek-ai|togethercomputer)/.*", "",
-                 "letters and digits (usually 64 hex characters)", "TOGETHER_API_KEY"),
+                 "letters and digits (usually 64 hex characters)", "TOGETHER_API_KEY",
+                 extra_hosts=("api.together.ai",)),
     ProviderSpec("deepseek", "openai", "https://api.deepseek.com/v1", "deepseek-chat",
                  r"deepseek-(chat|reasoner|coder).*", "sk-", "'sk-' followed by letters and digits",
                  "DEEPSEEK_API_KEY", foreign_prefixes=("sk-ant-", "sk-or-", "sk-proj-")),

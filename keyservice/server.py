@@ -72,7 +72,8 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
     feed = RevocationFeed(store)
     await feed.start()
     credentials = CredentialManager(store, vault, keep_secret_versions=settings.keep_secret_versions,
-                                    create_deadline_seconds=settings.create_deadline_seconds)
+                                    create_deadline_seconds=settings.create_deadline_seconds,
+                                    egress=settings.egress)
     audit_writer = AuditWriter(store, registry=metrics.registry)
     leases = LeaseIssuer(store, vault, ttl_seconds=settings.lease_ttl_seconds,
                          platform_keys=settings.platform_keys, provider_base_urls=settings.provider_base_urls,
@@ -80,7 +81,7 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
     servicer = KeyServicer(store=store, credentials=credentials, leases=leases, feed=feed, executor=executor,
                            verify_timeout=settings.verify_timeout_seconds,
                            provider_base_urls=settings.provider_base_urls, audit_writer=audit_writer,
-                           on_lease=_lease_counter(metrics))
+                           on_lease=_lease_counter(metrics), egress=settings.egress)
     interceptor = RequestInterceptor(authorize=RoleAuthorizer(settings.roles), metrics=metrics,
                                      max_concurrent=settings.max_concurrent_rpcs)
     parts = await start_grpc(

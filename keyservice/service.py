@@ -14,21 +14,24 @@ import grpc
 
 from byok.keys.v1 import key_service_pb2 as pb
 from byok.keys.v1 import key_service_pb2_grpc as pb_grpc
+from byokcommon.egress import EgressPolicy, PinningResolver
+from byokcommon.provider_answers import reported_rejection_counts
 from byokcommon.tls import peer_identity
 from keyservice import audit, convert, validation
 from keyservice.audit_writer import AuditWriter
 from keyservice.credentials import CredentialManager, NewCredential
-from keyservice.errors import FailedPrecondition, InvalidArgument, translate_foreign
+from keyservice.errors import FailedPrecondition, InvalidArgument, KeyServiceError, translate_foreign
 from keyservice.leases import LeaseIssuer, LeaseRequest, requested_provider
 from keyservice.providers import PROVIDERS, get_provider
 from keyservice.revocation_feed import RevocationFeed
-from keyservice.store import Store
+from keyservice.store import CredentialRow, Store
 from keyservice.verify import verify_key
 
 T = TypeVar("T")
 
 KEY_SOURCE_TO_PB = {"tenant": pb.KEY_SOURCE_TENANT, "platform": pb.KEY_SOURCE_PLATFORM}
 _LEASE_ID = re.compile(r"lease_[0-9a-f]{32}")
+_PROVIDER_REASON = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # A failure is reported while the lease is live or just after (the proxy reports the 401 it got with it).
 _LEASE_AUDIT_SLACK = dt.timedelta(minutes=1)
 # How long another replica may hold a lease event before its audit writer flushes it (AuditWriter's interval,
@@ -41,7 +44,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
     def __init__(self, *, store: Store, credentials: CredentialManager, leases: LeaseIssuer,
                  feed: RevocationFeed, executor: ThreadPoolExecutor, verify_timeout: float,
                  provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None,
-                 on_lease: Callable[[str, str], None] | None = None) -> None:
+                 on_lease: Callable[[str, str], None] | None = None, egress: EgressPolicy | None = None) -> None:
         self.audit_writer = audit_writer
         self.on_lease = on_lease
         self.store = store
@@ -51,6 +54,9 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         self.executor = executor
         self.verify_timeout = verify_timeout
         self.base_urls = provider_base_urls
+        self.egress = egress or EgressPolicy()
+        self.resolver = PinningResolver(self.egress)  # verify calls go only to checked, pinned addresses
+        self._confirming: set[asyncio.Future[Any]] = set()
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work off the event loop, with foreign exceptions translated where they enter."""
@@ -150,16 +156,28 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
     async def VerifyCredential(self, request: pb.VerifyCredentialRequest, context: grpc.aio.ServicerContext
                                ) -> pb.VerifyCredentialResponse:
         credential_id = validation.credential_id(request.credential_id)
-        lease_row = await self._run(self.store.get_credential, credential_id)
-        spec = get_provider(lease_row.provider)
-        api_key = await self._run(self.credentials.vault.read_secret, lease_row.vault_path,
-                                  lease_row.secret_version, org_id=lease_row.org_id)
-        api_base = lease_row.api_base or self.base_urls.get(spec.name) or spec.default_api_base
-        health, status = await self._run(verify_key, spec.family, api_base, api_key, timeout=self.verify_timeout)
-        del api_key
+        health, status = await self._verify(await self._run(self.store.get_credential, credential_id))
         row = await self._run(self.credentials.record_health, peer_identity(context), credential_id, health,
                               action="credential.verify", http_status=status)
         return pb.VerifyCredentialResponse(credential=convert.credential(row), http_status=status)
+
+    async def _verify(self, row: CredentialRow) -> tuple[str, int]:
+        """The provider's own answer to the stored key (its list-models call), sent only where the api_base and
+        egress rules allow (a row stored before them is refused with FAILED_PRECONDITION)."""
+        spec = get_provider(row.provider)
+        if row.api_base:
+            try:
+                spec.check_api_base(row.api_base, self.egress)
+            except InvalidArgument as exc:
+                raise FailedPrecondition(f"{exc.message}; update the credential's api_base") from None
+        api_key = await self._run(self.credentials.vault.read_secret, row.vault_path, row.secret_version,
+                                  org_id=row.org_id)
+        api_base = row.api_base or self.base_urls.get(spec.name) or spec.default_api_base
+        try:
+            return await self._run(verify_key, spec.name, spec.family, api_base, api_key,
+                                   timeout=self.verify_timeout, resolver=self.resolver)
+        finally:
+            del api_key
 
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: grpc.aio.ServicerContext
                               ) -> pb.ListAuditEventsResponse:
@@ -276,6 +294,10 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
 
     async def ReportKeyFailure(self, request: pb.ReportKeyFailureRequest, context: grpc.aio.ServicerContext
                                ) -> pb.ReportKeyFailureResponse:
+        """A proxy's report of a provider refusing a leased key. The key is marked invalid only on the
+        provider's structured bad-key evidence (byokcommon/provider_answers.py) confirmed by keyservice's own
+        call to the provider: what a caller can make a provider say about its own request (an echoed field
+        name, a policy 403) never takes the key out of service for the org's other callers."""
         credential_id = validation.credential_id(request.credential_id)
         if not 100 <= request.http_status <= 599:
             raise InvalidArgument("http_status", "must be an HTTP status code (100-599)")
@@ -283,25 +305,49 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         # field would otherwise be stored there.
         if request.lease_id and not _LEASE_ID.fullmatch(request.lease_id):
             raise InvalidArgument("lease_id", "must look like lease_ followed by 32 hex digits")
+        reason = request.provider_reason
+        if reason and not _PROVIDER_REASON.fullmatch(reason):
+            raise InvalidArgument("provider_reason", "must be 1-64 characters of letters, digits, '_', '.' or '-'")
         actor = peer_identity(context)
-        if request.http_status in (401, 403):
-            # Only the proxy that holds a lease of this credential may have it marked invalid: otherwise any
-            # proxy identity could take any tenant's key out of service.
+        if request.http_status in (401, 403) or reason:
+            # Only the proxy that holds a lease of this credential may have it checked: otherwise any proxy
+            # identity could make keyservice call providers with any tenant's key.
             if not request.lease_id:
                 raise InvalidArgument("lease_id", "is required to report a rejected key")
             if not await self._lease_was_issued(request.lease_id, credential_id, actor):
                 raise FailedPrecondition(f"lease_id: {request.lease_id} is not a lease of credential {credential_id} "
                                          "issued to you within the longest lease lifetime")
-            row = await self._run(self.credentials.record_health, actor, credential_id, "invalid",
-                                  action="credential.report_failure", http_status=request.http_status,
-                                  lease_id=request.lease_id)
-        else:
-            row = await self._run(self.store.get_credential, credential_id)
-            await self._run(self.store.append_audit, audit.credential_event(
-                actor, "credential.report_failure", row, http_status=request.http_status,
-                lease_id=request.lease_id))
+        # Shielded: the confirmation (a provider call) finishes and is recorded even if the proxy stops waiting.
+        confirm = asyncio.ensure_future(self._judge_report(actor, credential_id, request))
+        self._confirming.add(confirm)
+        confirm.add_done_callback(self._confirming.discard)
+        row = await asyncio.shield(confirm)
         health = convert.HEALTH_TO_PB.get(row.health, pb.CREDENTIAL_HEALTH_UNSPECIFIED)
         return pb.ReportKeyFailureResponse(health=health)
+
+    async def _judge_report(self, actor: str, credential_id: str, request: pb.ReportKeyFailureRequest
+                            ) -> CredentialRow:
+        row = await self._run(self.store.get_credential, credential_id)
+        spec = get_provider(row.provider)
+        reason, status = request.provider_reason, request.http_status
+        details: dict[str, Any] = {"http_status": status, "lease_id": request.lease_id, "provider_reason": reason,
+                                   "confirmed": False}
+        if reason and reported_rejection_counts(spec.name, spec.family, status, reason) and row.health != "invalid":
+            try:
+                verified, verify_status = await self._verify(row)
+            except KeyServiceError as exc:
+                details["verify_error"] = exc.code.name
+            else:
+                details.update(verify_health=verified, verify_status=verify_status)
+                if verified == "invalid":
+                    details["confirmed"] = True
+                    return await self._run(self.credentials.record_health, actor, credential_id, "invalid",
+                                           action="credential.report_failure", **details)
+        elif reason:
+            details["ignored"] = "already invalid" if row.health == "invalid" else "not bad-key evidence"
+        await self._run(self.store.append_audit, audit.event(
+            actor, "credential.report_failure", credential_id=credential_id, org_id=row.org_id, **details))
+        return row
 
 
 def _since(request: pb.ListAuditEventsRequest) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from byokcommon.egress import EgressPolicy
 from byokcommon.settings import (
     SettingsError,
     env_addr,
@@ -87,6 +88,10 @@ class KeyServiceSettings:
     # Base URL overrides per provider (BYOK_PROVIDER_BASE_URLS="openai=http://…,anthropic=…"), for the
     # local stack and tests; credentials' own api_base wins.
     provider_base_urls: dict[str, str] = field(default_factory=dict)
+    # Where keys may be sent (byokcommon/egress.py): BYOK_API_BASE_ALLOWLIST (hosts an api_base may name besides its
+    # provider's, and non-public CIDRs that may be connected to) and BYOK_DEV_LOOPBACK_HTTP (development only:
+    # plain http and loopback destinations, for the local provider stand-in).
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     # Log level (BYOK_LOG_LEVEL).
     log_level: str = "info"
     # On SIGTERM: seconds to report NOT_SERVING while still serving, so load balancers stop sending work
@@ -152,6 +157,7 @@ class KeyServiceSettings:
             platform_keys={p.platform_key_env: env[p.platform_key_env] for p in PROVIDERS.values()
                            if env.get(p.platform_key_env)},
             provider_base_urls=base_urls,
+            egress=EgressPolicy.from_env(env),
             log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             shutdown_drain_seconds=env_float(env, "BYOK_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0, maximum=300),
             shutdown_grace_seconds=env_float(env, "BYOK_SHUTDOWN_GRACE_SECONDS", 5.0, minimum=0, maximum=3600),

@@ -91,9 +91,10 @@ class KeyServiceClient:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from None
 
-    async def report_failure(self, lease_id: str, credential_id: str, http_status: int) -> None:
+    async def report_failure(self, lease_id: str, credential_id: str, http_status: int, reason: str = "") -> None:
+        """Report a provider's refusal of a leased key with its structured evidence (`reason`)."""
         request = kpb.ReportKeyFailureRequest(lease_id=lease_id, credential_id=credential_id,
-                                              http_status=http_status)
+                                              http_status=http_status, provider_reason=reason)
         try:
             await self._current().ReportKeyFailure(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:

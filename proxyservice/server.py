@@ -70,7 +70,8 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
     cache.start()
     upstream = Upstream(connect_timeout=settings.upstream_connect_timeout,
                         read_timeout=settings.upstream_read_timeout,
-                        max_connections=settings.upstream_max_connections, transport=upstream_transport)
+                        max_connections=settings.upstream_max_connections, transport=upstream_transport,
+                        egress=settings.egress)
     servicer = ChatServicer(cache=cache, keys=keys, upstream=upstream, metrics=metrics)
     interceptor = RequestInterceptor(authorize=_any_authenticated_caller, metrics=rpc_metrics,
                                      max_concurrent=settings.max_concurrent_rpcs, log_success=False)

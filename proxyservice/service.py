@@ -2,7 +2,8 @@
 
 Per request: the caller is the mTLS identity; the tenant comes from the request but keyservice checks the
 caller is bound to it when the lease is issued (leases are cached per caller). A provider 401/403 before any
-byte went to the caller reports the key to keyservice and retries once with another credential.
+byte went to the caller, with the provider's structured bad-key evidence, reports the key to keyservice (which
+confirms it itself) and retries once with another credential.
 """
 
 from __future__ import annotations
@@ -161,12 +162,13 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         try:
             return await self._send(params, entry, outcome, stream)
         except UpstreamFailure as failure:
-            if failure.status not in (401, 403) or not entry.lease.credential_id or params.credential_id:
+            if not failure.key_reason or not entry.lease.credential_id or params.credential_id:
                 raise failure.error from None
-        # The provider refused the tenant's key: report it, then retry once with another credential.
+            reason = failure.key_reason
+        # The provider refused the tenant's key: report it with the evidence, then retry once with another one.
         failed = entry.lease
         try:
-            await self.keys.report_failure(failed.lease_id, failed.credential_id, outcome.upstream_status)
+            await self.keys.report_failure(failed.lease_id, failed.credential_id, outcome.upstream_status, reason)
         except errors.ProxyError:
             pass  # keyservice will learn on the next report; the retry below excludes the key anyway
         try:
@@ -192,7 +194,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         except RequestMappingError as exc:
             raise errors.InvalidArgument("parameters", str(exc)) from None
         try:
-            response = await self.upstream.open(upstream_request, lease.api_family)
+            response = await self.upstream.open(upstream_request, lease.api_family, lease.provider)
         except UpstreamFailure as failure:
             outcome.upstream_status = failure.status
             self.metrics.upstream_status.labels(lease.provider, str(failure.status)).inc()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from byokcommon.egress import EgressPolicy
 from byokcommon.settings import env_addr, env_bool, env_choice, env_float, env_int, env_str
 from byokcommon.tls import TlsFiles
 
@@ -28,6 +29,10 @@ class ProxySettings:
     upstream_read_timeout: float = 300.0
     # Upstream connection pool size per process (BYOK_UPSTREAM_MAX_CONNECTIONS).
     upstream_max_connections: int = 2048
+    # Where provider calls may go (byokcommon/egress.py, the same rules as keyservice's): public addresses, plus
+    # the non-public CIDRs in BYOK_API_BASE_ALLOWLIST; BYOK_DEV_LOOPBACK_HTTP=1 (development only) also allows
+    # plain http to loopback, for the local provider stand-in.
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     # Deadline of a keyservice call; past it requests without a live lease fail with UNAVAILABLE.
     keyservice_timeout: float = 3.0
     # Refresh a lease once this fraction of its life has passed (BYOK_LEASE_REFRESH_FRACTION).
@@ -79,6 +84,7 @@ class ProxySettings:
                                             maximum=3600),
             upstream_max_connections=env_int(env, "BYOK_UPSTREAM_MAX_CONNECTIONS", 2048, minimum=1,
                                              maximum=100_000),
+            egress=EgressPolicy.from_env(env),
             keyservice_timeout=env_float(env, "BYOK_KEYSERVICE_TIMEOUT_SECONDS", 3.0, minimum=0.05, maximum=60),
             lease_refresh_fraction=env_float(env, "BYOK_LEASE_REFRESH_FRACTION", 0.75, minimum=0.1, maximum=0.95),
             lease_cache_max_entries=env_int(env, "BYOK_LEASE_CACHE_MAX_ENTRIES", 50_000, minimum=100,

@@ -11,6 +11,13 @@ The pool is httpcore's with its per-request bookkeeping made cheap (`_LeanPool`)
 every pooled connection when a request starts and again when it ends, polling each idle socket and counting
 connections in a loop within the loop, so with hundreds of streams in flight most of the proxy's CPU went
 there (see docs/benchmarks.md).
+
+Every request passes `PinnedTransport` first (byokcommon/egress.py, docs/security.md "api_base and SSRF"): the
+host is resolved when the request is sent, every address it has must be public (or in ops' allowlist), and
+the request goes to the checked address, with the name kept for TLS verification (httpx's `sni_hostname`
+request extension) and the Host header. A refused destination is FAILED_PRECONDITION before any connection.
+A provider's refusal of the key is read from its structured evidence only (byokcommon/provider_answers.py):
+the failure then carries the reason, which the servicer reports and fails over on.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from typing import Any
 import httpcore
 import httpx
 
-from byokcommon.provider_answers import rejects_key
+from byokcommon.egress import EgressPolicy, EgressRefused, PinningResolver, Unresolvable
+from byokcommon.provider_answers import key_rejection
 from proxyservice import errors
 from proxyservice.adapters.base import UpstreamRequest, error_message
 
@@ -34,12 +42,36 @@ MAX_ERROR_BODY = 64 * 1024
 
 
 class UpstreamFailure(Exception):
-    """A non-2xx answer, before any byte reached the caller. `error` is what the caller gets."""
+    """A non-2xx answer, before any byte reached the caller. `error` is what the caller gets; `key_reason` is
+    the provider's structured bad-key evidence ("" when the answer is not a refusal of the key)."""
 
-    def __init__(self, status: int, error: errors.ProxyError) -> None:
+    def __init__(self, status: int, error: errors.ProxyError, key_reason: str = "") -> None:
         super().__init__(status)
         self.status = status
         self.error = error
+        self.key_reason = key_reason
+
+
+class PinnedTransport(httpx.AsyncBaseTransport):
+    """A transport in front of another, sending each request only to an address the resolver checked (see the
+    module docstring). Uses httpx's public transport API only: the request's URL and extensions."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, resolver: PinningResolver) -> None:
+        self._inner = inner
+        self._resolver = resolver
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        address = await self._resolver.address(url.scheme, url.host, port)
+        if address != url.host:
+            request.url = url.copy_with(host=address)
+            if url.scheme == "https":
+                request.extensions = {**request.extensions, "sni_hostname": url.host}
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 SWEEP_INTERVAL = 1.0  # seconds between full expiry sweeps of the pool
@@ -160,32 +192,35 @@ class UpstreamResponse:
 
 class Upstream:
     def __init__(self, *, connect_timeout: float, read_timeout: float, max_connections: int,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, egress: EgressPolicy | None = None,
+                 resolver: PinningResolver | None = None) -> None:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                               keepalive_expiry=60)
+        pinned = PinnedTransport(transport or lean_transport(limits),
+                                 resolver or PinningResolver(egress or EgressPolicy()))
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
-            limits=limits, transport=transport or lean_transport(limits), follow_redirects=False, trust_env=False)
+            limits=limits, transport=pinned, follow_redirects=False, trust_env=False)
 
-    async def open(self, req: UpstreamRequest, family: str) -> UpstreamResponse:
+    async def open(self, req: UpstreamRequest, family: str, provider: str = "") -> UpstreamResponse:
         """Send and return the open response (2xx), or raise UpstreamFailure / a ProxyError."""
         request = self.client.build_request(req.method, req.url, headers=req.headers, content=req.body or None)
         try:
             response = await self.client.send(request, stream=True)
+        except EgressRefused as exc:
+            raise errors.FailedPrecondition(f"api_base: {exc}") from None
         except httpx.TimeoutException:
             raise errors.DeadlineExceeded(f"{family} upstream timed out") from None
-        except httpx.HTTPError:
+        except (httpx.HTTPError, Unresolvable):
             raise errors.Unavailable(f"{family} upstream is unreachable") from None
         if response.status_code < 300:
             return UpstreamResponse(response, family)
         body = await self._read_bounded(response)
         status = response.status_code
-        if status not in (401, 403) and rejects_key(family, status, body):
-            status = 401  # Gemini says "bad key" with a 400; treat it as the rejection it is
-            return_error: errors.ProxyError = errors.KeyRejected(f"{family} rejected the key (API_KEY_INVALID)")
-        else:
-            return_error = _status_error(response, body, family)
-        raise UpstreamFailure(status, return_error)
+        reason = key_rejection(provider or family, family, status, body)
+        if reason:
+            raise UpstreamFailure(status, errors.KeyRejected(f"{family} rejected the key ({reason})"), reason)
+        raise UpstreamFailure(status, _status_error(response, body, family))
 
     @staticmethod
     async def _read_bounded(response: httpx.Response) -> bytes:
@@ -224,8 +259,10 @@ def _status_error(response: httpx.Response, body: bytes, family: str) -> errors.
     detail = detail or f"{family} upstream answered HTTP {status}"
     if status == 429:
         return errors.RateLimited(detail, retry_after=retry_after or "1")
-    if status in (401, 403):
+    if status == 401:  # an authentication answer without the provider's bad-key evidence
         return errors.KeyRejected(f"{family} rejected the key (HTTP {status})")
+    if status == 403:  # content policy, region, model access: the request was refused, not the key
+        return errors.PermissionDenied(f"{family} upstream refused the request (HTTP 403)")
     if status in (400, 404, 413, 422):
         return errors.InvalidArgument("upstream", detail)
     if status == 408 or status == 504:

@@ -49,7 +49,7 @@ from tests.integration.test_byokctl import (
 from tests.integration.test_cert_reload import replace_file, served_certificate
 from tests.integration.test_vault_bootstrap import AUDIT_SNIPPET, base_env, cli_binary, run_bootstrap, wait_healthy
 from tests.support.bao import BaoDevServer
-from tests.support.stack import ADMIN, CALLER, PROXY, proxy_settings, upstream_base_urls
+from tests.support.stack import ADMIN, CALLER, DEV_EGRESS, PROXY, proxy_settings, upstream_base_urls
 
 RAISE_MIN = REPO / "deploy" / "vault" / "raise-min-decryption-version.sh"
 KEYSERVICE_ID = "spiffe://byok.local/keyservice"
@@ -201,7 +201,8 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prod]:
                                 secret_id=(out / "keyservice-secret-id").read_text(), transit_key="byok",
                                 max_retries=1, timeout_seconds=2.0),
             roles={ADMIN: "admin", PROXY: "proxy"}, health_addr="127.0.0.1:0", keep_secret_versions=1,
-            reconcile_interval_seconds=3600, provider_base_urls=upstream_base_urls(upstream.base_url))
+            reconcile_interval_seconds=3600, provider_base_urls=upstream_base_urls(upstream.base_url),
+            egress=DEV_EGRESS)
         keyservice = services.run(create_server(settings))
         apps.append(keyservice)
         proxies = []
@@ -482,7 +483,7 @@ def test_vault_outage_unavailable_not_internal_and_recovery_without_restart(prod
             grpc_addr="127.0.0.1:0", tls=prod.certs["keyservice"], database_url=f"sqlite:///{work}/ks.db",
             vault=VaultSettings(addr=server.addr, token=server.root_token, max_retries=1, timeout_seconds=2.0),
             roles={ADMIN: "admin", PROXY: "proxy"}, health_addr="127.0.0.1:0", reconcile_interval_seconds=3600,
-            provider_base_urls=upstream_base_urls(prod.upstream.base_url))
+            provider_base_urls=upstream_base_urls(prod.upstream.base_url), egress=DEV_EGRESS)
         keyservice = services.run(create_server(settings))
         apps.append(keyservice)
         proxy = services.run(create_proxy(proxy_settings(SimpleNamespace(proxyservice=prod.certs["proxyservice"]),

@@ -12,10 +12,15 @@ import grpc
 
 from byok.keys.v1 import key_service_pb2_grpc
 from byokcommon.devcerts import CertificateAuthority, spiffe_id
+from byokcommon.egress import EgressPolicy
 from byokcommon.tls import TlsFiles, channel_credentials
 from keyservice.settings import KeyServiceSettings
 from keyservice.vault import VaultSettings
 from tests.support.bao import BaoDevServer
+
+# The test stacks' providers are loopback stand-ins (plain http on 127.0.0.1), as `make run`'s are: they need
+# the development allowance (byokcommon/egress.py). Tests of the production rules pass egress=EgressPolicy().
+DEV_EGRESS = EgressPolicy(dev_loopback_http=True)
 
 ADMIN = spiffe_id("admin")
 PROXY = spiffe_id("proxyservice")
@@ -53,7 +58,7 @@ def keyservice_settings(bao: BaoDevServer, ids: Identities, database_url: str, *
     settings = KeyServiceSettings(
         grpc_addr="127.0.0.1:0", tls=ids.keyservice, vault=vault, database_url=database_url,
         roles={ADMIN: "admin", PROXY: "proxy"}, health_addr="127.0.0.1:0", metrics_addr="127.0.0.1:0",
-        reconcile_interval_seconds=3600, reconcile_grace_seconds=0)
+        reconcile_interval_seconds=3600, reconcile_grace_seconds=0, egress=DEV_EGRESS)
     return replace(settings, **overrides)
 
 
@@ -70,7 +75,8 @@ def proxy_settings(ids: Identities, keyservice_port: int, **overrides: Any) -> A
 
     settings = ProxySettings(grpc_addr="127.0.0.1:0", tls=ids.proxyservice,
                              keyservice_addr=f"localhost:{keyservice_port}", health_addr="127.0.0.1:0",
-                             metrics_addr="127.0.0.1:0", upstream_read_timeout=10.0, keyservice_timeout=2.0)
+                             metrics_addr="127.0.0.1:0", upstream_read_timeout=10.0, keyservice_timeout=2.0,
+                             egress=DEV_EGRESS)
     return replace(settings, **overrides)
 
 

@@ -60,7 +60,7 @@ def env_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
 
 
 def test_verify_ignores_the_environments_proxy(env_proxy: list[bytes]) -> None:
-    health, status = verify_key("openai", UNRESOLVABLE, KEY, timeout=3.0)
+    health, status = verify_key("openai", "openai", UNRESOLVABLE, KEY, timeout=3.0)
     assert (health, status) == ("unreachable", 0)
     assert env_proxy == []  # with trust_env the proxy got "CONNECT provider.byok-test.invalid:443"
 

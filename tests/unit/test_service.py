@@ -35,7 +35,7 @@ class Context:
 class Upstream:
     """Answers every request with 200 and a whole OpenAI-shaped body."""
 
-    async def open(self, req: Any, family: str) -> UpstreamResponse:
+    async def open(self, req: Any, family: str, provider: str = "") -> UpstreamResponse:
         return UpstreamResponse(httpx.Response(200, content=BODY), family)
 
 
