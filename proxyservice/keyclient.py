@@ -4,12 +4,19 @@ It rebuilds its channel when its certificate files change on disk, so a rotated 
 without a restart. A replaced channel is closed once nothing runs on it any more (in-flight unary calls get
 the call timeout as grace; a revocation stream keeps its channel until the stream ends), so rotations do not
 accumulate idle connections. keyservice's gRPC errors are translated here into the proxy's own errors.
+
+Several keyservice replicas: the address is a gRPC target (`dns:///keyservice-headless:8443`, resolving to every
+replica, or `ipv4:10.0.0.1:8443,10.0.0.2:8443`) and the channel balances calls over every address that resolves
+(`round_robin`, in the service config); a replica that dies leaves the pick at once, and a unary call caught on it
+(UNAVAILABLE before any answer) is retried on another replica by gRPC's own retry policy, within the call's
+deadline. A revocation stream cut by a dying replica ends, and the proxy's watcher reopens it on a live one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -35,6 +42,19 @@ class LeaseKey:
     credential_id: str
 
 
+# Balance over every resolved address; retry idempotent unary calls that failed UNAVAILABLE (a replica dying or
+# refusing connections) on another replica. gRPC retries only calls the server has not answered yet.
+SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": "byok.keys.v1.KeyService", "method": "IssueKeyLease"},
+                 {"service": "byok.keys.v1.KeyService", "method": "ReportKeyFailure"}],
+        "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+    }],
+})
+
+
 class KeyServiceClient:
     def __init__(self, addr: str, tls: TlsFiles, *, server_name: str = "", timeout: float = 3.0) -> None:
         self._addr = addr
@@ -58,7 +78,8 @@ class KeyServiceClient:
             options: list[tuple[str, str | int]] = (
                 [("grpc.ssl_target_name_override", self._server_name)] if self._server_name else [])
             options += [("grpc.keepalive_time_ms", KEEPALIVE_CLIENT_PING_MS), ("grpc.keepalive_timeout_ms", 5_000),
-                        ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
+                        ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
+                        ("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
             if self._channel is not None:
                 self._retire(self._channel)
             self._channel = grpc.aio.secure_channel(self._addr, channel_credentials(self._tls), options=options)

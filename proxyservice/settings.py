@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from byokcommon.egress import EgressPolicy
-from byokcommon.settings import env_addr, env_bool, env_choice, env_float, env_int, env_str
+from byokcommon.settings import SettingsError, env_addr, env_bool, env_choice, env_float, env_int, env_str
 from byokcommon.tls import TlsFiles
 
 
@@ -18,6 +18,8 @@ class ProxySettings:
     # certificate authenticates the proxy to keyservice.
     tls: TlsFiles
     # keyservice address (BYOK_KEYSERVICE_ADDR) and the TLS name to expect from it (BYOK_KEYSERVICE_SERVER_NAME).
+    # HOST:PORT, or a gRPC target naming several replicas, balanced round robin: `dns:///keyservice-headless:8443`
+    # (a headless Service: one address per replica) or `ipv4:10.0.0.1:8443,10.0.0.2:8443`.
     keyservice_addr: str
     keyservice_server_name: str = ""
     # Plaintext gRPC health port for kubelet (BYOK_HEALTH_ADDR); "" disables it.
@@ -74,7 +76,7 @@ class ProxySettings:
         return cls(
             grpc_addr=env_addr(env, "BYOK_GRPC_ADDR", "127.0.0.1:50052"),
             tls=tls,
-            keyservice_addr=env_addr(env, "BYOK_KEYSERVICE_ADDR", "localhost:50051"),
+            keyservice_addr=_grpc_target(env, "BYOK_KEYSERVICE_ADDR", "localhost:50051"),
             keyservice_server_name=env_str(env, "BYOK_KEYSERVICE_SERVER_NAME"),
             health_addr=env_str(env, "BYOK_HEALTH_ADDR", "127.0.0.1:8082"),
             metrics_addr=env_str(env, "BYOK_METRICS_ADDR", "127.0.0.1:9091"),
@@ -105,3 +107,22 @@ class ProxySettings:
             shutdown_drain_seconds=env_float(env, "BYOK_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0, maximum=300),
             shutdown_grace_seconds=env_float(env, "BYOK_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0, maximum=3600),
         )
+
+
+# gRPC name-resolver schemes a keyservice target may use (grpc/doc/naming.md).
+_TARGET_SCHEMES = ("dns", "ipv4", "ipv6")
+
+
+def _grpc_target(env: Mapping[str, str], name: str, default: str) -> str:
+    """HOST:PORT, `dns:[//authority/]HOST:PORT`, or `ipv4:`/`ipv6:` with comma-separated addresses and ports."""
+    value = env_str(env, name, default) or default
+    scheme, sep, rest = value.partition(":")
+    if not sep or scheme not in _TARGET_SCHEMES:
+        return env_addr(env, name, default)
+    entries = [rest.rsplit("/", 1)[-1]] if scheme == "dns" else rest.split(",")
+    for entry in entries:
+        host, colon, port = entry.strip().rpartition(":")
+        if not colon or not host.strip("[]") or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise SettingsError(f"{name}: expected HOST:PORT or a dns:///HOST:PORT, ipv4:HOST:PORT,... target, "
+                                f"got {value[:120]!r}")
+    return value
