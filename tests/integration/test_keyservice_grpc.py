@@ -184,11 +184,12 @@ async def test_lease_resolution_order_and_fallback(admin, proxy, app: KeyService
             await proxy.ReportKeyFailure(bad)
         assert refused.value.code() == code
     assert (await proxy.IssueKeyLease(lease_req(project_id="other"))).api_key == org_key  # org key still served
+    # A report without the provider's bad-key evidence is audited only: the key stays in service.
     await proxy.ReportKeyFailure(pb.ReportKeyFailureRequest(credential_id=proj.credential_id, http_status=401,
                                                             lease_id=project_lease.lease_id))
-    assert (await proxy.IssueKeyLease(lease_req(project_id="web", user_id="ann"))).api_key == org_key
+    assert (await proxy.IssueKeyLease(lease_req(project_id="web", user_id="ann"))).api_key == project_key
     excluded = lease_req(project_id="web")
-    excluded.exclude_credential_ids.append(org.credential_id)
+    excluded.exclude_credential_ids.extend([org.credential_id, proj.credential_id])
     with pytest.raises(grpc.aio.AioRpcError) as none_left:
         await proxy.IssueKeyLease(excluded)
     assert none_left.value.code() == grpc.StatusCode.NOT_FOUND
