@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from byokcommon.egress import EgressPolicy
 from keyservice import validation
 from keyservice.errors import InvalidArgument
 from keyservice.providers import PROVIDERS, get_provider, provider_for_model
@@ -95,3 +96,40 @@ def test_vault_path_rules() -> None:
     for bad in ["/abs", "a/../b", "a//b", "", "a/b?c"]:
         with pytest.raises(InvalidArgument, match="^vault_path"):
             validation.vault_path(bad)
+
+
+# -- api_base: the provider's hosts, public destinations (issue 11, findings 2 and 3) ---------------------------
+
+@pytest.mark.parametrize(("provider", "url", "ok"), [
+    ("openai", "https://api.openai.com/v1", True), ("anthropic", "https://api.anthropic.com/v1", True),
+    ("gemini", "https://generativelanguage.googleapis.com/v1beta", True),
+    ("together", "https://api.together.ai/v1", True),
+    ("openai", "https://attacker.example/v1", False),  # a named provider's key stays on its hosts
+    ("anthropic", "https://api.openai.com/v1", False),
+    ("openai", "https://api.openai.com.attacker.example/v1", False),
+    ("openai_compatible", "https://llm.tenant.example/v1", True),  # its api_base is the tenant's own server
+    ("openai_compatible", "https://169.254.169.254/latest", False), ("openai_compatible", "https://10.0.0.1", False),
+    ("openai_compatible", "https://100.64.1.1", False), ("openai_compatible", "https://[::1]:9090", False),
+    ("openai_compatible", "https://metadata.google.internal", False),
+    ("openai_compatible", "https://localhost:8443", False),
+    ("openai", "http://127.0.0.1:8080/v1", False),  # plain http and loopback need the development setting
+])
+def test_api_base_stays_on_the_providers_hosts_and_public_addresses(provider: str, url: str, ok: bool) -> None:
+    spec = get_provider(provider)
+    if ok:
+        spec.check_api_base(url, EgressPolicy())
+    else:
+        with pytest.raises(InvalidArgument, match="^api_base: "):
+            spec.check_api_base(url, EgressPolicy())
+
+
+def test_ops_allowlist_and_development_setting_for_api_base() -> None:
+    ops = EgressPolicy.from_env({"BYOK_API_BASE_ALLOWLIST": "*.gw.corp.example,10.8.0.0/16"})
+    get_provider("openai").check_api_base("https://eu.gw.corp.example/openai/v1", ops)
+    get_provider("openai_compatible").check_api_base("https://10.8.1.2/v1", ops)
+    with pytest.raises(InvalidArgument, match="BYOK_API_BASE_ALLOWLIST"):
+        get_provider("openai").check_api_base("https://gw.other.example/v1", ops)
+    dev = EgressPolicy(dev_loopback_http=True)
+    get_provider("openai").check_api_base("http://127.0.0.1:8080/v1", dev)  # the local stand-in
+    with pytest.raises(InvalidArgument, match="https"):
+        get_provider("openai_compatible").check_api_base("http://llm.tenant.example/v1", dev)
