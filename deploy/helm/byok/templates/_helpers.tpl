@@ -89,6 +89,16 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- printf "%s.%s.svc" (include "byok.componentName" (dict "ctx" . "component" "keyservice")) .Release.Namespace }}
 {{- end }}
 
+{{/* keyservice's headless Service (one DNS record per ready pod) and the gRPC target proxyservice dials with it:
+dns:/// so that gRPC resolves every replica and balances over them (round_robin, proxyservice/keyclient.py). */}}
+{{- define "byok.keyservice.headlessName" -}}
+{{- printf "%s-headless" (include "byok.componentName" (dict "ctx" . "component" "keyservice")) }}
+{{- end }}
+
+{{- define "byok.keyservice.target" -}}
+{{- printf "dns:///%s.%s.svc:8443" (include "byok.keyservice.headlessName" .) .Release.Namespace }}
+{{- end }}
+
 {{/* Name of the Secret holding a component's certificate (tls.crt, tls.key, ca.crt). */}}
 {{- define "byok.tlsSecretName" -}}
 {{- if eq .ctx.Values.tls.mode "existingSecret" }}
