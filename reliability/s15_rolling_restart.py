@@ -39,6 +39,14 @@ CLIENT_CONFIG = json.dumps({
 })
 
 
+def served(proxy: Service) -> float:
+    """Requests the proxy process has answered; 0 while its metrics port is not open yet."""
+    try:
+        return proxy.metric("byok_rpc_requests_total")
+    except OSError:
+        return 0.0
+
+
 async def run(ctx: Context) -> list[Row]:
     c = Checks(15, TITLE, expected=EXPECTED)
     rolls = ctx.n(1, 3)  # full mode rolls the pair three times
@@ -108,7 +116,7 @@ async def run(ctx: Context) -> list[Row]:
                 await asyncio.to_thread(proxy.proc.start)                     # the new process, same port
                 roll_seconds.append(time.monotonic() - t0)
                 # Like a Deployment's readiness gate: the next replica rolls once the new process serves callers.
-                await wait_for(functools.partial(proxy.metric, "byok_rpc_requests_total"), 30)
+                await wait_for(functools.partial(served, proxy), 30)
         await asyncio.sleep(FRAMES * FRAME_DELAY + 1)
         stop.set()
         await asyncio.gather(*tasks)
