@@ -225,7 +225,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         project_id = validation.scope_id(b.project_id, "binding.project_id")
         row = await self._run(self.store.create_binding, caller, org_id, project_id,
                               audit=audit.event(peer_identity(context), "binding.create", org_id=org_id,
-                                                project_id=project_id, caller=caller))
+                                                project_id=project_id, caller=caller),
+                              revocation="scope_changed")  # proxies forget refusals they cached for the org
         return pb.CreateCallerBindingResponse(binding=convert.binding(row))
 
     async def DeleteCallerBinding(self, request: pb.DeleteCallerBindingRequest,
@@ -345,8 +346,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
                                            action="credential.report_failure", **details)
         elif reason:
             details["ignored"] = "already invalid" if row.health == "invalid" else "not bad-key evidence"
-        await self._run(self.store.append_audit, audit.event(
-            actor, "credential.report_failure", credential_id=credential_id, org_id=row.org_id, **details))
+        await self._run(self.store.append_audit, audit.credential_event(
+            actor, "credential.report_failure", row, **details))
         return row
 
 

@@ -15,9 +15,12 @@ from keyservice.store.schema import caller_bindings
 
 class BindingStore(StoreBase):
     def create_binding(
-        self, caller_identity: str, org_id: str, project_id: str = "", *, audit: AuditRow | None = None
+        self, caller_identity: str, org_id: str, project_id: str = "", *, audit: AuditRow | None = None,
+        revocation: RevocationArg = None,
     ) -> BindingRow:
-        """Bind a caller to an org ('' project) or a project. Idempotent: returns the existing binding."""
+        """Bind a caller to an org ('' project) or a project. Idempotent: returns the existing binding.
+        `revocation` (the servicer passes an org-wide scope_changed) makes proxies forget the refusals they
+        cached for the org, so the new binding takes effect at once."""
         with self._write() as tx:
             tx.conn.execute(
                 self._upsert(caller_bindings)
@@ -26,6 +29,7 @@ class BindingStore(StoreBase):
                 .on_conflict_do_nothing(index_elements=["caller_identity", "org_id", "project_id"])
             )
             tx.audit(audit)
+            tx.revoke(revocation, org_id=org_id)
             m = tx.conn.execute(caller_bindings.select().where(*self._binding_key(
                 caller_identity, org_id, project_id))).mappings().one()
             return _binding(m)

@@ -359,7 +359,7 @@ def test_runtime_contract_environment() -> None:
     keyservice = pod_spec(one(docs, "Deployment", f"{RELEASE}-keyservice"))["containers"][0]
     assert env_of(keyservice)["BYOK_DATABASE_URL"]["value"] == "sqlite:////var/lib/byok/keyservice.db"
     proxy = config_data(docs, "proxyservice")
-    assert proxy["BYOK_KEYSERVICE_ADDR"] == f"{RELEASE}-keyservice.{NAMESPACE}.svc:8443"
+    assert proxy["BYOK_KEYSERVICE_ADDR"] == f"dns:///{RELEASE}-keyservice-headless.{NAMESPACE}.svc:8443"
     assert proxy["BYOK_KEYSERVICE_SERVER_NAME"] == f"{RELEASE}-keyservice.{NAMESPACE}.svc"
     assert proxy["BYOK_UPSTREAM_TIMEOUT_SECONDS"] == "300"
     assert proxy["BYOK_UPSTREAM_CONNECT_TIMEOUT_SECONDS"] == "5"

@@ -136,3 +136,18 @@ def test_a_flush_that_finds_the_queue_empty_waits_for_the_batch_being_committed(
         release.set()
         writer.close()
         store.close()
+
+
+async def test_a_new_binding_tells_proxies_to_forget_cached_refusals(stubs) -> None:  # type: ignore[no-untyped-def]
+    """Proxies cache a refusal briefly (issue 11): a binding created after one must reach them at once, as an
+    org-wide scope_changed on the revocation stream, or the newly bound caller is refused for seconds."""
+    admin, proxy = stubs
+    org = "bind-" + secrets.token_hex(3)
+    watch = proxy.WatchRevocations(pb.WatchRevocationsRequest())
+    first = await watch.read()
+    assert first.ready
+    await admin.CreateCallerBinding(pb.CreateCallerBindingRequest(
+        binding=pb.CallerBinding(caller_identity=CALLER, org_id=org)))
+    event = await watch.read()
+    watch.cancel()
+    assert (event.reason, event.org_id, event.credential_id) == (pb.REVOCATION_REASON_SCOPE_CHANGED, org, "")
