@@ -18,6 +18,7 @@ from byokcommon.health import NOT_SERVING, SERVING
 from byokcommon.interceptor import RequestInterceptor
 from byokcommon.metrics import RpcMetrics
 from byokcommon.runner import serve_until_signalled
+from byokcommon.tls import configure_identity
 from keyservice.audit_writer import AuditWriter
 from keyservice.authz import RoleAuthorizer
 from keyservice.credentials import CredentialManager
@@ -61,6 +62,7 @@ class KeyServiceApp(ServingApp):
 async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
                         reconcile: bool = True) -> KeyServiceApp:
     """Wire and start keyservice; returns once it is listening (port 0 in settings picks a free port)."""
+    configure_identity(cn_fallback=settings.identity_cn_fallback)
     executor = ThreadPoolExecutor(max_workers=settings.blocking_threads, thread_name_prefix="ks-blocking")
     metrics = RpcMetrics()
     store = Store(settings.database_url)

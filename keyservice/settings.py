@@ -9,6 +9,7 @@ from byokcommon.egress import EgressPolicy
 from byokcommon.settings import (
     SettingsError,
     env_addr,
+    env_bool,
     env_choice,
     env_float,
     env_int,
@@ -76,6 +77,9 @@ class KeyServiceSettings:
     # period are left alone because a create may be between its Vault write and its DB insert.
     reconcile_interval_seconds: float = 300.0
     reconcile_grace_seconds: float = 120.0
+    # Take a client certificate's subject CN as its identity when it has no URI SAN (BYOK_IDENTITY_CN_FALLBACK),
+    # for CAs that cannot issue URI SANs. Off: only a canonical SPIFFE URI SAN names a caller (as in the proxy).
+    identity_cn_fallback: bool = False
     # Longest a create may take from reserving its Vault path to committing its row
     # (BYOK_CREATE_DEADLINE_SECONDS): a slower create aborts, and the reconciler reclaims what it wrote.
     create_deadline_seconds: float = 60.0
@@ -150,6 +154,7 @@ class KeyServiceSettings:
                                                  maximum=86400),
             reconcile_grace_seconds=env_float(env, "BYOK_RECONCILE_GRACE_SECONDS", 120.0, minimum=0,
                                               maximum=86400),
+            identity_cn_fallback=env_bool(env, "BYOK_IDENTITY_CN_FALLBACK", False),
             create_deadline_seconds=env_float(env, "BYOK_CREATE_DEADLINE_SECONDS", 60.0, minimum=1,
                                               maximum=3600),
             keep_secret_versions=env_int(env, "BYOK_KEEP_SECRET_VERSIONS", 2, minimum=1, maximum=100),

@@ -111,3 +111,25 @@ def test_base64_of_a_key_is_not_a_false_negative_source() -> None:
     # The redactor masks key shapes; base64 forms are caught by the leak tests scanning outputs instead.
     encoded = base64.b64encode(KEYS[0].encode()).decode()
     assert KEYS[0] not in redact_text(encoded)
+
+
+def test_keyservice_takes_a_cn_only_as_identity_only_behind_its_setting(tmp_path: Path) -> None:
+    """keyservice reads BYOK_IDENTITY_CN_FALLBACK like the proxy (off by default) and applies it at start."""
+    from byokcommon import tls
+
+    for name in ("tls.crt", "tls.key", "ca.crt"):
+        (tmp_path / name).write_text("pem")
+    env = {"BYOK_TLS_CERT": str(tmp_path / "tls.crt"), "BYOK_TLS_KEY": str(tmp_path / "tls.key"),
+           "BYOK_TLS_CA": str(tmp_path / "ca.crt"), "VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_TOKEN": "t",
+           "BYOK_ROLES": "spiffe://x/admin=admin"}
+    assert KeyServiceSettings.from_env(env).identity_cn_fallback is False
+    assert KeyServiceSettings.from_env(env | {"BYOK_IDENTITY_CN_FALLBACK": "1"}).identity_cn_fallback is True
+    ca = CertificateAuthority.create()
+    cn_only, _ = ca.issue("plain-cn")
+    before = tls.IDENTITY_POLICY.cn_fallback
+    try:
+        tls.configure_identity(cn_fallback=True)
+        assert identity_from_pem(cn_only) == "plain-cn"
+    finally:
+        tls.configure_identity(cn_fallback=before)
+    assert identity_from_pem(cn_only) == ""
