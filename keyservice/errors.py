@@ -14,20 +14,19 @@ Hierarchy::
         ├── VaultUnavailable
         └── DatabaseUnavailable
 
-Foreign exceptions (hvac, SQLAlchemy, httpx) are translated where they enter, by `translate_foreign()`.
-Their text is never kept: hvac puts whole Vault response bodies, which can hold decrypted secrets, into
-its messages, and SQLAlchemy's include bound parameters. Only the exception's class name is logged.
+This module imports no foreign library (as httpx's `_exceptions.py`): each adapter maps its library's
+exceptions where it meets them, with `translating(table)` and a table of its own (the Vault adapter hvac's and
+requests', the store SQLAlchemy's; verify handles httpx's itself). Their text is never kept: hvac puts whole
+Vault response bodies, which can hold decrypted secrets, into its messages, and SQLAlchemy's include bound
+parameters. Only the exception's class name is logged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import grpc
-import httpx
-import hvac.exceptions
-import sqlalchemy.exc
 
 
 class KeyServiceError(Exception):
@@ -86,50 +85,15 @@ class DatabaseUnavailable(Unavailable):
         super().__init__(message)
 
 
-# Each foreign exception class, most specific first, and what it becomes. Messages are fixed strings:
-# the foreign text is dropped on purpose (see the module docstring).
-_HVAC: list[tuple[type[BaseException], tuple[type[KeyServiceError], str | None]]] = [
-    (hvac.exceptions.InvalidPath, (NotFound, "secret not found in vault")),
-    (hvac.exceptions.Forbidden, (PermissionDenied, "vault refused the operation (policy)")),
-    (hvac.exceptions.Unauthorized, (VaultUnavailable, "vault authentication failed")),
-    (hvac.exceptions.VaultDown, (VaultUnavailable, "vault is sealed or down")),
-    (hvac.exceptions.RateLimitExceeded, (VaultUnavailable, "vault is rate limiting")),
-    (hvac.exceptions.InternalServerError, (VaultUnavailable, "vault internal error")),
-    (hvac.exceptions.BadGateway, (VaultUnavailable, "vault bad gateway")),
-    (hvac.exceptions.PreconditionFailed, (Aborted, "vault check-and-set failed")),
-    (hvac.exceptions.InvalidRequest, (FailedPrecondition, "vault rejected the request")),
-    (hvac.exceptions.UnsupportedOperation, (FailedPrecondition, "vault does not support the operation")),
-    (hvac.exceptions.ParamValidationError, (FailedPrecondition, "vault parameter validation failed")),
-    (hvac.exceptions.UnexpectedError, (VaultUnavailable, "vault answered unexpectedly")),
-    (hvac.exceptions.VaultError, (VaultUnavailable, "vault error")),
-]
-_SQL: list[tuple[type[BaseException], tuple[type[KeyServiceError], str | None]]] = [
-    (sqlalchemy.exc.IntegrityError, (AlreadyExists, "a record with the same key already exists")),
-    (sqlalchemy.exc.OperationalError, (DatabaseUnavailable, None)),
-    (sqlalchemy.exc.InterfaceError, (DatabaseUnavailable, None)),
-    (sqlalchemy.exc.TimeoutError, (DatabaseUnavailable, "database connection pool exhausted")),
-    (sqlalchemy.exc.DBAPIError, (DatabaseUnavailable, "database error")),
-    (sqlalchemy.exc.SQLAlchemyError, (DatabaseUnavailable, "database error")),
-]
-_HTTP: list[tuple[type[BaseException], tuple[type[KeyServiceError], str | None]]] = [
-    (httpx.TimeoutException, (Unavailable, "upstream timed out")),
-    (httpx.TransportError, (Unavailable, "upstream unreachable")),
-    (httpx.HTTPError, (Unavailable, "upstream error")),
-]
-# requests is what hvac speaks HTTP with; its connection errors mean Vault is unreachable.
-try:  # pragma: no branch
-    import requests.exceptions as _requests_exc
-
-    _HVAC.append((_requests_exc.RequestException, (VaultUnavailable, "vault is unreachable")))
-except ImportError:  # pragma: no cover
-    pass
-
-FOREIGN_MAP: list[tuple[type[BaseException], tuple[type[KeyServiceError], str | None]]] = _HVAC + _SQL + _HTTP
+# A foreign library's exception classes, most specific first, and what each becomes (a fixed message, or the
+# class's default): each adapter keeps its own table (keyservice/vault/_call.py, keyservice/store/_base.py) and
+# translates where the library is met. Messages are fixed strings: the foreign text is dropped on purpose.
+ForeignErrors = Sequence[tuple[type[BaseException], tuple[type[KeyServiceError], str | None]]]
 
 
-def translate(exc: BaseException) -> KeyServiceError | None:
-    """The KeyServiceError a foreign exception stands for, or None if it is not a known foreign one."""
-    for foreign, ours in FOREIGN_MAP:
+def translate(exc: BaseException, table: ForeignErrors) -> KeyServiceError | None:
+    """The KeyServiceError `exc` stands for under `table`, or None if the table does not know it."""
+    for foreign, ours in table:
         if isinstance(exc, foreign):
             cls, message = ours
             return cls(message) if message is not None else cls()
@@ -137,16 +101,15 @@ def translate(exc: BaseException) -> KeyServiceError | None:
 
 
 @contextmanager
-def translate_foreign() -> Iterator[None]:
-    """Turn hvac, SQLAlchemy and httpx exceptions into KeyServiceError; `from None` drops their text
-    (and their chained context, which holds the same text) from tracebacks too."""
+def translating(table: ForeignErrors) -> Iterator[None]:
+    """Turn the exceptions `table` knows into KeyServiceError; `from None` drops their text (and their chained
+    context, which holds the same text) from tracebacks too. Ours and unknown ones pass unchanged."""
     try:
         yield
     except KeyServiceError:
         raise
     except Exception as exc:  # noqa: BLE001 - translated or re-raised below
-        ours = translate(exc)
+        ours = translate(exc, table)
         if ours is None:
             raise
         raise ours from None
-

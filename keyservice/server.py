@@ -5,6 +5,7 @@ graceful stop. Health and reflection are registered on the mTLS port, health als
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -102,12 +103,7 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
     app._tasks.append(asyncio.create_task(_watch_dependencies(app.health, store, vault, executor)))
     if reconcile:
         async def run_blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            from keyservice.errors import translate_foreign
-
-            def call() -> Any:
-                with translate_foreign():
-                    return fn(*args, **kwargs)
-            return await asyncio.get_running_loop().run_in_executor(executor, call)
+            return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args, **kwargs))
         app._tasks.append(asyncio.create_task(run_periodically(
             run_blocking, store, vault, interval=settings.reconcile_interval_seconds,
             grace_seconds=settings.reconcile_grace_seconds,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from byokcommon.tls import peer_identity
 from keyservice import audit, convert, validation
 from keyservice.audit_writer import AuditWriter
 from keyservice.credentials import CredentialManager, NewCredential
-from keyservice.errors import FailedPrecondition, InvalidArgument, KeyServiceError, translate_foreign
+from keyservice.errors import FailedPrecondition, InvalidArgument, KeyServiceError
 from keyservice.leases import LeaseIssuer, LeaseRequest, requested_provider
 from keyservice.providers import PROVIDERS, get_provider
 from keyservice.revocation_feed import RevocationFeed
@@ -59,11 +60,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         self._confirming: set[asyncio.Future[Any]] = set()
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run blocking work off the event loop, with foreign exceptions translated where they enter."""
-        def call() -> T:
-            with translate_foreign():
-                return fn(*args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        """Run blocking work off the event loop (the adapters it calls translate their libraries' errors)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     async def _lease_was_issued(self, lease_id: str, credential_id: str, caller: str) -> bool:
         """Whether this lease of this credential went to `caller` within a lease lifetime. Lease events are

@@ -1,6 +1,6 @@
 """Scenario 5: keyservice on an AppRole Vault token with a TTL of a few seconds and a max TTL of ~10 s, under load
 for ten max TTLs. The token must be renewed before it expires and replaced by a fresh login once the max TTL is
-reached (keyservice/vault_auth.py), so that no caller ever sees a permission error from Vault."""
+reached (keyservice/vault/auth.py), so that no caller ever sees a permission error from Vault."""
 
 from __future__ import annotations
 

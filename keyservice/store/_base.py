@@ -23,7 +23,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from byokcommon.redaction import redact_text
-from keyservice.errors import AlreadyExists, InvalidArgument, NotFound, translate_foreign
+from keyservice.errors import (
+    AlreadyExists,
+    DatabaseUnavailable,
+    ForeignErrors,
+    InvalidArgument,
+    NotFound,
+    translating,
+)
 from keyservice.store.rows import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -44,6 +51,17 @@ _LOCK_CLASS = 0x62796F6B  # "byok"
 _LOCK_REVOCATIONS = 1
 _LOCK_MIGRATE = 2
 _LOCK_PRIMARY_CLASS = _LOCK_CLASS + 1  # objid = hashtext(provider|scope)
+
+# SQLAlchemy's exceptions and what they become where the store meets them (keyservice/errors.py): a unique-key
+# violation is the caller's duplicate; anything else the database does is retryable.
+DB_ERRORS: ForeignErrors = [
+    (sqlalchemy.exc.IntegrityError, (AlreadyExists, "a record with the same key already exists")),
+    (sqlalchemy.exc.OperationalError, (DatabaseUnavailable, None)),
+    (sqlalchemy.exc.InterfaceError, (DatabaseUnavailable, None)),
+    (sqlalchemy.exc.TimeoutError, (DatabaseUnavailable, "database connection pool exhausted")),
+    (sqlalchemy.exc.DBAPIError, (DatabaseUnavailable, "database error")),
+    (sqlalchemy.exc.SQLAlchemyError, (DatabaseUnavailable, "database error")),
+]
 
 _UPDATABLE = frozenset(
     {
@@ -217,7 +235,7 @@ class StoreBase:
     @contextmanager
     def _tx(self, *, write: bool = False) -> Iterator[Connection]:
         """One transaction, foreign exceptions translated."""
-        with translate_foreign(), self._engine.connect() as conn:
+        with translating(DB_ERRORS), self._engine.connect() as conn:
             if write and self.dialect == "sqlite":
                 conn.execution_options(byok_begin="BEGIN IMMEDIATE")
             with conn.begin():

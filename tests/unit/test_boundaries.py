@@ -1,7 +1,7 @@
-"""Adapters own their library, and the services stay apart (DESIGN.md): only the Vault adapter imports hvac,
-only the store (and its migrations) SQLAlchemy and Alembic, only the upstream modules httpx; errors.py may name
-all three because it is where their exceptions are translated. The proxy reaches keyservice over gRPC only, and
-the shared plumbing imports neither service."""
+"""Adapters own their library, and the services stay apart (DESIGN.md): only the Vault adapter package imports
+hvac (and requests), only the store package (and its migrations) SQLAlchemy and Alembic, only verify and the
+proxy's upstream module httpx; each maps its library's exceptions itself, so errors.py names none of them. The
+proxy reaches keyservice over gRPC only, and the shared plumbing imports neither service."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("byokcommon", "keyservice", "proxyservice", "byokctl", "devstack")
 # Library (top-level module) -> the only files that may import it.
 OWNERS = {
-    "hvac": {"keyservice/vault.py", "keyservice/vault_auth.py", "keyservice/errors.py"},
-    "requests": {"keyservice/vault.py", "keyservice/vault_auth.py", "keyservice/errors.py"},
-    "sqlalchemy": {"keyservice/store/*", "keyservice/errors.py"},
+    "hvac": {"keyservice/vault/*"},
+    "requests": {"keyservice/vault/*"},
+    "sqlalchemy": {"keyservice/store/*"},
     "alembic": {"keyservice/store/*"},
-    "httpx": {"keyservice/verify.py", "keyservice/errors.py", "proxyservice/upstream.py"},
+    "httpx": {"keyservice/verify.py", "proxyservice/upstream.py"},
     "httpcore": {"proxyservice/upstream.py"},
 }
 # Package -> packages it must never import.

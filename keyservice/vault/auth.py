@@ -6,7 +6,8 @@ because the kubelet rotates it). One `TokenKeeper` is shared by every thread usi
 its lock makes sure only one of them renews or logs in at a time, and a *generation* number tells a thread
 whose call was refused whether the token it used has already been replaced by another thread.
 
-Only `keyservice.vault` uses this module; hvac exceptions raised here are translated there.
+Only the call wrapper (`keyservice.vault._call`) uses this module; hvac exceptions raised here are translated
+there.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import hvac
 import hvac.exceptions
 import structlog
 
 from keyservice import errors
-
-if TYPE_CHECKING:
-    from keyservice.vault import VaultSettings
+from keyservice.vault.settings import VaultSettings
 
 log = structlog.get_logger(__name__)
 
