@@ -196,7 +196,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         return pb.ListProvidersResponse(providers=[
             pb.Provider(name=p.name, default_api_base=self.base_urls.get(p.name) or p.default_api_base,
                         default_model=p.default_model, model_pattern=p.model_pattern, key_format=p.key_format,
-                        platform_key_env=p.platform_key_env, api_family=p.family)
+                        platform_key_env=p.platform_key_env, api_family=p.family, display_name=p.title)
             for p in PROVIDERS.values()])
 
     async def SetOrgPolicy(self, request: pb.SetOrgPolicyRequest, context: grpc.aio.ServicerContext

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
@@ -33,7 +34,7 @@ def show_credentials(args: argparse.Namespace, creds: list[kpb.Credential]) -> N
 def cmd_keys(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
     a = args.action
     if a == "add":
-        key = read_secret(f"{args.provider} API key: ")
+        key = read_secret(f"{_display_name(stub, args)} API key: ")
         reply = stub.CreateCredential(kpb.CreateCredentialRequest(
             provider=args.provider, scope=scope_of(args), name=args.name, api_key=key, api_base=args.api_base or "",
             default_model=args.default_model or "", primary=args.primary), timeout=args.timeout)
@@ -89,3 +90,11 @@ def cmd_keys(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
             emit_json(reply)
         else:
             print(f"{args.id}: {health(reply.credential.health)} (HTTP {reply.http_status or 'no answer'})")
+
+
+def _display_name(stub: kpb_grpc.KeyServiceStub, args: argparse.Namespace) -> str:
+    """"OpenAI" for openai, for the prompt; asked only when a person will see the prompt (stdin a terminal)."""
+    if not sys.stdin.isatty():
+        return args.provider
+    providers = stub.ListProviders(kpb.ListProvidersRequest(), timeout=args.timeout).providers
+    return next((p.display_name for p in providers if p.name == args.provider and p.display_name), args.provider)

@@ -14,8 +14,9 @@ def cmd_providers(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> No
     if args.json:
         emit_json(providers)
     else:
-        emit_table(["name", "family", "default model", "base url", "key format"],
-                   [[p.name, p.api_family, p.default_model, p.default_api_base, p.key_format] for p in providers])
+        emit_table(["name", "provider", "family", "default model", "base url", "key format"],
+                   [[p.name, p.display_name, p.api_family, p.default_model, p.default_api_base, p.key_format]
+                    for p in providers])
 
 
 def cmd_rewrap(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:

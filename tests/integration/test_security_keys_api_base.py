@@ -53,7 +53,7 @@ async def test_api_base_stays_on_the_providers_hosts_and_moves_are_audited(bao: 
         moved = await refused(admin.UpdateCredential(pb.UpdateCredentialRequest(
             credential_id=credential.credential_id, api_base="https://attacker.example/v1")))
         assert moved.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert moved.details().startswith("api_base: attacker.example is not a openai host")
+        assert moved.details().startswith("api_base: attacker.example is not an OpenAI host")
         assert (await refused(admin.CreateCredential(create("other", api_base="https://attacker.example/v1")))
                 ).code() == grpc.StatusCode.INVALID_ARGUMENT
 

@@ -133,3 +133,21 @@ def test_ops_allowlist_and_development_setting_for_api_base() -> None:
     get_provider("openai").check_api_base("http://127.0.0.1:8080/v1", dev)  # the local stand-in
     with pytest.raises(InvalidArgument, match="https"):
         get_provider("openai_compatible").check_api_base("http://llm.tenant.example/v1", dev)
+
+
+@pytest.mark.parametrize(("provider", "bad_key", "wording"), [
+    ("openai", "sk-ant-" + "a" * 30, "not an OpenAI key"),
+    ("anthropic", "sk-" + "a" * 30, "does not look like an Anthropic key"),
+    ("gemini", "xyz" + "a" * 35, "does not look like a Google Gemini key"),
+    ("groq", "a" * 30, "does not look like a Groq key"),
+    ("openrouter", "sk-" + "a" * 30, "does not look like an OpenRouter key"),
+])
+def test_key_errors_name_the_provider_as_people_write_it(provider: str, bad_key: str, wording: str) -> None:
+    """Issue 12: "a openai key" read wrong; messages use the display name with its article."""
+    from keyservice.errors import InvalidArgument
+    from keyservice.providers import PROVIDERS, get_provider
+
+    with pytest.raises(InvalidArgument) as err:
+        get_provider(provider).check_key(bad_key)
+    assert wording in err.value.message and bad_key not in err.value.message
+    assert all(p.display_name for p in PROVIDERS.values())

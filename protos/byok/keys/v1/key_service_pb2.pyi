@@ -334,7 +334,7 @@ class ListAuditEventsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("name", "default_api_base", "default_model", "model_pattern", "key_format", "platform_key_env", "api_family")
+    __slots__ = ("name", "default_api_base", "default_model", "model_pattern", "key_format", "platform_key_env", "api_family", "display_name")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_API_BASE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -342,6 +342,7 @@ class Provider(_message.Message):
     KEY_FORMAT_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_KEY_ENV_FIELD_NUMBER: _ClassVar[int]
     API_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     default_api_base: str
     default_model: str
@@ -349,7 +350,8 @@ class Provider(_message.Message):
     key_format: str
     platform_key_env: str
     api_family: str
-    def __init__(self, name: _Optional[str] = ..., default_api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., model_pattern: _Optional[str] = ..., key_format: _Optional[str] = ..., platform_key_env: _Optional[str] = ..., api_family: _Optional[str] = ...) -> None: ...
+    display_name: str
+    def __init__(self, name: _Optional[str] = ..., default_api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., model_pattern: _Optional[str] = ..., key_format: _Optional[str] = ..., platform_key_env: _Optional[str] = ..., api_family: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class ListProvidersRequest(_message.Message):
     __slots__ = ()
