@@ -24,7 +24,7 @@ import httpx
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
 from byokcommon.tls import TlsFiles, channel_credentials
-from proxyservice.upstream import lean_transport
+from proxyservice.lean_pool import lean_transport
 
 _TEXT = re.compile(r'"content":\s?"[^"]')  # a chunk whose delta carries text (not the role-only first chunk)
 _MESSAGES = [{"role": "user", "content": "hi"}]

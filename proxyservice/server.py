@@ -19,6 +19,7 @@ from byokcommon.runner import serve_until_signalled
 from byokcommon.tls import configure_identity
 from proxyservice.errors import PermissionDenied
 from proxyservice.keyclient import KeyServiceClient
+from proxyservice.lean_pool import pool_in_use
 from proxyservice.leasecache import CacheLimits, LeaseCache
 from proxyservice.metrics import ProxyMetrics
 from proxyservice.revocations import follow_revocations
@@ -98,7 +99,8 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
     await open_side_ports(app, health_addr=settings.health_addr, metrics_addr=settings.metrics_addr,
                           registry=rpc_metrics.registry)
     await mark_serving(app, SERVICE_NAME)
-    _log.info("proxy.started", port=app.port, health_port=app.health_port, metrics_port=app.metrics_port)
+    _log.info("proxy.started", port=app.port, health_port=app.health_port, metrics_port=app.metrics_port,
+              upstream_pool=pool_in_use())
     return app
 
 

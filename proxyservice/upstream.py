@@ -7,10 +7,8 @@ errors with the provider's retry-after. httpx exceptions are translated here and
 module of the proxy imports httpx. URLs never hold keys (adapters put keys in headers), and no URL or
 header is ever put in an error message.
 
-The pool is httpcore's with its per-request bookkeeping made cheap (`_LeanPool`): httpcore 1.0 re-examines
-every pooled connection when a request starts and again when it ends, polling each idle socket and counting
-connections in a loop within the loop, so with hundreds of streams in flight most of the proxy's CPU went
-there (see docs/benchmarks.md).
+The pool is httpcore's with its per-request bookkeeping made cheap where the pinned httpcore release allows it
+(proxyservice/lean_pool.py; `pool_in_use()` says which one runs, and the server logs it at start).
 
 Every request passes `PinnedTransport` first (byokcommon/egress.py, docs/security.md "api_base and SSRF"): the
 host is resolved when the request is sent, every address it has must be public (or in ops' allowlist), and
@@ -23,17 +21,15 @@ the failure then carries the reason, which the servicer reports and fails over o
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-import httpcore
 import httpx
 
 from byokcommon.egress import EgressPolicy, EgressRefused, PinningResolver, Unresolvable
 from byokcommon.provider_answers import key_rejection
 from proxyservice import errors
 from proxyservice.adapters.base import UpstreamRequest, error_message
+from proxyservice.lean_pool import lean_transport
 
 # What tests pass to swap the network out (httpx.MockTransport, or a transport to a local upstream).
 Transport = httpx.AsyncBaseTransport
@@ -72,93 +68,6 @@ class PinnedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-SWEEP_INTERVAL = 1.0  # seconds between full expiry sweeps of the pool
-
-
-class _LeanPool(httpcore.AsyncConnectionPool):
-    """httpcore's connection pool with bookkeeping that does not grow with the pool on every request.
-
-    httpcore 1.0.9 runs `_assign_requests_to_connections` when a request starts and when its response closes;
-    each run calls `has_expired()` on every connection (for an idle one, a readability poll of its socket
-    through anyio's attribute lookup) and, for every idle connection, counts all connections again: with 256
-    idle connections a request cost 80 ms of CPU. Here the full sweep (closed, expired and surplus idle
-    connections) runs at most once per SWEEP_INTERVAL; between sweeps a run with no queued request does
-    nothing, and a queued request takes the first available connection after checking that one alone (so a
-    connection the server closed, or one past its keep-alive expiry, is still never handed out).
-    """
-
-    _next_sweep = 0.0
-
-    def _sweep(self, closing: list[Any]) -> None:
-        keep: list[Any] = []
-        idle = 0
-        for connection in self._connections:
-            if connection.is_closed():
-                continue
-            if connection.has_expired():
-                closing.append(connection)
-                continue
-            if connection.is_idle():
-                idle += 1
-                if idle > self._max_keepalive_connections:
-                    closing.append(connection)
-                    continue
-            keep.append(connection)
-        self._connections = keep
-
-    def _assign_requests_to_connections(self) -> list[Any]:
-        closing: list[Any] = []
-        now = time.monotonic()
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_INTERVAL
-            self._sweep(closing)
-        queued = [r for r in self._requests if r.is_queued()]
-        if not queued:
-            return closing
-        connections = self._connections
-        for pool_request in queued:
-            origin = pool_request.request.url.origin
-            chosen = None
-            stale: list[Any] = []
-            for connection in connections:
-                if connection.can_handle_request(origin) and connection.is_available():
-                    if connection.is_idle() and connection.has_expired():
-                        stale.append(connection)  # the server closed it, or its keep-alive ran out
-                        continue
-                    chosen = connection
-                    break
-            for connection in stale:
-                connections.remove(connection)
-                closing.append(connection)
-            if chosen is None:
-                if len(connections) >= self._max_connections:
-                    connections[:] = [c for c in connections if not c.is_closed()]
-                if len(connections) >= self._max_connections:
-                    idle_connection = next((c for c in connections if c.is_idle()), None)
-                    if idle_connection is None:
-                        continue  # stays queued until a connection frees up
-                    connections.remove(idle_connection)
-                    closing.append(idle_connection)
-                chosen = self.create_connection(origin)
-                connections.append(chosen)
-            pool_request.assign_to_connection(chosen)
-        return closing
-
-
-# _LeanPool overrides private methods of this exact httpcore release (pinned in pyproject.toml); with any
-# other, the stock pool is used: slower under many streams, never wrong.
-LEAN_POOL_HTTPCORE = "1.0.9"
-
-
-def lean_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's own transport (what AsyncClient would build) with the lean pool in place of httpcore's.
-    Also used by the benchmark's load generator (bench/clients.py), whose pools reach thousands of connections."""
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    if httpcore.__version__ == LEAN_POOL_HTTPCORE and type(transport._pool) is httpcore.AsyncConnectionPool:
-        transport._pool.__class__ = _LeanPool  # same state, cheaper bookkeeping
-    return transport
 
 
 class UpstreamResponse:

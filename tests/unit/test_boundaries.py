@@ -19,8 +19,8 @@ OWNERS = {
     "requests": {"keyservice/vault/*"},
     "sqlalchemy": {"keyservice/store/*"},
     "alembic": {"keyservice/store/*"},
-    "httpx": {"keyservice/verify.py", "proxyservice/upstream.py"},
-    "httpcore": {"proxyservice/upstream.py"},
+    "httpx": {"keyservice/verify.py", "proxyservice/upstream.py", "proxyservice/lean_pool.py"},
+    "httpcore": {"proxyservice/lean_pool.py"},
 }
 # Package -> packages it must never import.
 APART = {
