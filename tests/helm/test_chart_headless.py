@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from proxyservice.settings import ProxySettings
-from tests.helm.test_chart import NAMESPACE, RELEASE, VALUE_SETS, config_data, manifests, one
+from tests.helm.chart import NAMESPACE, RELEASE, VALUE_SETS, config_data, manifests, one
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
