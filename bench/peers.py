@@ -22,7 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.stack import BenchStack, free_port
+from bench.stack import BenchStack
+from devstack.ports import free_port
 from devstack.processes import clean_env
 
 # The newest LiteLLM whose [proxy] extra the package index here can satisfy: 1.108.8 and later pin

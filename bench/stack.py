@@ -8,7 +8,6 @@ Secrets (the Vault root token, the fake provider key) reach children through the
 from __future__ import annotations
 
 import secrets
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,20 +17,15 @@ from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byokcommon.devcerts import CertificateAuthority, spiffe_id
 from byokcommon.tls import TlsFiles, channel_credentials
+from devstack.bao import dev_server
+from devstack.ports import free_port
 from devstack.processes import ProcessGroup, clean_env
-from devstack.stack import bao_binary
 
 ADMIN = spiffe_id("admin")
 PROXY = spiffe_id("proxyservice")
 CALLER = spiffe_id("caller/bench")
 WARM_ORG = "bench-warm"
 LEASE_TTL_SECONDS = 60  # keyservice's default, stated so the "calls per key per TTL" figure has a base
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fake_openai_key() -> str:
@@ -100,9 +94,8 @@ def _start(stack: BenchStack, proxy_log_level: str) -> None:
     certs = stack.certs
     vault_port = free_port()
     token = "dev-" + secrets.token_hex(16)
-    stack.start_process("openbao", [bao_binary(), "server", "-dev", f"-dev-listen-address=127.0.0.1:{vault_port}",
-                                    "-dev-no-store-token"],
-                        clean_env(BAO_DEV_ROOT_TOKEN_ID=token, VAULT_DEV_ROOT_TOKEN_ID=token), vault_port, sut=True)
+    argv, bao_env = dev_server(vault_port, token)
+    stack.start_process("openbao", argv, bao_env, vault_port, sut=True)
 
     up_port = free_port()
     stack.start_process("upstream", [py, "-m", "devstack.upstream", "--port", str(up_port)], clean_env(), up_port,

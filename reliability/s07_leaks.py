@@ -24,7 +24,7 @@ import psycopg
 
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
-from devstack.upstream import UpstreamConfig, _bearer, _Response
+from devstack.upstream import Response, UpstreamConfig, presented_key
 from reliability.certs import CALLER
 from reliability.checks import Checks
 from reliability.context import Context
@@ -70,8 +70,8 @@ class EchoingUpstream(RecordingUpstream):
 
     def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
         response = super()._route(method, target, headers, body)
-        key = _bearer(headers) or headers.get("x-api-key", "") or headers.get("x-goog-api-key", "")
-        if isinstance(response, _Response) and response.status >= 400 and response.body and key:
+        key = presented_key(headers)
+        if isinstance(response, Response) and response.status >= 400 and response.body and key:
             try:
                 obj = json.loads(response.body)
                 obj["error"]["message"] = f"{obj['error'].get('message', '')} (key: {key})"

@@ -18,9 +18,10 @@ from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
 from byokcommon.tls import TlsFiles, channel_credentials
-from devstack.upstream import FakeUpstream, UpstreamConfig, _bearer
+from devstack.ports import free_port
+from devstack.upstream import FakeUpstream, UpstreamConfig, presented_key
 from reliability.certs import ADMIN, CALLER, KEYSERVICE, PROXY, CertDir
-from reliability.procs import Proc, free_port
+from reliability.procs import Proc
 from reliability.vault import RaftCluster, Vault
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ class RecordingUpstream(FakeUpstream):
         self.seen: list[tuple[float, str]] = []
 
     def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
-        key = _bearer(headers) or headers.get("x-api-key", "") or headers.get("x-goog-api-key", "")
+        key = presented_key(headers)
         self.seen.append((time.monotonic(), key))
         return super()._route(method, target, headers, body)
 

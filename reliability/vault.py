@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 
-from devstack.stack import bao_binary
-from reliability.procs import Proc, free_port
+from devstack.bao import bao_binary
+from devstack.ports import free_port
+from reliability.procs import Proc
 
 
 class Vault:

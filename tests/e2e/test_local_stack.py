@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.bao import bao_binary
 from devstack.demo import run_demo
-from devstack.stack import WALK, Stack, bao_binary, byokctl, start
+from devstack.stack import WALK, Stack, byokctl, start
 
 
 @pytest.fixture(scope="module")

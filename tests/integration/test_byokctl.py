@@ -26,12 +26,12 @@ import pytest
 
 from byokcommon.tls import TlsFiles
 from byokctl.cli import build_parser
+from devstack.ports import free_port
 from devstack.upstream import FakeUpstream, UpstreamConfig
 from keyservice.server import KeyServiceApp, create_server
 from proxyservice.server import ProxyApp
 from proxyservice.server import create_server as create_proxy
 from tests.support.bao import BaoDevServer
-from tests.support.ports import free_port
 from tests.support.stack import (
     ADMIN,
     Identities,

@@ -21,11 +21,11 @@ import grpc
 import pytest
 
 from byok.keys.v1 import key_service_pb2 as pb
+from devstack.ports import free_port
 from devstack.upstream import FakeUpstream, UpstreamConfig
 from keyservice.server import KeyServiceApp, create_server
 from keyservice.settings import KeyServiceSettings
 from tests.support.bao import BaoDevServer
-from tests.support.ports import free_port
 from tests.support.stack import CALLER, Identities, keys_stub, keyservice_settings, secure_channel, upstream_base_urls
 
 

@@ -30,6 +30,7 @@ from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as ppb
 from byok.proxy.v1 import chat_service_pb2_grpc as ppb_grpc
 from byokcommon.tls import TlsFiles, channel_credentials
+from devstack.bao import dev_server
 from devstack.upstream import FakeUpstream, UpstreamConfig
 from keyservice.server import SERVICE_NAME, KeyServiceApp, create_server
 from keyservice.settings import KeyServiceSettings
@@ -156,13 +157,10 @@ def chat(port: int, caller: TlsFiles, org: str) -> grpc.StatusCode:
 
 def start_bao(work: Path, *args: str, port: int = 0, token: str = "") -> BaoDevServer:
     server = BaoDevServer(**({"port": port} if port else {}), **({"root_token": token} if token else {}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    argv, env = dev_server(server.port, server.root_token, *args)
     server.log_path = work / f"bao-{server.port}.log"
     with open(server.log_path, "ab") as out:
-        server.process = subprocess.Popen(
-            [cli_binary(), "server", "-dev", f"-dev-listen-address=127.0.0.1:{server.port}",
-             f"-dev-root-token-id={server.root_token}", "-dev-no-store-token", *args],
-            stdout=out, stderr=subprocess.STDOUT, env=env)
+        server.process = subprocess.Popen([cli_binary(), *argv[1:]], stdout=out, stderr=subprocess.STDOUT, env=env)
     wait_healthy(server)
     return server
 

@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.bao import BaoDevServer, bao_binary
-from tests.support.ports import free_port
+from devstack.bao import bao_binary, dev_server
+from devstack.ports import free_port
+from tests.support.bao import BaoDevServer
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO / "deploy" / "vault" / "bootstrap.sh"
@@ -328,12 +329,9 @@ def test_shipped_openbao_audit_snippet_declares_a_working_device(tmp_path: Path)
     log = tmp_path / "audit-byok.log"
     config.write_text(AUDIT_SNIPPET.read_text().replace("/var/log/openbao/audit-byok.log", str(log)))
     server = BaoDevServer(port=free_port())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    argv, env = dev_server(server.port, server.root_token, f"-config={config}")
     with open(tmp_path / "bao.log", "wb") as out:
-        server.process = subprocess.Popen(
-            [bao_binary(), "server", "-dev", f"-dev-listen-address=127.0.0.1:{server.port}",
-             f"-dev-root-token-id={server.root_token}", "-dev-no-store-token", f"-config={config}"],
-            stdout=out, stderr=subprocess.STDOUT, env=env)
+        server.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_healthy(server)
         devices = server.api("GET", "sys/audit").json()["data"]

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from devstack.ports import free_port
 from keyservice import errors
 from keyservice.settings import KeyServiceSettings
 from keyservice.vault import VaultClient, VaultSettings
 from tests.support.bao import BaoDevServer
-from tests.support.ports import free_port
 
 
 def fake_key() -> str:

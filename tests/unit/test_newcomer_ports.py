@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from devstack.processes import pick_port, port_is_free
+from devstack.ports import pick_port, port_is_free
 
 
 def test_a_port_left_in_time_wait_is_free_and_a_listened_one_is_not() -> None:

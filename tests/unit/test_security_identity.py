@@ -22,9 +22,9 @@ from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
 from byokcommon.devcerts import CertificateAuthority, spiffe_id
 from byokcommon.tls import IDENTITY_POLICY, TlsFiles, canonical_spiffe_id, channel_credentials, identity_from_pem
+from devstack.ports import free_port
 from proxyservice.server import create_server
 from proxyservice.settings import ProxySettings
-from tests.support.ports import free_port
 from tests.support.stack import Identities, proxy_settings
 
 CANONICAL = ["spiffe://byok.local/admin", "spiffe://byok.local/caller/chat-api",
