@@ -68,9 +68,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
 
+from byokcommon.wire import KEY_HEADERS, bearer
+
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 DEFAULT_REPLAY_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "conformance"
-AUTH_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 _MODELS = {
     "openai": ["gpt-4o-mini", "gpt-4o"],
     "anthropic": ["claude-sonnet-4-5", "claude-3-5-haiku-latest"],
@@ -255,7 +256,7 @@ class FakeUpstream:
         rec.provider = "mistral" if mistral else family
         key_header = {"openai": "authorization", "gemini": "x-goog-api-key",
                       "anthropic": "x-api-key" if "x-api-key" in headers else "authorization"}[family]
-        key = {"openai": _bearer(headers), "anthropic": headers.get("x-api-key") or _bearer(headers),
+        key = {"openai": bearer(headers), "anthropic": headers.get("x-api-key") or bearer(headers),
                "gemini": headers.get("x-goog-api-key", "")}[family]
         rec.key_header = key_header if key else ""
         rec.key_in_url = "key" in query or bool(key and (key in target or key in unquote(target)))
@@ -362,18 +363,8 @@ async def _one(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-def _bearer(headers: dict[str, str]) -> str:
-    auth = headers.get("authorization", "")
-    return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-
-
-def presented_key(headers: dict[str, str]) -> str:
-    """The API key a request carries, in whichever provider's header (bearer, x-api-key, x-goog-api-key)."""
-    return _bearer(headers) or headers.get("x-api-key", "") or headers.get("x-goog-api-key", "")
-
-
 def _redact(headers: dict[str, str]) -> dict[str, str]:
-    return {k: ("<redacted>" if k in AUTH_HEADERS else v) for k, v in headers.items()}
+    return {k: ("<redacted>" if k in KEY_HEADERS else v) for k, v in headers.items()}
 
 
 @dataclass

@@ -16,18 +16,14 @@ import httpx
 
 from byokcommon.egress import EgressPolicy, EgressRefused, PinningResolver, Unresolvable
 from byokcommon.provider_answers import key_rejection
+from byokcommon.wire import BoundedBody, auth_headers
 from keyservice.errors import FailedPrecondition
-
-_MAX_BODY = 64 * 1024  # an error body says what it has to in far less; more is not read
 
 
 def verification_request(family: str, api_base: str, api_key: str) -> tuple[str, dict[str, str]]:
-    """URL and headers of the provider's list-models call for a wire family."""
-    if family == "anthropic":
-        return f"{api_base}/models?limit=1", {"x-api-key": api_key, "anthropic-version": "2023-06-01"}
-    if family == "gemini":
-        return f"{api_base}/models?pageSize=1", {"x-goog-api-key": api_key}
-    return f"{api_base}/models", {"authorization": f"Bearer {api_key}"}
+    """URL and headers of the provider's list-models call for a wire family (the smallest page of it)."""
+    page = {"anthropic": "?limit=1", "gemini": "?pageSize=1"}.get(family, "")
+    return f"{api_base}/models{page}", auth_headers(family, api_key)
 
 
 class PinnedTransport(httpx.BaseTransport):
@@ -80,9 +76,8 @@ def verify_key(provider: str, family: str, api_base: str, api_key: str, *, timeo
 
 
 def _read_bounded(response: httpx.Response) -> bytes:
-    body = b""
+    body = BoundedBody()
     for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) >= _MAX_BODY:
+        if body.add(chunk):
             break
-    return body[:_MAX_BODY]
+    return body.bytes()

@@ -27,6 +27,7 @@ import httpx
 
 from byokcommon.egress import EgressPolicy, EgressRefused, PinningResolver, Unresolvable
 from byokcommon.provider_answers import key_rejection
+from byokcommon.wire import BoundedBody
 from proxyservice import errors
 from proxyservice.adapters.base import UpstreamRequest, error_message
 from proxyservice.lean_pool import lean_transport
@@ -34,7 +35,6 @@ from proxyservice.lean_pool import lean_transport
 # What tests pass to swap the network out (httpx.MockTransport, or a transport to a local upstream).
 Transport = httpx.AsyncBaseTransport
 
-MAX_ERROR_BODY = 64 * 1024
 
 
 class UpstreamFailure(Exception):
@@ -133,18 +133,16 @@ class Upstream:
 
     @staticmethod
     async def _read_bounded(response: httpx.Response) -> bytes:
-        chunks, size = [], 0
+        body = BoundedBody()
         try:
             async for chunk in response.aiter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_ERROR_BODY:
+                if body.add(chunk):
                     break
         except httpx.HTTPError:
             pass
         finally:
             await response.aclose()
-        return b"".join(chunks)[:MAX_ERROR_BODY]
+        return body.bytes()
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -24,7 +24,8 @@ import psycopg
 
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
-from devstack.upstream import Response, UpstreamConfig, presented_key
+from byokcommon.wire import presented_key
+from devstack.upstream import Response, UpstreamConfig
 from reliability.certs import CALLER
 from reliability.checks import Checks
 from reliability.context import Context

@@ -18,8 +18,9 @@ from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
 from byokcommon.tls import TlsFiles, channel_credentials
+from byokcommon.wire import presented_key
 from devstack.ports import free_port
-from devstack.upstream import FakeUpstream, UpstreamConfig, presented_key
+from devstack.upstream import FakeUpstream, UpstreamConfig
 from reliability.certs import ADMIN, CALLER, KEYSERVICE, PROXY, CertDir
 from reliability.procs import Proc
 from reliability.vault import RaftCluster, Vault

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from byok.proxy.v1 import chat_service_pb2 as pb
+from byokcommon.wire import auth_headers
 from proxyservice.adapters.base import (
     AdapterError,
     UpstreamRequest,
@@ -29,7 +30,6 @@ from proxyservice.adapters.base import (
 from proxyservice.adapters.stream import SSEJsonDecoder
 
 R = pb.Role
-API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
 
 
@@ -195,8 +195,7 @@ class AnthropicAdapter:
     @staticmethod
     def _headers(api_key: str, stream: bool) -> dict[str, str]:
         return {
-            "x-api-key": api_key,
-            "anthropic-version": API_VERSION,
+            **auth_headers("anthropic", api_key),
             "content-type": "application/json",
             "accept": "text/event-stream" if stream else "application/json",
         }

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from byok.proxy.v1 import chat_service_pb2 as pb
+from byokcommon.wire import auth_headers
 from proxyservice.adapters.base import (
     AdapterError,
     UpstreamRequest,
@@ -206,7 +207,7 @@ class GeminiAdapter:
 
     @staticmethod
     def _headers(api_key: str) -> dict[str, str]:
-        return {"x-goog-api-key": api_key, "content-type": "application/json"}
+        return {**auth_headers("gemini", api_key), "content-type": "application/json"}
 
     def stream_decoder(self) -> GeminiStreamDecoder:
         return GeminiStreamDecoder()

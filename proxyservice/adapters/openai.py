@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from byok.proxy.v1 import chat_service_pb2 as pb
+from byokcommon.wire import auth_headers
 from proxyservice.adapters.base import (
     AdapterError,
     UpstreamRequest,
@@ -199,7 +200,7 @@ class OpenAIAdapter:
                 for t in params.tools
             ]
         headers = {
-            "authorization": f"Bearer {api_key}",
+            **auth_headers("openai", api_key),
             "content-type": "application/json",
             "accept": "text/event-stream" if stream else "application/json",
         }

@@ -1,0 +1,57 @@
+"""What both services (and the local upstream) know of each wire family: how a provider's API takes the key,
+which headers can carry a key at all, and how much of an error body is worth reading.
+
+The provider catalog proper (hosts, key shapes, model patterns, display names) is keyservice/providers.py: only
+keyservice needs it, and it hands the proxy what a lease needs (api_base, family). What a provider's answers mean
+(bad-key evidence) is byokcommon/provider_answers.py. This module is the part the adapters, VerifyCredential and
+the local upstream share, so that the auth headers are written once.
+"""
+
+from __future__ import annotations
+
+FAMILIES = ("openai", "anthropic", "gemini")
+# The Anthropic API version the proxy and VerifyCredential speak.
+ANTHROPIC_VERSION = "2023-06-01"
+# Every header a provider key travels in, lower-case: never logged, never forwarded from a caller.
+KEY_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+# An error body says what it has to in far less; more is never read.
+MAX_ERROR_BODY = 64 * 1024
+
+
+def auth_headers(family: str, api_key: str) -> dict[str, str]:
+    """The headers that present `api_key` to a provider of this wire family (the OpenAI family: a bearer)."""
+    if family == "anthropic":
+        return {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
+    if family == "gemini":
+        return {"x-goog-api-key": api_key}
+    return {"authorization": f"Bearer {api_key}"}
+
+
+def bearer(headers: dict[str, str]) -> str:
+    """The token of an `Authorization: Bearer …` header ("" without one); `headers` with lower-case names."""
+    auth = headers.get("authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+
+
+def presented_key(headers: dict[str, str]) -> str:
+    """The API key a request carries, in whichever family's header; `headers` with lower-case names."""
+    return bearer(headers) or headers.get("x-api-key", "") or headers.get("x-goog-api-key", "")
+
+
+class BoundedBody:
+    """Collects a body's chunks up to MAX_ERROR_BODY; `full` once the limit is reached (stop reading)."""
+
+    __slots__ = ("_chunks", "_size")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep `chunk`; True when the limit is reached."""
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        return self._size >= MAX_ERROR_BODY
+
+    def bytes(self) -> bytes:
+        return b"".join(self._chunks)[:MAX_ERROR_BODY]
