@@ -26,6 +26,7 @@ from keyservice.leases import LeaseIssuer, LeaseRequest, requested_provider
 from keyservice.providers import PROVIDERS, get_provider
 from keyservice.revocation_feed import RevocationFeed
 from keyservice.store import CredentialRow, Store
+from keyservice.tenancy import Tenancy
 from keyservice.verify import verify_key
 
 T = TypeVar("T")
@@ -49,6 +50,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         self.audit_writer = audit_writer
         self.on_lease = on_lease
         self.store = store
+        self.tenancy = Tenancy(store)
         self.credentials = credentials
         self.leases = leases
         self.feed = feed
@@ -203,16 +205,13 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
                            ) -> pb.SetOrgPolicyResponse:
         org_id = validation.scope_id(request.policy.org_id, "policy.org_id", required=True)
         allow = request.policy.allow_platform_fallback
-        await self._run(self.store.set_org_policy, org_id, allow,
-                        audit=audit.event(peer_identity(context), "org.policy.set", org_id=org_id,
-                                          allow_platform_fallback=allow),
-                        revocation="scope_changed")
+        await self._run(self.tenancy.set_platform_fallback, peer_identity(context), org_id, allow)
         return pb.SetOrgPolicyResponse(policy=pb.OrgPolicy(org_id=org_id, allow_platform_fallback=allow))
 
     async def GetOrgPolicy(self, request: pb.GetOrgPolicyRequest, context: grpc.aio.ServicerContext
                            ) -> pb.GetOrgPolicyResponse:
         org_id = validation.scope_id(request.org_id, "org_id", required=True)
-        allow = await self._run(self.store.get_org_policy, org_id)
+        allow = await self._run(self.tenancy.platform_fallback, org_id)
         return pb.GetOrgPolicyResponse(policy=pb.OrgPolicy(org_id=org_id, allow_platform_fallback=allow))
 
     async def CreateCallerBinding(self, request: pb.CreateCallerBindingRequest,
@@ -221,10 +220,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         caller = validation.identity(b.caller_identity, "binding.caller_identity")
         org_id = validation.scope_id(b.org_id, "binding.org_id", required=True)
         project_id = validation.scope_id(b.project_id, "binding.project_id")
-        row = await self._run(self.store.create_binding, caller, org_id, project_id,
-                              audit=audit.event(peer_identity(context), "binding.create", org_id=org_id,
-                                                project_id=project_id, caller=caller),
-                              revocation="scope_changed")  # proxies forget refusals they cached for the org
+        row = await self._run(self.tenancy.bind, peer_identity(context), caller, org_id, project_id)
         return pb.CreateCallerBindingResponse(binding=convert.binding(row))
 
     async def DeleteCallerBinding(self, request: pb.DeleteCallerBindingRequest,
@@ -232,24 +228,20 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         caller = validation.identity(request.caller_identity)
         org_id = validation.scope_id(request.org_id, "org_id", required=True)
         project_id = validation.scope_id(request.project_id, "project_id")
-        await self._run(self.store.delete_binding, caller, org_id, project_id,
-                        audit=audit.event(peer_identity(context), "binding.delete", org_id=org_id,
-                                          project_id=project_id, caller=caller),
-                        revocation="caller_unbound")
+        await self._run(self.tenancy.unbind, peer_identity(context), caller, org_id, project_id)
         return pb.DeleteCallerBindingResponse()
 
     async def ListCallerBindings(self, request: pb.ListCallerBindingsRequest,
                                  context: grpc.aio.ServicerContext) -> pb.ListCallerBindingsResponse:
         caller = validation.identity(request.caller_identity) if request.caller_identity else ""
-        rows = await self._run(self.store.list_bindings, caller_identity=caller,
+        rows = await self._run(self.tenancy.bindings, caller=caller,
                                org_id=validation.scope_id(request.org_id, "org_id"))
         return pb.ListCallerBindingsResponse(bindings=[convert.binding(r) for r in rows])
 
     async def RevokeOrg(self, request: pb.RevokeOrgRequest, context: grpc.aio.ServicerContext
                         ) -> pb.RevokeOrgResponse:
         org_id = validation.scope_id(request.org_id, "org_id", required=True)
-        rows = await self._run(self.store.deactivate_org, org_id,
-                               audit=audit.event(peer_identity(context), "org.revoke", org_id=org_id))
+        rows = await self._run(self.tenancy.revoke_org, peer_identity(context), org_id)
         return pb.RevokeOrgResponse(deactivated_count=len(rows))
 
     async def RewrapSecrets(self, request: pb.RewrapSecretsRequest, context: grpc.aio.ServicerContext
