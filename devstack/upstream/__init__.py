@@ -1,0 +1,63 @@
+"""A local fake LLM upstream speaking the OpenAI, Anthropic and Gemini wire formats on one port.
+
+Used by tests, ``make run`` and benchmarks (thousands of slow concurrent streams), so it is raw
+asyncio + h11 (HTTP/1.1 with keep-alive; streamed bodies use chunked transfer encoding).
+
+Endpoints (``base_url`` = ``http://127.0.0.1:PORT``):
+- OpenAI    ``POST /v1/chat/completions`` (stream or not), ``GET /v1/models`` (Bearer auth)
+- Mistral   the same under ``/mistral/v1`` (``mistral_base``), validated as strictly as Mistral does: a body
+            field Mistral does not know (``stream_options`` above all) gets its 422 ``extra_forbidden``
+            answer, and streams carry ``usage`` on the finishing chunk unasked, as Mistral's do
+- Anthropic ``POST /v1/messages`` (stream or not), ``GET /v1/models`` (``x-api-key`` or Bearer auth)
+- Gemini    ``POST /v1beta/models/{m}:streamGenerateContent?alt=sse``, ``POST /v1beta/models/{m}:generateContent``,
+            ``GET /v1beta/models`` (``x-goog-api-key`` auth; a ``key=`` query parameter is refused with 400,
+            because the proxy must never put a key in a URL)
+``GET /v1/models`` is answered in Anthropic's shape when the request carries ``x-api-key`` or
+``anthropic-version``. Anthropic also accepts ``Authorization: Bearer`` (recent official SDKs send it).
+
+Auth: ``UpstreamConfig.keys[family]`` lists accepted keys; an empty set (or a family absent from the
+dict) accepts any non-empty key. A missing or wrong key gets the provider's own answer: 401 with its error
+JSON for OpenAI and Anthropic; for Gemini, as Google does, 400 ``INVALID_ARGUMENT`` "API key not valid" with
+an ``ErrorInfo`` detail of reason ``API_KEY_INVALID`` for a wrong key, and 403 ``PERMISSION_DENIED`` for none.
+Each ``RecordedRequest`` says which header carried the key (``key_header``), whether the key (or a ``key=``
+parameter) was in the URL (``key_in_url``), and the status answered, so tests can check where keys travel
+even though recorded header values are redacted.
+
+The model name steers the response (so the proxy needs no special channel):
+- any ordinary name: ``frames`` text deltas, ``WORDS[i % len(WORDS)]`` each with a leading space
+  after the first (see ``generated_text``), paced by ``frame_delay``, then the finish reason and usage
+  (input tokens = total characters of the request's messages // 4 + 1, output tokens = frames). When
+  the request's max tokens is below ``frames``, only that many frames are sent and the finish is the
+  provider's "length" reason.
+- ``replay:<family>/<case>`` serves ``<replay_dir>/<family>/<case>.sse`` byte-exactly (streaming only).
+- ``fault:429`` (with ``retry-after: 7``), ``fault:500``, ``fault:stall`` (headers + one frame, then
+  nothing until the client goes), ``fault:reset`` (headers + one frame, then the socket is aborted),
+  ``fault:malformed`` (a frame of broken JSON, then a normal end), ``fault:truncate`` (the first half of
+  the frames, then a clean end of the body: no finish reason, no ``[DONE]`` / ``message_stop``),
+  ``fault:echo-key`` (a 400 whose error message repeats the key received, as some providers do) and
+  ``fault:echo-key-stream`` (one frame, then the provider's in-stream error event repeating the key): leak
+  canaries for what the proxy does with provider text.
+- a ``?k=v&k=v`` suffix overrides per request: ``frames=N``, ``delay=SECONDS``, ``chunk=N``
+  (0 = one piece per frame, -1 = random pieces), ``tool=1`` (after the text, call the request's first
+  tool with arguments ``{"n":1}`` sent as two fragments, finishing with the provider's tool-call
+  reason). E.g. ``gpt-4o?frames=64&delay=0.02``.
+  Gemini model names are URL path segments, so send them percent-encoded (the proxy's adapter does).
+
+Bodies are written in ``chunk_size``-byte pieces when set (``-1`` = random 1..64 byte pieces), else
+one piece per frame. Client disconnects are noticed while streaming (the socket is watched, not just
+written to) and recorded in ``closed_early`` with the ``time.monotonic()`` of the notice.
+
+Run alone: ``python -m devstack.upstream --port 0 --print-port`` (serves until SIGINT/SIGTERM).
+
+Modules: `server` (the HTTP server, routing, steering), `frames` (what streams), `answers` (provider-shaped
+responses and errors).
+"""
+
+from __future__ import annotations
+
+from devstack.upstream.answers import Response
+from devstack.upstream.frames import WORDS, generated_text
+from devstack.upstream.server import DEFAULT_REPLAY_DIR, FakeUpstream, RecordedRequest, UpstreamConfig, main
+
+__all__ = ["DEFAULT_REPLAY_DIR", "WORDS", "FakeUpstream", "RecordedRequest", "Response", "UpstreamConfig",
+           "generated_text", "main"]
