@@ -339,3 +339,13 @@ def test_every_setting_the_chart_sets_is_one_the_service_reads(value_set: str) -
             (REPO / "byokcommon" / "settings.py").read_text()
         for name in config_data(docs, component):
             assert f'"{name}"' in source, f"{component} never reads {name}"
+
+
+def test_the_api_base_allowlist_reaches_both_services() -> None:
+    """Issue 11 finding 2: ops' allowlist of api_base hosts and internal networks is a chart value, read by both
+    services (keyservice validates and verifies, the proxy sends); unset, neither carries it."""
+    docs = render_docs({"apiBaseAllowlist": ["llm.corp.example", "10.20.0.0/16"]})
+    for component in ("keyservice", "proxyservice"):
+        assert config_data(docs, component)["BYOK_API_BASE_ALLOWLIST"] == "llm.corp.example,10.20.0.0/16"
+        assert "BYOK_API_BASE_ALLOWLIST" not in config_data(manifests("defaults"), component)
+    assert "apiBaseAllowlist" in render_error({"apiBaseAllowlist": ["bad host!"]})

@@ -247,6 +247,9 @@ BYOK_TLS_CERT: /etc/byok/tls/tls.crt
 BYOK_TLS_KEY: /etc/byok/tls/tls.key
 BYOK_TLS_CA: /etc/byok/tls/ca.crt
 BYOK_LOG_LEVEL: {{ .Values.logLevel | quote }}
+{{- with .Values.apiBaseAllowlist }}
+BYOK_API_BASE_ALLOWLIST: {{ join "," . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* keyservice's database URL: a literal for SQLite, a Secret reference for PostgreSQL. */}}
