@@ -163,6 +163,11 @@ async def exercise(rec: Recorder, stack: Stack, ks: Service, px: Service, keys: 
         ("get", admin.GetCredential(kpb.GetCredentialRequest(credential_id=k))),
         ("list", admin.ListCredentials(kpb.ListCredentialsRequest(provider=k, page_token=k))),
         ("update", admin.UpdateCredential(kpb.UpdateCredentialRequest(credential_id=cid, name=k + k))),
+        # Issue 11: an admin moving a tenant's key to a host of their choosing, or to the metadata service.
+        ("update api_base attacker", admin.UpdateCredential(kpb.UpdateCredentialRequest(
+            credential_id=cid, api_base="https://attacker.example/v1"))),
+        ("update api_base metadata", admin.UpdateCredential(kpb.UpdateCredentialRequest(
+            credential_id=cid, api_base="http://169.254.169.254/v1"))),
         ("rotate shape", admin.RotateCredentialSecret(kpb.RotateCredentialSecretRequest(
             credential_id=cid, api_key=keys["gemini"]))),
         ("rotate stale", admin.RotateCredentialSecret(kpb.RotateCredentialSecretRequest(
