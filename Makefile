@@ -82,6 +82,6 @@ clean:
 bench-peers: venv $(BENCH_TOOLS)
 	$(PY) -m bench --peers
 
-## reliability: faults, load, bad input and leak scenarios; writes reliability/report.md (≤ 20 minutes)
+## reliability: faults, load, bad input, leak and scale-out scenarios; writes reliability/report.md (≤ 25 minutes)
 reliability: venv
 	$(PY) -m reliability
