@@ -168,6 +168,14 @@ async def exercise(rec: Recorder, stack: Stack, ks: Service, px: Service, keys: 
             credential_id=cid, api_base="https://attacker.example/v1"))),
         ("update api_base metadata", admin.UpdateCredential(kpb.UpdateCredentialRequest(
             credential_id=cid, api_base="http://169.254.169.254/v1"))),
+        ("update api_base internal", admin.UpdateCredential(kpb.UpdateCredentialRequest(
+            credential_id=cid, api_base="https://metadata.google.internal/computeMetadata/v1"))),
+        ("create api_base private", admin.CreateCredential(kpb.CreateCredentialRequest(
+            provider="openai_compatible", scope=kpb.Scope(org_id=org), name="ssrf", api_key=k,
+            api_base="https://10.0.0.1/v1"))),
+        # Issue 11: a report whose "evidence" carries a key is refused, naming provider_reason.
+        ("report reason", proxy.ReportKeyFailure(kpb.ReportKeyFailureRequest(
+            lease_id="lease_" + "0" * 32, credential_id=cid, http_status=401, provider_reason=k + " x"))),
         ("rotate shape", admin.RotateCredentialSecret(kpb.RotateCredentialSecretRequest(
             credential_id=cid, api_key=keys["gemini"]))),
         ("rotate stale", admin.RotateCredentialSecret(kpb.RotateCredentialSecretRequest(
