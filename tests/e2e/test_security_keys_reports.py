@@ -17,7 +17,7 @@ import pytest
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as pb
-from devstack import upstream as fake
+from devstack.upstream import Response
 from tests.e2e.conftest import System, params
 from tests.support.stack import CALLER, secure_channel
 
@@ -27,6 +27,12 @@ GEMINI_SCHEMA_FIELDS = frozenset({"type", "format", "title", "description", "nul
                                   "minItems", "properties", "required", "minProperties", "maxProperties",
                                   "minLength", "maxLength", "pattern", "example", "anyOf", "propertyOrdering",
                                   "default", "items", "minimum", "maximum"})
+
+
+def provider_json(status: int, obj: Any) -> Response:
+    """A JSON answer of the stand-in, as the provider sends it."""
+    body = json.dumps(obj).encode()
+    return Response(status, [("content-type", "application/json"), ("content-length", str(len(body)))], body)
 
 
 def gemini_key() -> str:
@@ -56,7 +62,7 @@ def echo_unknown_schema_fields(system: System) -> None:
                                 f"Invalid JSON payload received. Unknown name \"{name}\" at '{where}': "
                                 "Cannot find field.")})
         if family == "gemini" and violations:
-            return fake._json(400, {"error": {
+            return provider_json(400, {"error": {
                 "code": 400, "message": "\n".join(v["description"] for v in violations),
                 "status": "INVALID_ARGUMENT",
                 "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": violations}]}})
@@ -104,7 +110,7 @@ async def test_a_content_policy_403_is_not_a_bad_key(system: System) -> None:
 
     def policy_refusal(family: str, model: str, payload: dict[str, Any], *args: Any) -> Any:
         if model == "gpt-4o-blocked":
-            return fake._json(403, {"error": {"code": "unsupported_country_region_territory", "param": None,
+            return provider_json(403, {"error": {"code": "unsupported_country_region_territory", "param": None,
                                               "message": "Country, region, or territory not supported",
                                               "type": "request_forbidden"}})
         return original(family, model, payload, *args)
