@@ -65,8 +65,11 @@ async def run_outage(c: Checks, stack: Stack, ks: Service, px: Service, org: str
         if i == 0:
             t_break = marks[label]  # after the call returned: every request from now on meets the fault
         await asyncio.sleep(wait)
+    # The outage ends when the repair begins; recovery is counted from here. (Taken before the call: `pg_ctl
+    # start -w` returns only after it has polled the server up, and requests served by the restarted server
+    # in between are recovery, not answers during the outage.)
+    t_up = time.monotonic()
     await asyncio.to_thread(repair)
-    t_up = time.monotonic()  # the outage ends when the repair begins; recovery is counted from here
     if finish is not None:
         await asyncio.to_thread(finish)
     await wait_for(lambda: any(e.code == "OK" for e in load.select("lease", after=t_up))
