@@ -22,9 +22,7 @@ def event(actor: str, action: str, *, credential_id: str = "", org_id: str = "",
                                  for k, v in details.items()})
 
 
-def credential_event(actor: str, action: str, row: CredentialRow | Any, **details: Any) -> AuditRow:
-    """An event on one credential, carrying the credential's full scope (a row or a NewCredential with an id
-    given as `credential_id`)."""
-    credential_id = details.pop("credential_id", "") or getattr(row, "credential_id", "")
-    return event(actor, action, credential_id=credential_id, org_id=row.org_id, project_id=row.project_id,
+def credential_event(actor: str, action: str, row: CredentialRow, **details: Any) -> AuditRow:
+    """An event on one credential, carrying the credential's full scope."""
+    return event(actor, action, credential_id=row.credential_id, org_id=row.org_id, project_id=row.project_id,
                  user_id=row.user_id, **details)

@@ -207,12 +207,6 @@ class CredentialStore(StoreBase):
         with self._tx() as conn:
             return [_credential(m) for m in conn.execute(q).mappings()]
 
-    def all_vault_refs(self) -> set[tuple[str, str]]:
-        """Every (vault_mount, vault_path) referenced."""
-        with self._tx() as conn:
-            rows = conn.execute(sa.select(credentials.c.vault_mount, credentials.c.vault_path))
-            return {(m, p) for m, p in rows}
-
     def deactivate_org(self, org_id: str, *, audit: AuditRow | None = None) -> list[CredentialRow]:
         """Cut an org off: deactivate every active credential (one 'deactivated' revocation each), turn its
         platform fallback off, and append one org-wide 'scope_changed' revocation (no credential id), on
