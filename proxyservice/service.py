@@ -26,6 +26,7 @@ from proxyservice import errors
 from proxyservice.accumulate import coalesce
 from proxyservice.adapters import adapter_for
 from proxyservice.adapters.base import Adapter, AdapterError, RequestMappingError
+from proxyservice.failover import KeyFailover
 from proxyservice.keyclient import KeyServiceClient, LeaseKey
 from proxyservice.leasecache import CachedLease, LeaseCache
 from proxyservice.metrics import ProxyMetrics
@@ -60,11 +61,20 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         self.keys = keys
         self.upstream = upstream
         self.metrics = metrics
+        self.failover = KeyFailover(cache=cache, keys=keys, metrics=metrics)
 
     async def StreamChat(self, request: pb.StreamChatRequest, context: grpc.aio.ServicerContext
                          ) -> AsyncIterator[pb.StreamChatResponse]:
-        params = request.parameters
-        outcome = self._begin(params, context)
+        async for message in self.stream_chat(request.parameters, peer_identity(context)):
+            yield message
+
+    async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
+        return await self.chat(request.parameters, peer_identity(context))
+
+    # -- the unified schema, for any surface (gRPC above, the HTTP front's OpenAI-shaped endpoint) ----------
+    async def stream_chat(self, params: pb.ChatParameters, caller: str) -> AsyncIterator[pb.StreamChatResponse]:
+        """A streamed completion for `caller` (an authenticated identity): StreamStart first, then deltas."""
+        outcome = self._begin(params, caller)
         with self._tracking(outcome):
             validate_parameters(params)
             entry, response, adapter = await self._open(params, outcome, stream=True)
@@ -99,9 +109,9 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             finally:
                 await response.aclose()  # on cancellation too: closes the upstream stream at once
 
-    async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
-        params = request.parameters
-        outcome = self._begin(params, context)
+    async def chat(self, params: pb.ChatParameters, caller: str) -> pb.ChatResponse:
+        """A whole completion for `caller` (an authenticated identity)."""
+        outcome = self._begin(params, caller)
         with self._tracking(outcome):
             validate_parameters(params)
             entry, response, adapter = await self._open(params, outcome, stream=False)
@@ -141,7 +151,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         finally:
             self._finish(outcome, code)
 
-    def _begin(self, params: pb.ChatParameters, context: grpc.aio.ServicerContext) -> _Outcome:
+    def _begin(self, params: pb.ChatParameters, caller: str) -> _Outcome:
         """One request id per request: the caller's parameters.request_id when set, else the one the interceptor
         bound (x-request-id, or its fresh uuid). Rebinding it makes the interceptor's rpc line say the same."""
         request_id = params.request_id[:128]
@@ -149,7 +159,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             structlog.contextvars.bind_contextvars(request_id=request_id)
         else:
             request_id = structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex
-        return _Outcome(request_id=request_id, caller=peer_identity(context), params=params)
+        return _Outcome(request_id=request_id, caller=caller, params=params)
 
     async def _open(self, params: pb.ChatParameters, outcome: _Outcome, *, stream: bool
                     ) -> tuple[CachedLease, UpstreamResponse, Adapter]:
@@ -157,29 +167,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         key = LeaseKey(caller=outcome.caller, org_id=tenant.org_id, project_id=tenant.project_id,
                        user_id=tenant.user_id, provider=params.provider,
                        model="" if params.provider else params.model, credential_id=params.credential_id)
-        entry, hit = await self.cache.lookup(key)
-        self.metrics.lease_lookups.labels("hit" if hit else "miss").inc()
-        try:
-            return await self._send(params, entry, outcome, stream)
-        except UpstreamFailure as failure:
-            if not failure.key_reason or not entry.lease.credential_id or params.credential_id:
-                raise failure.error from None
-            reason = failure.key_reason
-        # The provider refused the tenant's key: report it with the evidence, then retry once with another one.
-        failed = entry.lease
-        try:
-            await self.keys.report_failure(failed.lease_id, failed.credential_id, outcome.upstream_status, reason)
-        except errors.ProxyError:
-            pass  # keyservice will learn on the next report; the retry below excludes the key anyway
-        try:
-            entry = await self.cache.replace(key, (failed.credential_id,))
-        except errors.NotFound:
-            raise errors.KeyRejected(f"{failed.provider} rejected the key and no other credential is active") \
-                from None
-        try:
-            return await self._send(params, entry, outcome, stream)
-        except UpstreamFailure as failure:
-            raise failure.error from None
+        return await self.failover.run(key, lambda entry: self._send(params, entry, outcome, stream))
 
     async def _send(self, params: pb.ChatParameters, entry: CachedLease, outcome: _Outcome, stream: bool
                     ) -> tuple[CachedLease, UpstreamResponse, Adapter]:
