@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -139,9 +140,22 @@ def identity_from_pem(pem: bytes, *, cn_fallback: bool | None = None) -> str:
     return _identity(pem, fallback)
 
 
+def identity_from_der(der: bytes) -> str:
+    """`identity_from_pem` for a DER certificate, as a TLS connection outside gRPC hands it over."""
+    return _identity_der(der, IDENTITY_POLICY.cn_fallback)
+
+
 @functools.lru_cache(maxsize=1024)
 def _identity(pem: bytes, cn_fallback: bool) -> str:
-    cert = x509.load_pem_x509_certificate(pem)
+    return _certificate_identity(x509.load_pem_x509_certificate(pem), cn_fallback)
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity_der(der: bytes, cn_fallback: bool) -> str:
+    return _certificate_identity(x509.load_der_x509_certificate(der), cn_fallback)
+
+
+def _certificate_identity(cert: x509.Certificate, cn_fallback: bool) -> str:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         uris = san.get_values_for_type(x509.UniformResourceIdentifier)
@@ -161,6 +175,32 @@ def validity_from_pem(pem: bytes) -> tuple[float, float]:
     """A certificate's validity window as (not_before, not_after) POSIX timestamps."""
     cert = x509.load_pem_x509_certificate(pem)
     return cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+
+
+@functools.lru_cache(maxsize=1024)
+def validity_from_der(der: bytes) -> tuple[float, float]:
+    """`validity_from_pem` for a DER certificate."""
+    cert = x509.load_der_x509_certificate(der)
+    return cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+
+
+def server_ssl_context(files: TlsFiles) -> ssl.SSLContext:
+    """A TLS server context outside gRPC (the proxy's HTTP front) with the same rules as the gRPC ports: TLS 1.2+,
+    a client certificate chaining to the CA required. `reload_ssl_context` loads rotated files into it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["http/1.1"])
+    reload_ssl_context(context, files)
+    return context
+
+
+def reload_ssl_context(context: ssl.SSLContext, files: TlsFiles) -> None:
+    """Load the files into `context`: new handshakes present the new certificate and trust the new CA. A CA that
+    was trusted before stays trusted until the process restarts (OpenSSL adds to a context's trust store, it
+    never removes): a rotation that retires a CA restarts the proxy (docs/http-front.md, "Certificates")."""
+    context.load_cert_chain(files.cert, files.key)
+    context.load_verify_locations(cafile=files.ca)
 
 
 def _peer_pems(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> list[bytes]:

@@ -9,6 +9,8 @@ the local upstream share, so that the auth headers are written once.
 
 from __future__ import annotations
 
+import re
+
 FAMILIES = ("openai", "anthropic", "gemini")
 # The Anthropic API version the proxy and VerifyCredential speak.
 ANTHROPIC_VERSION = "2023-06-01"
@@ -25,6 +27,21 @@ def auth_headers(family: str, api_key: str) -> dict[str, str]:
     if family == "gemini":
         return {"x-goog-api-key": api_key}
     return {"authorization": f"Bearer {api_key}"}
+
+
+# The version segment that ends an Anthropic or Gemini api_base ("…/v1", "…/v1beta"): their SDKs put it in each
+# request's path themselves, so it is not part of the root they are pointed at.
+_VERSION_SEGMENT = re.compile(r"/v[0-9]+(?:alpha|beta)?[0-9]*/?$")
+
+
+def sdk_root(family: str, api_base: str) -> str:
+    """The provider's API root as its official SDK's base_url knows it, from a lease's api_base: the OpenAI
+    family's base as is (`https://api.openai.com/v1`; the SDK sends `/chat/completions`), Anthropic's and
+    Gemini's without their version segment (`https://api.anthropic.com`; the SDK sends `/v1/messages`)."""
+    base = api_base.rstrip("/")
+    if family in ("anthropic", "gemini"):
+        return _VERSION_SEGMENT.sub("", base)
+    return base
 
 
 def bearer(headers: dict[str, str]) -> str:

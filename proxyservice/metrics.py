@@ -25,5 +25,10 @@ class ProxyMetrics:
             ["result"], registry=registry)
         self.upstream_status = Counter("byok_proxy_upstream_responses_total", "Provider HTTP status codes.",
                                        ["provider", "status"], registry=registry)
+        self.native_requests = Counter(
+            "byok_proxy_native_requests_total",
+            "Requests of the providers' own APIs (surface: http or forward; outcome: the HTTP status the caller got, "
+            "or the gRPC code of a Forward refused before any answer).",
+            ["surface", "provider", "outcome"], registry=registry)
         self.revocations = Counter("byok_proxy_revocations_total", "Revocation events applied.",
                                    registry=registry)

@@ -18,10 +18,13 @@ from byokcommon.metrics import RpcMetrics
 from byokcommon.runner import serve_until_signalled
 from byokcommon.tls import configure_identity
 from proxyservice.errors import PermissionDenied
+from proxyservice.failover import KeyFailover
+from proxyservice.http.front import HttpFront
 from proxyservice.keyclient import KeyServiceClient
 from proxyservice.lean_pool import pool_in_use
 from proxyservice.leasecache import CacheLimits, LeaseCache
 from proxyservice.metrics import ProxyMetrics
+from proxyservice.native import NativeRelay
 from proxyservice.revocations import follow_revocations
 from proxyservice.service import ChatServicer
 from proxyservice.settings import ProxySettings
@@ -47,8 +50,16 @@ class ProxyApp(ServingApp):
     upstream: Upstream
     interceptor: RequestInterceptor
     revocations_connected: asyncio.Event
+    http: HttpFront | None = None
+
+    @property
+    def http_port(self) -> int:
+        """The HTTP front's port (0 when it is off)."""
+        return self.http.port if self.http else 0
 
     async def stop(self, grace: float = 5.0) -> None:
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace)
         await self.cancel_tasks()
         await self.cache.close()
@@ -73,7 +84,10 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
                         read_timeout=settings.upstream_read_timeout,
                         max_connections=settings.upstream_max_connections, transport=upstream_transport,
                         egress=settings.egress)
-    servicer = ChatServicer(cache=cache, keys=keys, upstream=upstream, metrics=metrics)
+    servicer = ChatServicer(cache=cache, keys=keys, upstream=upstream, metrics=metrics,
+                            native=NativeRelay(failover=KeyFailover(cache=cache, keys=keys, metrics=metrics),
+                                               upstream=upstream, metrics=metrics,
+                                               allowlist=settings.http_path_allowlist))
     interceptor = RequestInterceptor(authorize=_any_authenticated_caller, metrics=rpc_metrics,
                                      max_concurrent=settings.max_concurrent_rpcs, log_success=False)
     options: list[tuple[str, Any]] = [
@@ -96,10 +110,15 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
                    revocations_connected=connected)
     app._tasks.append(asyncio.create_task(follow_revocations(keys, cache, on_event=metrics.revocations.inc,
                                                              connected=connected)))
+    if settings.http_addr:
+        app.http = HttpFront(relay=servicer.native, tls=settings.tls, max_body_bytes=settings.http_max_body_bytes,
+                             max_concurrent=settings.max_concurrent_rpcs)
+        await app.http.start(settings.http_addr, reuse_port=reuse_port)
     await open_side_ports(app, health_addr=settings.health_addr, metrics_addr=settings.metrics_addr,
                           registry=rpc_metrics.registry)
     await mark_serving(app, SERVICE_NAME)
-    _log.info("proxy.started", port=app.port, health_port=app.health_port, metrics_port=app.metrics_port,
+    _log.info("proxy.started", port=app.port, http_port=app.http_port or None, health_port=app.health_port,
+              metrics_port=app.metrics_port,
               upstream_pool=pool_in_use())
     return app
 

@@ -30,6 +30,7 @@ from proxyservice.failover import KeyFailover
 from proxyservice.keyclient import KeyServiceClient, LeaseKey
 from proxyservice.leasecache import CachedLease, LeaseCache
 from proxyservice.metrics import ProxyMetrics
+from proxyservice.native import NativeAnswer, NativeRelay, NativeRequest
 from proxyservice.sse import SSEEventTooLarge
 from proxyservice.upstream import Upstream, UpstreamFailure, UpstreamResponse
 from proxyservice.validation import validate_parameters
@@ -56,12 +57,14 @@ class _Outcome:
 
 class ChatServicer(pb_grpc.ChatServiceServicer):
     def __init__(self, *, cache: LeaseCache, keys: KeyServiceClient, upstream: Upstream,
-                 metrics: ProxyMetrics) -> None:
+                 metrics: ProxyMetrics, native: NativeRelay | None = None) -> None:
         self.cache = cache
         self.keys = keys
         self.upstream = upstream
         self.metrics = metrics
-        self.failover = KeyFailover(cache=cache, keys=keys, metrics=metrics)
+        self.native = native or NativeRelay(failover=KeyFailover(cache=cache, keys=keys, metrics=metrics),
+                                            upstream=upstream, metrics=metrics)
+        self.failover = self.native.failover
 
     async def StreamChat(self, request: pb.StreamChatRequest, context: grpc.aio.ServicerContext
                          ) -> AsyncIterator[pb.StreamChatResponse]:
@@ -70,6 +73,35 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
 
     async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
         return await self.chat(request.parameters, peer_identity(context))
+
+    async def Forward(self, request: pb.ForwardRequest, context: grpc.aio.ServicerContext
+                      ) -> AsyncIterator[pb.ForwardResponse]:
+        started = time.perf_counter()
+        tenant = request.tenant
+        native = NativeRequest(
+            caller=peer_identity(context), org_id=tenant.org_id, project_id=tenant.project_id,
+            user_id=tenant.user_id, credential_id=request.credential_id, provider=request.provider,
+            method=request.method.upper(), path=request.path, query=request.query,
+            request_id=self._request_id(request.request_id),
+            headers=tuple((h.name.lower(), h.value) for h in request.headers), body=request.body)
+        answer: NativeAnswer | None = None
+        outcome = "CANCELLED"
+        try:
+            answer = await self.native.open(native, started)
+            yield pb.ForwardResponse(start=pb.ForwardStart(
+                request_id=native.request_id, provider=answer.provider, credential_id=answer.credential_id,
+                key_source=pb.KEY_SOURCE_PLATFORM if answer.key_source == "platform" else pb.KEY_SOURCE_TENANT,
+                status=answer.status, headers=[pb.Header(name=n, value=v) for n, v in answer.headers]))
+            async for chunk in answer.chunks():
+                yield pb.ForwardResponse(body=chunk)
+            outcome = str(answer.status)
+        except errors.ProxyError as exc:
+            outcome = exc.code.name if answer is None else "upstream_dropped"
+            raise
+        finally:
+            if answer is not None:
+                await answer.aclose()
+            self.native.record(native, "forward", outcome, started, answer)
 
     # -- the unified schema, for any surface (gRPC above, the HTTP front's OpenAI-shaped endpoint) ----------
     async def stream_chat(self, params: pb.ChatParameters, caller: str) -> AsyncIterator[pb.StreamChatResponse]:
@@ -154,12 +186,15 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
     def _begin(self, params: pb.ChatParameters, caller: str) -> _Outcome:
         """One request id per request: the caller's parameters.request_id when set, else the one the interceptor
         bound (x-request-id, or its fresh uuid). Rebinding it makes the interceptor's rpc line say the same."""
-        request_id = params.request_id[:128]
+        return _Outcome(request_id=self._request_id(params.request_id), caller=caller, params=params)
+
+    @staticmethod
+    def _request_id(given: str) -> str:
+        request_id = given[:128]
         if request_id:
             structlog.contextvars.bind_contextvars(request_id=request_id)
-        else:
-            request_id = structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex
-        return _Outcome(request_id=request_id, caller=caller, params=params)
+            return request_id
+        return str(structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex)
 
     async def _open(self, params: pb.ChatParameters, outcome: _Outcome, *, stream: bool
                     ) -> tuple[CachedLease, UpstreamResponse, Adapter]:

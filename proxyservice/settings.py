@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from byokcommon.egress import EgressPolicy
 from byokcommon.settings import SettingsError, env_addr, env_bool, env_choice, env_float, env_int, env_str
 from byokcommon.tls import TlsFiles
+from proxyservice.native.paths import PathAllowlist
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,13 @@ class ProxySettings:
     # (a headless Service: one address per replica) or `ipv4:10.0.0.1:8443,10.0.0.2:8443`.
     keyservice_addr: str
     keyservice_server_name: str = ""
+    # The HTTP front (docs/http-front.md): HTTPS with the same mTLS as the gRPC port (BYOK_HTTP_ADDR; "" = off), the
+    # largest request body it takes (BYOK_HTTP_MAX_BODY_BYTES; sized for images and PDFs), and per provider the
+    # paths under its API root it relays (BYOK_HTTP_PATH_ALLOWLIST, `openai=/chat/completions,/responses*;…`;
+    # a provider without an entry is unrestricted).
+    http_addr: str = ""
+    http_max_body_bytes: int = 32 << 20
+    http_path_allowlist: PathAllowlist = field(default_factory=PathAllowlist)
     # Plaintext gRPC health port for kubelet (BYOK_HEALTH_ADDR); "" disables it.
     health_addr: str = ""
     # Prometheus /metrics listen address (BYOK_METRICS_ADDR); "" disables it.
@@ -78,6 +86,9 @@ class ProxySettings:
             tls=tls,
             keyservice_addr=_grpc_target(env, "BYOK_KEYSERVICE_ADDR", "localhost:50051"),
             keyservice_server_name=env_str(env, "BYOK_KEYSERVICE_SERVER_NAME"),
+            http_addr=env_addr(env, "BYOK_HTTP_ADDR", "127.0.0.1:8443") if env.get("BYOK_HTTP_ADDR", "x") else "",
+            http_max_body_bytes=env_int(env, "BYOK_HTTP_MAX_BODY_BYTES", 32 << 20, minimum=1024, maximum=1 << 30),
+            http_path_allowlist=_path_allowlist(env),
             health_addr=env_str(env, "BYOK_HEALTH_ADDR", "127.0.0.1:8082"),
             metrics_addr=env_str(env, "BYOK_METRICS_ADDR", "127.0.0.1:9091"),
             upstream_connect_timeout=env_float(env, "BYOK_UPSTREAM_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.05,
@@ -107,6 +118,13 @@ class ProxySettings:
             shutdown_drain_seconds=env_float(env, "BYOK_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0, maximum=300),
             shutdown_grace_seconds=env_float(env, "BYOK_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0, maximum=3600),
         )
+
+
+def _path_allowlist(env: Mapping[str, str]) -> PathAllowlist:
+    try:
+        return PathAllowlist.parse(env_str(env, "BYOK_HTTP_PATH_ALLOWLIST"))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 # gRPC name-resolver schemes a keyservice target may use (grpc/doc/naming.md).

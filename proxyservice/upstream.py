@@ -99,6 +99,35 @@ class UpstreamResponse:
         await self._response.aclose()
 
 
+class NativeResponse:
+    """An open answer of a provider's own API, any status: its headers as sent and its body's bytes exactly as
+    they arrive (no decoding: a compressed body stays compressed, with its content-encoding header)."""
+
+    def __init__(self, response: httpx.Response, family: str) -> None:
+        self._response = response
+        self._family = family
+        self.status_code = response.status_code
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """(lower-case name, value) pairs, repeated headers kept."""
+        return [(name.lower(), value) for name, value in self._response.headers.multi_items()]
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise _mid_body_error(exc, self._family) from None
+
+    async def read_bounded(self) -> bytes:
+        """Up to MAX_ERROR_BODY bytes of the body (an error answer's), then closed."""
+        return await Upstream._read_bounded(self._response)
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
 class Upstream:
     def __init__(self, *, connect_timeout: float, read_timeout: float, max_connections: int,
                  transport: Transport | None = None, egress: EgressPolicy | None = None,
@@ -113,15 +142,7 @@ class Upstream:
 
     async def open(self, req: UpstreamRequest, family: str, provider: str = "") -> UpstreamResponse:
         """Send and return the open response (2xx), or raise UpstreamFailure / a ProxyError."""
-        request = self.client.build_request(req.method, req.url, headers=req.headers, content=req.body or None)
-        try:
-            response = await self.client.send(request, stream=True)
-        except EgressRefused as exc:
-            raise errors.FailedPrecondition(f"api_base: {exc}") from None
-        except httpx.TimeoutException:
-            raise errors.DeadlineExceeded(f"{family} upstream timed out") from None
-        except (httpx.HTTPError, Unresolvable):
-            raise errors.Unavailable(f"{family} upstream is unreachable") from None
+        response = await self._send(req, family)
         if response.status_code < 300:
             return UpstreamResponse(response, family)
         body = await self._read_bounded(response)
@@ -130,6 +151,22 @@ class Upstream:
         if reason:
             raise UpstreamFailure(status, errors.KeyRejected(f"{family} rejected the key ({reason})"), reason)
         raise UpstreamFailure(status, _status_error(response, body, family))
+
+    async def open_native(self, req: UpstreamRequest, family: str) -> NativeResponse:
+        """Send a request of the provider's own API and return its answer open, whatever its status (the native
+        passthrough relays the provider's errors as they are); only a failure to get an answer raises."""
+        return NativeResponse(await self._send(req, family), family)
+
+    async def _send(self, req: UpstreamRequest, family: str) -> httpx.Response:
+        request = self.client.build_request(req.method, req.url, headers=req.headers, content=req.body or None)
+        try:
+            return await self.client.send(request, stream=True)
+        except EgressRefused as exc:
+            raise errors.FailedPrecondition(f"api_base: {exc}") from None
+        except httpx.TimeoutException:
+            raise errors.DeadlineExceeded(f"{family} upstream timed out") from None
+        except (httpx.HTTPError, Unresolvable):
+            raise errors.Unavailable(f"{family} upstream is unreachable") from None
 
     @staticmethod
     async def _read_bounded(response: httpx.Response) -> bytes:

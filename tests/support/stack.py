@@ -75,8 +75,8 @@ def proxy_settings(ids: Identities, keyservice_port: int, **overrides: Any) -> A
 
     settings = ProxySettings(grpc_addr="127.0.0.1:0", tls=ids.proxyservice,
                              keyservice_addr=f"localhost:{keyservice_port}", health_addr="127.0.0.1:0",
-                             metrics_addr="127.0.0.1:0", upstream_read_timeout=10.0, keyservice_timeout=2.0,
-                             egress=DEV_EGRESS)
+                             metrics_addr="127.0.0.1:0", http_addr="127.0.0.1:0", upstream_read_timeout=10.0,
+                             keyservice_timeout=2.0, egress=DEV_EGRESS)
     return replace(settings, **overrides)
 
 

@@ -217,3 +217,57 @@ class ChatResponse(_message.Message):
     key_source: KeySource
     credential_id: str
     def __init__(self, request_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., choices: _Optional[_Iterable[_Union[Choice, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., credential_id: _Optional[str] = ...) -> None: ...
+
+class Header(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class ForwardRequest(_message.Message):
+    __slots__ = ("tenant", "provider", "credential_id", "method", "path", "query", "headers", "body", "request_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    provider: str
+    credential_id: str
+    method: str
+    path: str
+    query: str
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    body: bytes
+    request_id: str
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ..., provider: _Optional[str] = ..., credential_id: _Optional[str] = ..., method: _Optional[str] = ..., path: _Optional[str] = ..., query: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., body: _Optional[bytes] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ForwardStart(_message.Message):
+    __slots__ = ("request_id", "provider", "key_source", "credential_id", "status", "headers")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    KEY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    provider: str
+    key_source: KeySource
+    credential_id: str
+    status: int
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    def __init__(self, request_id: _Optional[str] = ..., provider: _Optional[str] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., credential_id: _Optional[str] = ..., status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ...) -> None: ...
+
+class ForwardResponse(_message.Message):
+    __slots__ = ("start", "body")
+    START_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    start: ForwardStart
+    body: bytes
+    def __init__(self, start: _Optional[_Union[ForwardStart, _Mapping]] = ..., body: _Optional[bytes] = ...) -> None: ...

@@ -46,6 +46,11 @@ class ChatServiceStub:
                 request_serializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ChatRequest.SerializeToString,
                 response_deserializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ChatResponse.FromString,
                 _registered_method=True)
+        self.Forward = channel.unary_stream(
+                '/byok.proxy.v1.ChatService/Forward',
+                request_serializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardRequest.SerializeToString,
+                response_deserializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -67,6 +72,15 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Forward(self, request, context):
+        """Forward relays one request of the provider's own HTTP API (its native format, any endpoint under its API
+        root) with the tenant's key, and streams the provider's answer back as it arrives: a ForwardStart, then the
+        body's bytes unchanged. The same rules as the proxy's HTTP front (docs/http-front.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +93,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.Chat,
                     request_deserializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ChatRequest.FromString,
                     response_serializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ChatResponse.SerializeToString,
+            ),
+            'Forward': grpc.unary_stream_rpc_method_handler(
+                    servicer.Forward,
+                    request_deserializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardRequest.FromString,
+                    response_serializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +156,33 @@ class ChatService:
             '/byok.proxy.v1.ChatService/Chat',
             byok_dot_proxy_dot_v1_dot_chat__service__pb2.ChatRequest.SerializeToString,
             byok_dot_proxy_dot_v1_dot_chat__service__pb2.ChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Forward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/byok.proxy.v1.ChatService/Forward',
+            byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardRequest.SerializeToString,
+            byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardResponse.FromString,
             options,
             channel_credentials,
             insecure,
