@@ -32,6 +32,9 @@ LINT_KUBE_VERSION = "v1.31.0"
 # Value sets: None is the chart's defaults; the others are files in tests/helm/values/.
 VALUE_SETS = ["defaults", "ha-postgres", "existing-secrets", "approle-minimal"]
 
+# The chart's default port of proxyservice's HTTPS front (mTLS, beside gRPC on 8443).
+HTTPS_PORT = 8444
+
 POD_KINDS = {"Deployment", "Job", "Pod"}
 SERVICE_NAMES = {"keyservice": "byok.keys.v1.KeyService", "proxyservice": "byok.proxy.v1.ChatService"}
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
@@ -48,6 +51,12 @@ def _values(value_set: str) -> dict[str, Any] | None:
         return None
     loaded: dict[str, Any] = yaml.safe_load((VALUES_DIR / f"{value_set}.yaml").read_text())
     return loaded
+
+
+def https_port(value_set: str) -> int | None:
+    """The port of proxyservice's HTTPS front in a value set; None when the set disables the front."""
+    http = (_values(value_set) or {}).get("proxyservice", {}).get("http", {})
+    return int(http.get("port", HTTPS_PORT)) if http.get("enabled", True) else None
 
 
 def _render(values: dict[str, Any] | None) -> dict[str, str]:

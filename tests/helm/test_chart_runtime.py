@@ -4,6 +4,8 @@ disruption budgets, certificates, database migrations, monitoring, the helm test
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -11,9 +13,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from proxyservice.settings import ProxySettings
 from tests.helm.chart import (
     CHART,
     CRD_SCHEMAS_KINDS,
+    HTTPS_PORT,
     KUBE_VERSIONS,
     LINT_KUBE_VERSION,
     NAMESPACE,
@@ -22,9 +26,11 @@ from tests.helm.chart import (
     SERVICE_NAMES,
     VALUE_SETS,
     _render,
+    _values,
     config_data,
     env_of,
     find,
+    https_port,
     manifests,
     network_policy,
     one,
@@ -40,12 +46,15 @@ from tests.helm.chart import (
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_services_expose_grpc_health_and_metrics_and_probe_natively(value_set: str) -> None:
     docs = manifests(value_set)
+    front = https_port(value_set)
     for component in ("keyservice", "proxyservice"):
         name = f"{RELEASE}-{component}"
         service = one(docs, "Service", name)
+        # proxyservice adds its HTTPS front (mTLS) unless the value set disables it.
+        https = {("https", front)} if component == "proxyservice" and front is not None else set()
         assert {(p["name"], p["port"]) for p in service["spec"]["ports"]} == {
             ("grpc", 8443), ("health", 8081), ("metrics", 9090),
-        }  # fmt: skip
+        } | https  # fmt: skip
         spec = pod_spec(one(docs, "Deployment", name))
         (main,) = [c for c in spec["containers"] if c["name"] == component]
         assert main["command"] == ["python", "-m", component]
@@ -53,7 +62,11 @@ def test_services_expose_grpc_health_and_metrics_and_probe_natively(value_set: s
             assert main[probe]["grpc"] == {"port": 8081}, f"{component} {probe}"
         # Readiness asks for the service, which follows keyservice's dependencies and both services' drain.
         assert main["readinessProbe"]["grpc"] == {"port": 8081, "service": SERVICE_NAMES[component]}
-        assert {p["containerPort"] for p in main["ports"]} == {8443, 8081, 9090}
+        assert {(p["name"], p["containerPort"]) for p in main["ports"]} == {
+            ("grpc", 8443), ("health", 8081), ("metrics", 9090),
+        } | https  # fmt: skip
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] == port["name"], f"{component} Service port {port['name']}"
         assert service["spec"]["selector"] == one(docs, "Deployment", name)["spec"]["selector"]["matchLabels"]
 
 
@@ -85,6 +98,11 @@ def test_runtime_contract_environment() -> None:
     assert proxy["BYOK_UPSTREAM_CONNECT_TIMEOUT_SECONDS"] == "5"
     assert proxy["BYOK_WORKERS"] == "1"
     assert (proxy["BYOK_MAX_CONNECTION_AGE_SECONDS"], proxy["BYOK_MAX_CONNECTION_AGE_GRACE_SECONDS"]) == ("300", "600")
+    # The HTTPS front listens on every address, like gRPC; no allowlist: every path under each provider's root.
+    assert proxy["BYOK_HTTP_ADDR"] == f"0.0.0.0:{HTTPS_PORT}"
+    assert proxy["BYOK_HTTP_MAX_BODY_BYTES"] == "33554432"
+    assert proxy["BYOK_HTTP_PATH_ALLOWLIST"] == ""
+    assert not any(name.startswith("BYOK_HTTP_") for name in ks), "keyservice has no HTTP front"
     # Drain, then grace for RPCs in flight, inside the pod's terminationGracePeriodSeconds with 5 s to spare.
     assert (ks["BYOK_SHUTDOWN_DRAIN_SECONDS"], ks["BYOK_SHUTDOWN_GRACE_SECONDS"]) == ("5", "20")
     assert (proxy["BYOK_SHUTDOWN_DRAIN_SECONDS"], proxy["BYOK_SHUTDOWN_GRACE_SECONDS"]) == ("5", "50")
@@ -94,6 +112,126 @@ def test_termination_grace_period_must_cover_the_drain() -> None:
     message = render_error({"proxyservice": {"terminationGracePeriodSeconds": 10, "shutdownDrainSeconds": 5}})
     assert "proxyservice.terminationGracePeriodSeconds must be at least proxyservice.shutdownDrainSeconds + 6" \
         in message
+
+
+# --- proxyservice's HTTPS front -------------------------------------------------------------------------
+
+PROXY = f"{RELEASE}-proxyservice"
+
+
+def _proxy_ports(docs: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, dict[str, Any]], set[int]]:
+    """proxyservice's container ports by name, its Service ports by name, and every port its ingress opens."""
+    (main,) = [c for c in pod_spec(one(docs, "Deployment", PROXY))["containers"] if c["name"] == "proxyservice"]
+    container = {p["name"]: p["containerPort"] for p in main["ports"]}
+    service = {p["name"]: p for p in one(docs, "Service", PROXY)["spec"]["ports"]}
+    ingress = set().union(*(policy_ports(r) for r in network_policy(docs, "proxyservice")["ingress"]))
+    return container, service, ingress
+
+
+def test_the_https_front_is_on_by_default_in_the_deployment_service_and_network_policy() -> None:
+    docs = manifests("defaults")
+    container, service, ingress = _proxy_ports(docs)
+    assert container["https"] == HTTPS_PORT
+    assert service["https"] == {
+        "name": "https", "port": HTTPS_PORT, "targetPort": "https", "protocol": "TCP", "appProtocol": "https",
+    }  # fmt: skip
+    assert HTTPS_PORT in ingress
+    # Same certificate as gRPC: one TLS volume, and the front's address and limits in the ConfigMap.
+    assert config_data(docs, "proxyservice")["BYOK_HTTP_ADDR"] == f"0.0.0.0:{HTTPS_PORT}"
+
+
+def test_the_https_front_is_never_probed_readiness_covers_it() -> None:
+    """The kubelet cannot present a client certificate: every probe stays on the plaintext health port, whose
+    proxyservice health is NOT_SERVING until both listeners are up."""
+    (main,) = pod_spec(one(manifests("defaults"), "Deployment", PROXY))["containers"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert set(main[probe]) - {"periodSeconds", "timeoutSeconds", "failureThreshold"} == {"grpc"}, probe
+        assert main[probe]["grpc"]["port"] == 8081, probe
+    assert main["readinessProbe"]["grpc"]["service"] == SERVICE_NAMES["proxyservice"]
+
+
+def test_disabling_the_https_front_removes_its_port_and_empties_its_address() -> None:
+    docs = render_docs({"proxyservice": {"http": {"enabled": False, "pathAllowlist": {"openai": ["/embeddings"]}}}})
+    container, service, ingress = _proxy_ports(docs)
+    assert "https" not in container and HTTPS_PORT not in container.values()
+    assert "https" not in service
+    assert ingress == {8443, 8081, 9090}
+    data = config_data(docs, "proxyservice")
+    assert data["BYOK_HTTP_ADDR"] == ""
+    assert "BYOK_HTTP_PATH_ALLOWLIST" not in data and "BYOK_HTTP_MAX_BODY_BYTES" not in data
+    notes = _render({"proxyservice": {"http": {"enabled": False}}})["byok/templates/NOTES.txt"]
+    assert f"https://{PROXY}" not in notes and "proxyservice.http.enabled=false" in notes
+    for doc in docs:
+        if doc["kind"] not in CRD_SCHEMAS_KINDS:
+            kubernetes_validate.validate(doc, KUBE_VERSIONS[0], strict=True)
+
+
+def test_another_https_port_moves_the_container_service_and_network_policy_ports() -> None:
+    docs = manifests("ha-postgres")
+    container, service, ingress = _proxy_ports(docs)
+    assert container["https"] == 9443 and service["https"]["port"] == 9443
+    assert 9443 in ingress and HTTPS_PORT not in ingress
+    data = config_data(docs, "proxyservice")
+    assert data["BYOK_HTTP_ADDR"] == "0.0.0.0:9443"
+    # 1 GiB stays an integer (Helm reads YAML numbers as floats: 1.073741824e+09 would fail the service's parse).
+    assert data["BYOK_HTTP_MAX_BODY_BYTES"] == "1073741824"
+
+
+@pytest.mark.parametrize(
+    ("allowlist", "expected"),
+    [
+        ({}, ""),
+        ({"openai": ["/chat/completions"]}, "openai=/chat/completions"),
+        (
+            {"openai": ["/chat/completions", "/embeddings", "/responses*"], "anthropic": ["/v1/messages*"]},
+            "anthropic=/v1/messages*;openai=/chat/completions,/embeddings,/responses*",
+        ),
+    ],
+)
+def test_the_path_allowlist_map_renders_into_the_env_syntax(allowlist: dict[str, list[str]], expected: str) -> None:
+    """provider=pattern,pattern;provider=… with providers in name order (a stable ConfigMap checksum)."""
+    docs = render_docs({"proxyservice": {"http": {"pathAllowlist": allowlist}}})
+    assert config_data(docs, "proxyservice")["BYOK_HTTP_PATH_ALLOWLIST"] == expected
+
+
+@pytest.mark.parametrize("value_set", ["defaults", "ha-postgres", "existing-secrets"])
+def test_the_rendered_https_front_settings_are_what_the_proxy_reads(value_set: str, tmp_path: Path) -> None:
+    """The ConfigMap's BYOK_HTTP_* values, through the proxy's own settings loader: address, body limit and the
+    allowlist parsed into rules (a syntax slip in the template would fail the service at start)."""
+    for name in ("tls.crt", "tls.key", "ca.crt"):
+        (tmp_path / name).write_text("pem")
+    data = config_data(manifests(value_set), "proxyservice")
+    env = {**data, "BYOK_TLS_CERT": str(tmp_path / "tls.crt"), "BYOK_TLS_KEY": str(tmp_path / "tls.key"),
+           "BYOK_TLS_CA": str(tmp_path / "ca.crt")}
+    settings = ProxySettings.from_env(env)
+    front = https_port(value_set)
+    assert settings.http_addr == ("" if front is None else f"0.0.0.0:{front}")
+    if value_set == "ha-postgres":
+        assert settings.http_max_body_bytes == 1 << 30
+        assert dict(settings.http_path_allowlist.rules) == {
+            "openai": ("/chat/completions", "/embeddings", "/responses*"),
+            "anthropic": ("/v1/messages*",),
+        }
+        assert settings.http_path_allowlist.allows("openai", "/responses/resp_1")
+        assert not settings.http_path_allowlist.allows("openai", "/files")
+    else:
+        assert settings.http_max_body_bytes == 32 << 20
+        assert dict(settings.http_path_allowlist.rules) == {}
+
+
+def test_the_https_port_cannot_take_another_ports_number_even_without_the_schema(tmp_path: Path) -> None:
+    assert "/proxyservice/http/port" in render_error({"proxyservice": {"http": {"port": 8081}}})
+    unchecked = tmp_path / "byok"
+    shutil.copytree(CHART, unchecked, ignore=shutil.ignore_patterns("values.schema.json"))
+    with helm.Chart.load(unchecked) as chart, pytest.raises(helm.HelmRenderError, match="proxyservice.http.port=8443"):
+        chart.render({"proxyservice": {"http": {"port": 8443}}}, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_notes_show_the_https_front_and_its_allowlist() -> None:
+    notes = _render(_values("ha-postgres"))["byok/templates/NOTES.txt"]
+    assert f"https://{PROXY}.{NAMESPACE}.svc:9443/<provider>" in notes
+    assert "anthropic=/v1/messages*;openai=/chat/completions,/embeddings,/responses*" in notes
+    assert "both listeners are up" in notes
 
 
 def test_production_values_reach_keyservice() -> None:

@@ -22,6 +22,7 @@ from tests.helm.chart import (
     _values,
     containers,
     find,
+    https_port,
     manifests,
     network_policy,
     one,
@@ -168,7 +169,13 @@ def test_network_policies_deny_by_default_and_allow_only_the_design(value_set: s
     assert [r["ports"] for r in keyservice["egress"][:1]][0][0]["port"] == 8200
 
     proxy = network_policy(docs, "proxyservice")
-    assert {8443, 8081, 9090} == set().union(*(policy_ports(r) for r in proxy["ingress"]))
+    front = https_port(value_set)
+    https = set() if front is None else {front}
+    assert {8443, 8081, 9090} | https == set().union(*(policy_ports(r) for r in proxy["ingress"]))
+    # The HTTPS front is open to exactly the gRPC port's callers, in the same rule, and to no one else.
+    (callers,) = [r for r in proxy["ingress"] if 8443 in policy_ports(r)]
+    assert policy_ports(callers) == {8443} | https
+    assert all(policy_ports(r).isdisjoint(https) for r in proxy["ingress"] if r is not callers)
     to_keyservice, to_providers = proxy["egress"][0], proxy["egress"][1]
     assert to_keyservice == {"to": [_component_peer("keyservice")], "ports": [{"protocol": "TCP", "port": 8443}]}
     assert policy_ports(to_providers) == {443}
@@ -179,7 +186,7 @@ def test_network_policies_deny_by_default_and_allow_only_the_design(value_set: s
 def test_network_policies_follow_configured_peers() -> None:
     docs = manifests("ha-postgres")
     proxy = network_policy(docs, "proxyservice")
-    callers = next(r for r in proxy["ingress"] if policy_ports(r) == {8443})
+    callers = next(r for r in proxy["ingress"] if policy_ports(r) == {8443, 9443})
     assert callers["from"] == _values("ha-postgres")["networkPolicy"]["callers"]  # type: ignore[index]
     keyservice = network_policy(docs, "keyservice")
     admins = next(r for r in keyservice["ingress"] if policy_ports(r) == {8443})

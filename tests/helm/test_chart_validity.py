@@ -86,11 +86,49 @@ def test_every_kind_is_rendered_by_some_value_set() -> None:
         ("database.type=postgresql", "minLength"),
         ("keyservice.replicas=2", "maximum"),
         ("keyservice.roles.admins={admin}", "at '/keyservice/roles/admins/0'"),
+        ("proxyservice.http.port=70000", "at '/proxyservice/http/port': maximum"),
+        ("proxyservice.http.port=443", "at '/proxyservice/http/port': minimum"),  # non-root cannot bind it
+        ("proxyservice.http.port=8443", "at '/proxyservice/http/port': 'not' failed"),
+        ("proxyservice.http.enabled=no", "at '/proxyservice/http/enabled': got string, want boolean"),
+        ("proxyservice.http.maxBodyBytes=1023", "at '/proxyservice/http/maxBodyBytes': minimum"),
+        ("proxyservice.http.maxBodyBytes=1073741825", "at '/proxyservice/http/maxBodyBytes': maximum"),
+        ("proxyservice.http.prot=8444", "additional properties 'prot' not allowed"),
     ],
 )
 def test_schema_rejects_bad_set_values(set_expression: str, expected: str) -> None:
     """Values as `helm install --set` parses them; Helm's schema validation refuses each one."""
     assert expected in render_error(helm.parse_set_string(set_expression))
+
+
+@pytest.mark.parametrize(
+    ("allowlist", "expected"),
+    [
+        ({"openai": ["chat/completions"]}, "at '/proxyservice/http/pathAllowlist/openai/0'"),  # not under the root
+        ({"openai": ["/v1/*/messages"]}, "at '/proxyservice/http/pathAllowlist/openai/0'"),  # '*' not at the end
+        ({"openai": ["/a**"]}, "at '/proxyservice/http/pathAllowlist/openai/0'"),
+        ({"openai": ["/ok", "/a,/b"]}, "at '/proxyservice/http/pathAllowlist/openai/1'"),  # would split in the env
+        ({"openai": ["/a;anthropic=/b"]}, "at '/proxyservice/http/pathAllowlist/openai/0'"),
+        ({"openai": ["/a b"]}, "at '/proxyservice/http/pathAllowlist/openai/0'"),
+        ({"openai": []}, "at '/proxyservice/http/pathAllowlist/openai': minItems"),  # would forbid every path
+        ({"OpenAI": ["/chat/completions"]}, "'OpenAI' does not match pattern"),
+        ({"open-ai": ["/chat/completions"]}, "'open-ai' does not match pattern"),
+        ({"openai": "/chat/completions"}, "at '/proxyservice/http/pathAllowlist/openai': got string, want array"),
+    ],
+)
+def test_schema_rejects_a_bad_path_allowlist(allowlist: dict[str, Any], expected: str) -> None:
+    assert expected in render_error({"proxyservice": {"http": {"pathAllowlist": allowlist}}})
+
+
+def test_schema_accepts_the_documented_path_allowlist() -> None:
+    """Guards the test above: the pattern shapes the proxy takes (exact paths, a trailing '*') pass."""
+    allowlist = {
+        "openai": ["/chat/completions", "/embeddings", "/responses*"],
+        "anthropic": ["/v1/messages*"],
+        "azure_openai": ["/"],
+        "gemini": ["/v1beta/models*"],
+    }
+    with helm.Chart.load(CHART) as chart:
+        chart.render({"proxyservice": {"http": {"pathAllowlist": allowlist}}}, name=RELEASE, namespace=NAMESPACE)
 
 
 def test_schema_rejects_a_wrong_type_given_as_a_string() -> None:

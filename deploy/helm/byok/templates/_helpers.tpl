@@ -215,8 +215,9 @@ imagePullSecrets:
 
 {{/* Native gRPC probes on the plaintext health port (kubelet cannot present a client certificate). */}}
 {{/* Probes on the plaintext health port. Liveness asks for the whole server (""); readiness asks for the
-service, which keyservice marks NOT_SERVING while Vault or the database is down, and both mark NOT_SERVING
-when they start draining on SIGTERM. Called with (dict "ctx" . "component" "keyservice"|"proxyservice"). */}}
+service, which keyservice marks NOT_SERVING while Vault or the database is down, proxyservice until both its
+gRPC and its HTTPS front listen (the front's mTLS port cannot be probed by the kubelet either), and both mark
+NOT_SERVING when they start draining on SIGTERM. Called with (dict "ctx" . "component" "keyservice"|"proxyservice"). */}}
 {{- define "byok.probes" -}}
 startupProbe:
   grpc:
@@ -250,6 +251,29 @@ BYOK_LOG_LEVEL: {{ .Values.logLevel | quote }}
 {{- with .Values.apiBaseAllowlist }}
 BYOK_API_BASE_ALLOWLIST: {{ join "," . | quote }}
 {{- end }}
+{{- end }}
+
+{{/* proxyservice's HTTPS front (mutual TLS with the gRPC port's certificate and CA): listening on every address at
+proxyservice.http.port, or BYOK_HTTP_ADDR="" (no front) when disabled. */}}
+{{- define "byok.proxyservice.httpConfig" -}}
+{{- $h := .Values.proxyservice.http }}
+{{- if $h.enabled }}
+BYOK_HTTP_ADDR: {{ printf "0.0.0.0:%d" (int $h.port) | quote }}
+BYOK_HTTP_MAX_BODY_BYTES: {{ $h.maxBodyBytes | int64 | toString | quote }}
+BYOK_HTTP_PATH_ALLOWLIST: {{ include "byok.proxyservice.pathAllowlist" . | quote }}
+{{- else }}
+BYOK_HTTP_ADDR: ""
+{{- end }}
+{{- end }}
+
+{{/* BYOK_HTTP_PATH_ALLOWLIST from the map provider → patterns: `anthropic=/v1/messages*;openai=/a,/b*` (providers
+in name order); the empty map gives "" (every path under each provider's root). */}}
+{{- define "byok.proxyservice.pathAllowlist" -}}
+{{- $rules := list }}
+{{- range $provider, $patterns := .Values.proxyservice.http.pathAllowlist }}
+{{- $rules = append $rules (printf "%s=%s" $provider (join "," $patterns)) }}
+{{- end }}
+{{- join ";" $rules }}
 {{- end }}
 
 {{/* keyservice's database URL: a literal for SQLite, a Secret reference for PostgreSQL. */}}
@@ -303,6 +327,9 @@ BYOK_SHUTDOWN_GRACE_SECONDS: {{ sub (sub (int $c.terminationGracePeriodSeconds) 
 {{- if lt (int $c.terminationGracePeriodSeconds) (add (int $c.shutdownDrainSeconds) 6) }}
 {{- fail (printf "%s.terminationGracePeriodSeconds must be at least %s.shutdownDrainSeconds + 6 (drain, at least 1 s of grace, 5 s to spare)" $component $component) }}
 {{- end }}
+{{- end }}
+{{- if and .Values.proxyservice.http.enabled (has (int .Values.proxyservice.http.port) (list 8443 8081 9090)) }}
+{{- fail (printf "proxyservice.http.port=%d is taken: the gRPC (8443), health (8081) and metrics (9090) ports are fixed" (int .Values.proxyservice.http.port)) }}
 {{- end }}
 {{- if and (eq .Values.database.type "sqlite") (gt (int .Values.keyservice.replicas) 1) }}
 {{- fail "keyservice.replicas > 1 needs database.type=postgresql: SQLite on a ReadWriteOnce volume serves a single replica" }}
