@@ -5,7 +5,8 @@ Per request: the provider name and path are checked (`paths`), the lease comes f
 credential: the body is bounded, so it can be sent again), the caller's headers are filtered and the lease's key
 set (`headers`), and the provider's answer comes back open, whatever its status: its errors are the provider's
 own, in its own shape, so SDKs raise their usual exceptions. The answer's bytes pass through a `UsageTap` as they
-are relayed; `record` writes the request's log line and metrics once it is over.
+are relayed; `record` writes the request's log line and metrics once it is over. A key the provider echoes never reaches
+the caller (`scrub`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from proxyservice.leasecache import CachedLease
 from proxyservice.metrics import ProxyMetrics
 from proxyservice.native import headers as native_headers
 from proxyservice.native.paths import PROVIDER_NAME, PathAllowlist, check_path, upstream_url
+from proxyservice.native.scrub import KeyInBody, KeyScrubber
 from proxyservice.native.usage_tap import NativeUsage, UsageTap
 from proxyservice.upstream import NativeResponse, Upstream, UpstreamFailure
 
@@ -68,6 +70,7 @@ class NativeAnswer:
         self.headers = native_headers.to_caller(response_headers, lease.api_key)
         content_type = next((value for name, value in response_headers if name == "content-type"), "")
         self._tap = UsageTap(content_type.lower())
+        self._scrubber = KeyScrubber(lease.api_key)
         self.ttfb: float | None = None
 
     @property
@@ -75,19 +78,25 @@ class NativeAnswer:
         return self._tap.usage
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body, chunk by chunk as it arrives, unchanged."""
-        tap = self._tap
-        if self._prefetched is not None:
-            self.ttfb = time.perf_counter() - self._started
-            tap.feed(self._prefetched)
-            if self._prefetched:
-                yield self._prefetched
-        else:
-            async for chunk in self._response.chunks():
-                if self.ttfb is None:
-                    self.ttfb = time.perf_counter() - self._started
+        """The body, chunk by chunk as it arrives, unchanged (but for an echoed key: `scrub`). A body that holds
+        the key across two chunks ends there, as Unavailable."""
+        tap, clean = self._tap, self._scrubber.clean
+        try:
+            if self._prefetched is not None:
+                self.ttfb = time.perf_counter() - self._started
+                chunk = clean(self._prefetched)
                 tap.feed(chunk)
-                yield chunk
+                if chunk:
+                    yield chunk
+            else:
+                async for chunk in self._response.chunks():
+                    if self.ttfb is None:
+                        self.ttfb = time.perf_counter() - self._started
+                    chunk = clean(chunk)
+                    tap.feed(chunk)
+                    yield chunk
+        except KeyInBody:
+            raise errors.Unavailable(f"{self.provider} sent the key back in its answer; the relay stopped") from None
         tap.close()
 
     async def aclose(self) -> None:
