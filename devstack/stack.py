@@ -67,12 +67,14 @@ class Stack:
     env_file: Path
     processes: ProcessGroup
     lock_fd: int = -1
+    proxy_http_port: int = 0
 
     def client_env(self) -> dict[str, str]:
         certs = self.state.resolve() / "certs"  # absolute: byokctl works from any directory
         return {
             "BYOK_KEYSERVICE_ADDR": f"localhost:{self.keyservice_port}",
             "BYOK_PROXY_ADDR": f"localhost:{self.proxy_port}",
+            "BYOK_PROXY_HTTP_URL": f"https://localhost:{self.proxy_http_port}",
             "BYOK_CLIENT_CERT": str(certs / "admin.crt"), "BYOK_CLIENT_KEY": str(certs / "admin.key"),
             "BYOK_CA": str(certs / "ca.crt"), "VAULT_ADDR": self.vault_addr, "VAULT_TOKEN": self.vault_token,
         }
@@ -249,8 +251,10 @@ def _start(state: Path, group: ProcessGroup, lock: int, port_for: Callable[[int]
     launch("keyservice", [python(), "-m", "keyservice"], ks_env, ks_port)
 
     proxy_port, proxy_health, proxy_metrics = port_for(50052), port_for(8082), port_for(9091)
+    proxy_http = port_for(8443)
     proxy_env = clean_env(
-        BYOK_GRPC_ADDR=f"127.0.0.1:{proxy_port}", BYOK_HEALTH_ADDR=f"127.0.0.1:{proxy_health}",
+        BYOK_GRPC_ADDR=f"127.0.0.1:{proxy_port}", BYOK_HTTP_ADDR=f"127.0.0.1:{proxy_http}",
+        BYOK_HEALTH_ADDR=f"127.0.0.1:{proxy_health}",
         BYOK_METRICS_ADDR=f"127.0.0.1:{proxy_metrics}", BYOK_TLS_CERT=str(certs / "proxyservice.crt"),
         BYOK_TLS_KEY=str(certs / "proxyservice.key"), BYOK_TLS_CA=str(certs / "ca.crt"),
         BYOK_KEYSERVICE_ADDR=f"localhost:{ks_port}", BYOK_LOG_LEVEL=os.environ.get("BYOK_LOG_LEVEL", "info"),
@@ -259,13 +263,14 @@ def _start(state: Path, group: ProcessGroup, lock: int, port_for: Callable[[int]
 
     stack = Stack(state=state, vault_addr=vault_addr, vault_token=token, keyservice_port=ks_port,
                   proxy_port=proxy_port, upstream_port=upstream_port, env_file=state / "env", processes=group,
-                  lock_fd=lock)
+                  lock_fd=lock, proxy_http_port=proxy_http)
     env_file = stack.env_file
     env_file.touch(mode=0o600)
     env_file.chmod(0o600)  # touch's mode applies only to a new file; an old one may be wider
     env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in stack.client_env().items()))
     info.update({
-        "keyservice": ks_port, "proxyservice": proxy_port, "vault": vault_addr, "upstream": upstream_port,
+        "keyservice": ks_port, "proxyservice": proxy_port, "proxyservice_http": proxy_http, "vault": vault_addr,
+        "upstream": upstream_port,
         "health": {"keyservice": ks_health, "proxyservice": proxy_health},
         "metrics": {"keyservice": ks_metrics, "proxyservice": proxy_metrics}})
     _write_info(state, info)
@@ -292,7 +297,9 @@ def banner(stack: Stack) -> str:
     return f"""
 byok local stack is up (logs in {stack.state}/logs; Ctrl-C or closing this terminal stops everything)
   keyservice    localhost:{stack.keyservice_port}   (mTLS; admin cert {stack.state}/certs/admin.crt)
-  proxyservice  localhost:{stack.proxy_port}   (mTLS)
+  proxyservice  localhost:{stack.proxy_port}   (mTLS gRPC)
+                https://localhost:{stack.proxy_http_port}/{{provider}}   (mTLS HTTPS: the providers' own APIs, for
+                their SDKs; header x-byok-org names the tenant; README, "The HTTP front")
   OpenBao       {stack.vault_addr}   (dev server, in memory; root token in {stack.env_file})
   upstream      http://127.0.0.1:{stack.upstream_port}   (local stand-in for the providers: every answer is
                 the same canned text, "alpha bravo charlie …", streamed word by word)
