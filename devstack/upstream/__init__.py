@@ -4,14 +4,17 @@ Used by tests, ``make run`` and benchmarks (thousands of slow concurrent streams
 asyncio + h11 (HTTP/1.1 with keep-alive; streamed bodies use chunked transfer encoding).
 
 Endpoints (``base_url`` = ``http://127.0.0.1:PORT``):
-- OpenAI    ``POST /v1/chat/completions`` (stream or not), ``GET /v1/models`` (Bearer auth)
+- OpenAI    ``POST /v1/chat/completions`` (stream or not), ``POST /v1/responses`` (the Responses API, stream or
+            not: see `responses_api`), ``POST /v1/embeddings`` (see `embeddings`), ``GET /v1/models`` (Bearer auth)
 - Mistral   the same under ``/mistral/v1`` (``mistral_base``), validated as strictly as Mistral does: a body
             field Mistral does not know (``stream_options`` above all) gets its 422 ``extra_forbidden``
             answer, and streams carry ``usage`` on the finishing chunk unasked, as Mistral's do
 - Anthropic ``POST /v1/messages`` (stream or not), ``GET /v1/models`` (``x-api-key`` or Bearer auth)
-- Gemini    ``POST /v1beta/models/{m}:streamGenerateContent?alt=sse``, ``POST /v1beta/models/{m}:generateContent``,
+- Gemini    ``POST /v1beta/models/{m}:streamGenerateContent?alt=sse`` (without ``alt=sse``: one JSON array, as
+            Gemini sends), ``POST /v1beta/models/{m}:generateContent``, ``:embedContent``, ``:batchEmbedContents``,
             ``GET /v1beta/models`` (``x-goog-api-key`` auth; a ``key=`` query parameter is refused with 400,
-            because the proxy must never put a key in a URL)
+            because the proxy must never put a key in a URL). Body fields are read in lowerCamel or snake_case,
+            as Google's proto JSON parser accepts both (google-genai sends ``thinking_config.include_thoughts``).
 ``GET /v1/models`` is answered in Anthropic's shape when the request carries ``x-api-key`` or
 ``anthropic-version``. Anthropic also accepts ``Authorization: Bearer`` (recent official SDKs send it).
 
@@ -40,7 +43,24 @@ The model name steers the response (so the proxy needs no special channel):
 - a ``?k=v&k=v`` suffix overrides per request: ``frames=N``, ``delay=SECONDS``, ``chunk=N``
   (0 = one piece per frame, -1 = random pieces), ``tool=1`` (after the text, call the request's first
   tool with arguments ``{"n":1}`` sent as two fragments, finishing with the provider's tool-call
-  reason). E.g. ``gpt-4o?frames=64&delay=0.02``.
+  reason), ``thoughts=N`` (thinking frames, default 3), ``cached=N`` (input tokens reported as read from the
+  prompt cache, on top of the uncached input), ``cache_write=N`` (Anthropic's cache_creation_input_tokens).
+  E.g. ``gpt-4o?frames=64&delay=0.02``.
+
+Beyond ``tool=1``, the answer calls a tool when the request forces one: ``tool_choice`` ``"required"`` or a named
+function (OpenAI), ``{"type": "any"}`` / ``{"type": "tool", "name": …}`` (Anthropic), ``functionCallingConfig``
+mode ``ANY`` with ``allowedFunctionNames`` (Gemini); the Responses API calls the first function tool whenever the
+request has tools (see `responses_api`). Usage carries the providers' detail fields: OpenAI
+``prompt_tokens_details.cached_tokens`` / ``completion_tokens_details.reasoning_tokens`` (not on Mistral's route),
+Anthropic ``cache_read_input_tokens`` / ``cache_creation_input_tokens``, Gemini ``cachedContentTokenCount`` /
+``thoughtsTokenCount``.
+
+Thinking (`generated_thinking`, signed with `signature`): Anthropic's ``thinking: {type: enabled, budget_tokens}``
+(checked as Anthropic does: 1024 <= budget < max_tokens, no forced tool, else its 400) streams a ``thinking`` block
+(``thinking_delta`` events, then a ``signature_delta``) before the text, and a whole answer starts with a
+``thinking`` block carrying its ``signature``; Gemini's ``thinkingConfig.includeThoughts`` sends ``"thought": true``
+parts before the text, the last with a ``thoughtSignature``; OpenAI's ``reasoning_effort`` / ``reasoning.effort``
+only counts reasoning tokens (and adds a ``reasoning`` item to a Responses API answer). Thinking counts as output.
   Gemini model names are URL path segments, so send them percent-encoded (the proxy's adapter does).
 
 Bodies are written in ``chunk_size``-byte pieces when set (``-1`` = random 1..64 byte pieces), else
@@ -49,15 +69,16 @@ written to) and recorded in ``closed_early`` with the ``time.monotonic()`` of th
 
 Run alone: ``python -m devstack.upstream --port 0 --print-port`` (serves until SIGINT/SIGTERM).
 
-Modules: `server` (the HTTP server, routing, steering), `frames` (what streams), `answers` (provider-shaped
-responses and errors).
+Modules: `server` (the HTTP server, routing, steering), `frames` (what streams), `responses_api` (the Responses
+API's answers), `embeddings`, `checks` (request validation), `answers` (provider-shaped responses and errors).
 """
 
 from __future__ import annotations
 
 from devstack.upstream.answers import Response
-from devstack.upstream.frames import WORDS, generated_text
+from devstack.upstream.embeddings import embedding
+from devstack.upstream.frames import WORDS, generated_text, generated_thinking, signature
 from devstack.upstream.server import DEFAULT_REPLAY_DIR, FakeUpstream, RecordedRequest, UpstreamConfig, main
 
 __all__ = ["DEFAULT_REPLAY_DIR", "WORDS", "FakeUpstream", "RecordedRequest", "Response", "UpstreamConfig",
-           "generated_text", "main"]
+           "embedding", "generated_text", "generated_thinking", "signature", "main"]

@@ -12,7 +12,7 @@ from typing import Any
 from byokcommon.wire import KEY_HEADERS
 
 _MODELS = {
-    "openai": ["gpt-4o-mini", "gpt-4o"],
+    "openai": ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"],
     "anthropic": ["claude-sonnet-4-5", "claude-3-5-haiku-latest"],
     "gemini": ["gemini-2.0-flash", "gemini-2.5-pro"],
 }
@@ -30,6 +30,9 @@ class _Opts:
     delay: float
     chunk: int | None
     tool: bool
+    thoughts: int = 3  # thinking frames, when the request asks for thinking
+    cached: int = 0  # input tokens reported as read from the prompt cache
+    cache_write: int = 0  # input tokens reported as written to the prompt cache (Anthropic)
 
 
 @dataclass
@@ -121,4 +124,6 @@ def _models(family: str) -> dict[str, Any]:
                          for n in names],
                 "has_more": False, "first_id": names[0], "last_id": names[-1]}
     return {"models": [{"name": f"models/{n}", "displayName": n, "supportedGenerationMethods":
-                        ["generateContent", "streamGenerateContent"]} for n in names]}
+                        ["generateContent", "streamGenerateContent"]} for n in names]
+            + [{"name": "models/gemini-embedding-001", "displayName": "Gemini Embedding 001",
+                "supportedGenerationMethods": ["embedContent", "batchEmbedContents"]}]}

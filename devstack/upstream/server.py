@@ -32,7 +32,10 @@ from devstack.upstream.answers import (
     _sse_headers,
     _unauthorized,
 )
-from devstack.upstream.frames import _echo_key_frames, _Generator, _one
+from devstack.upstream.checks import anthropic_thinking, responses_input
+from devstack.upstream.embeddings import gemini_embeddings, openai_embeddings
+from devstack.upstream.frames import _echo_key_frames, _Generator, _json_array, _one
+from devstack.upstream.responses_api import ResponsesGenerator
 
 DEFAULT_REPLAY_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "conformance"
 
@@ -54,6 +57,18 @@ MISTRAL_CHAT_FIELDS = frozenset({
     "response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty", "n", "prediction",
     "parallel_tool_calls", "prompt_mode", "safe_prompt",
 })
+
+
+GEMINI_ACTIONS = frozenset({"streamGenerateContent", "generateContent", "embedContent", "batchEmbedContents"})
+EMBEDDING_KINDS = frozenset({"embeddings", "embedContent", "batchEmbedContents"})
+# The routes outside Gemini's: (method, path) → (family, kind).
+ROUTES = {
+    ("POST", "/v1/chat/completions"): ("openai", "chat"),
+    ("POST", "/v1/responses"): ("openai", "responses"),
+    ("POST", "/v1/embeddings"): ("openai", "embeddings"),
+    ("POST", "/v1/messages"): ("anthropic", "chat"),
+    ("GET", "/v1beta/models"): ("gemini", "models"),
+}
 
 
 @dataclass
@@ -180,15 +195,11 @@ class FakeUpstream:
             path = path[len("/mistral"):]
         if mistral and path not in ("/v1/chat/completions", "/v1/models"):
             return _json(404, {"detail": "Not Found"})
-        if path == "/v1/chat/completions" and method == "POST":
-            family, kind = "openai", "chat"
-        elif path == "/v1/messages" and method == "POST":
-            family, kind = "anthropic", "chat"
+        if (method, path) in ROUTES:
+            family, kind = ROUTES[method, path]
         elif path == "/v1/models" and method == "GET":
             anthropic_ = "x-api-key" in headers or "anthropic-version" in headers
             family, kind = ("anthropic" if anthropic_ else "openai"), "models"
-        elif path == "/v1beta/models" and method == "GET":
-            family, kind = "gemini", "models"
         elif path.startswith("/v1beta/models/") and method == "POST" and ":" in path:
             family, kind = "gemini", "chat"
         else:
@@ -212,10 +223,11 @@ class FakeUpstream:
 
         if family == "gemini":
             name, _, action = path[len("/v1beta/models/"):].rpartition(":")
-            if action not in ("streamGenerateContent", "generateContent"):
+            if action not in GEMINI_ACTIONS:
                 return _json(404, _gemini_error(404, "NOT_FOUND", f"unknown method {action}"))
             stream = action == "streamGenerateContent"
             model = name
+            kind = action if action in EMBEDDING_KINDS else kind
         else:
             if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
                 return _bad_request(family, "request body must be JSON with a model")
@@ -227,10 +239,28 @@ class FakeUpstream:
             extra = sorted(set(payload) - MISTRAL_CHAT_FIELDS)
             if extra:
                 return _mistral_extra_forbidden(extra[0], payload[extra[0]])
-        return self._chat(family, model, payload, stream, rec.provider, key)
+        refused = (anthropic_thinking(payload) if family == "anthropic"
+                   else responses_input(payload) if kind == "responses" else None)
+        if refused is not None:
+            return refused
+        if kind != "chat":
+            return self._generate(family, model, payload, stream, rec.provider, key, kind)
+        resp = self._chat(family, model, payload, stream, rec.provider, key)
+        if family == "gemini" and query.get("alt") != "sse" and resp.frames is not None \
+                and not model.startswith(("fault:", "replay:")):
+            # Without alt=sse Gemini streams the same objects as one JSON array.
+            resp.frames = _json_array(resp.frames)
+            resp.headers = [("content-type", "application/json; charset=UTF-8")]
+        return resp
 
     def _chat(self, family: str, model: str, payload: dict[str, Any], stream: bool,
               provider: str = "", key: str = "") -> Response:
+        """A chat answer (tests may wrap this to steer the provider's answers further)."""
+        return self._generate(family, model, payload, stream, provider, key, "chat")
+
+    def _generate(self, family: str, model: str, payload: dict[str, Any], stream: bool,
+                  provider: str, key: str, kind: str) -> Response:
+        """The answer for a model name: a fault, a replay, embeddings, or a generated response (see the docstring)."""
         base, _, q = model.partition("?")
         overrides = dict(parse_qsl(q))
         cfg = self.config
@@ -239,7 +269,16 @@ class FakeUpstream:
             delay=float(overrides.get("delay", cfg.frame_delay)),
             chunk=int(overrides["chunk"]) if "chunk" in overrides else cfg.chunk_size,
             tool=overrides.get("tool") == "1",
+            thoughts=int(overrides.get("thoughts", 3)),
+            cached=int(overrides.get("cached", 0)),
+            cache_write=int(overrides.get("cache_write", 0)),
         )
+
+        def generator() -> _Generator:
+            if kind == "responses":
+                return ResponsesGenerator(base, payload, opts)
+            return _Generator(family, base, payload, opts, provider)
+
         if base.startswith("fault:"):
             fault = base[6:]
             if fault == "429":
@@ -249,12 +288,11 @@ class FakeUpstream:
                 return _server_error(family)
             if fault == "echo-key":
                 return _bad_request(family, f"Incorrect API key provided: {key}. You can find your key in settings.")
-            if fault == "echo-key-stream":
-                gen = _Generator(family, base, payload, opts, provider)
-                return Response(200, _sse_headers(), frames=_echo_key_frames(gen, key), opts=opts)
-            if fault not in ("stall", "reset", "malformed", "truncate"):
+            if fault not in ("echo-key-stream", "stall", "reset", "malformed", "truncate") or kind in EMBEDDING_KINDS:
                 return _bad_request(family, f"unknown fault {fault}")
-            gen = _Generator(family, base, payload, opts, provider)
+            gen = generator()
+            if fault == "echo-key-stream":
+                return Response(200, _sse_headers(), frames=_echo_key_frames(gen, key), opts=opts)
             return Response(200, _sse_headers(), frames=self._fault_frames(gen, fault), opts=opts,
                              reset=fault == "reset")
         if base.startswith("replay:"):
@@ -265,7 +303,11 @@ class FakeUpstream:
             if "/" in case or ".." in case or not file.is_file():
                 return _json(404, {"error": {"message": f"no recorded case {base[7:]}"}})
             return Response(200, _sse_headers(), frames=_one(file.read_bytes()), opts=opts)
-        gen = _Generator(family, base, payload, opts, provider)
+        if kind == "embeddings":
+            return openai_embeddings(base, payload)
+        if kind in EMBEDDING_KINDS:
+            return gemini_embeddings(kind, base, payload)
+        gen = generator()
         if not stream:
             return _json(200, gen.whole())
         return Response(200, _sse_headers(), frames=gen.frames(), opts=opts)
