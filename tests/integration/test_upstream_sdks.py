@@ -198,7 +198,7 @@ async def test_anthropic_sdk_accumulates_replayed_corpus(upstream: FakeUpstream,
         exp["usage"]["input_tokens"], exp["usage"]["output_tokens"])
 
 
-# ---- Gemini over raw HTTP (no official SDK installed) -----------------------------------------------
+# ---- Gemini over raw HTTP (google-genai: test_upstream_sdk_endpoints.py) ---------------------------
 
 async def test_gemini_endpoints(upstream: FakeUpstream) -> None:
     body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
