@@ -200,8 +200,10 @@ class FakeUpstream:
         elif path == "/v1/models" and method == "GET":
             anthropic_ = "x-api-key" in headers or "anthropic-version" in headers
             family, kind = ("anthropic" if anthropic_ else "openai"), "models"
-        elif path.startswith("/v1beta/models/") and method == "POST" and ":" in path:
+        elif path.startswith(("/v1beta/models/", "/v1/models/")) and method == "POST" and ":" in path:
+            # Gemini serves the same models under its stable v1 and its v1beta (google-genai's default is v1).
             family, kind = "gemini", "chat"
+            path = "/v1beta" + path[path.index("/models/"):]
         else:
             return _json(404, {"error": {"message": f"no route for {method} {parts.path}"}})
         rec.family = family
