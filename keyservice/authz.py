@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keyservice.errors import PermissionDenied
 
-PROXY_METHODS = frozenset({"IssueKeyLease", "WatchRevocations", "ReportKeyFailure"})
+PROXY_METHODS = frozenset({"IssueKeyLease", "ListTenantModels", "WatchRevocations", "ReportKeyFailure"})
 
 
 class RoleAuthorizer:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from byokcommon.redaction import redact_text
 from keyservice import audit, validation
@@ -54,6 +55,13 @@ class Lease:
         return f"Lease({self.lease_id}, {self.provider}, credential={self.credential_id or 'platform'})"
 
 
+class ReachableModel(NamedTuple):
+    provider: str
+    model: str
+    key_source: str  # "tenant" | "platform"
+    credential_id: str
+
+
 class LeaseIssuer:
     def __init__(self, store: Store, vault: VaultClient, *, ttl_seconds: int, platform_keys: dict[str, str],
                  provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None) -> None:
@@ -65,15 +73,7 @@ class LeaseIssuer:
         self._base_urls = provider_base_urls
 
     def issue(self, actor: str, req: LeaseRequest) -> Lease:
-        validation.scope_id(req.org_id, "scope.org_id", required=True)
-        validation.scope_id(req.project_id, "scope.project_id")
-        validation.scope_id(req.user_id, "scope.user_id")
-        validation.identity(req.caller_identity)
-        if not self.store.is_bound(req.caller_identity, req.org_id, req.project_id):
-            self._audit_refusal(actor, req, "caller_not_bound")
-            # The identity is masked if key-shaped: a key pasted into this field must not be echoed or logged.
-            raise PermissionDenied(f"caller {redact_text(req.caller_identity)} is not bound to org {req.org_id}"
-                                   + (f" project {req.project_id}" if req.project_id else ""))
+        self._check_caller(actor, req)
         row: CredentialRow | None
         if req.credential_id:
             validation.credential_id(req.credential_id)
@@ -94,6 +94,36 @@ class LeaseIssuer:
                                 lease_id=lease.lease_id, caller=req.caller_identity, provider=row.provider,
                                 secret_version=row.secret_version))
         return lease
+
+    def reachable_models(self, actor: str, req: LeaseRequest) -> list[ReachableModel]:
+        """The models the tenant's requests can reach, per provider in name order: each resolvable credential's
+        default model (most specific first), then the platform key's when the org allows fallback and no
+        credential of the tenant serves that provider. Reads no secret and issues no lease."""
+        self._check_caller(actor, req)
+        fallback = self.store.get_org_policy(req.org_id)
+        # One query (an empty provider matches every provider), in resolution order; grouped by provider here.
+        candidates = self.store.lease_candidates(org_id=req.org_id, project_id=req.project_id,
+                                                 user_id=req.user_id, provider="")
+        out: list[ReachableModel] = []
+        for name in known_provider_names():
+            spec = PROVIDERS[name]
+            rows = [row for row in candidates if row.provider == name]
+            out.extend(ReachableModel(name, row.default_model or spec.default_model, "tenant", row.credential_id)
+                       for row in rows)
+            if not rows and fallback and self._platform_keys.get(spec.platform_key_env):
+                out.append(ReachableModel(name, spec.default_model, "platform", ""))
+        return out
+
+    def _check_caller(self, actor: str, req: LeaseRequest) -> None:
+        validation.scope_id(req.org_id, "scope.org_id", required=True)
+        validation.scope_id(req.project_id, "scope.project_id")
+        validation.scope_id(req.user_id, "scope.user_id")
+        validation.identity(req.caller_identity)
+        if not self.store.is_bound(req.caller_identity, req.org_id, req.project_id):
+            self._audit_refusal(actor, req, "caller_not_bound")
+            # The identity is masked if key-shaped: a key pasted into this field must not be echoed or logged.
+            raise PermissionDenied(f"caller {redact_text(req.caller_identity)} is not bound to org {req.org_id}"
+                                   + (f" project {req.project_id}" if req.project_id else ""))
 
     def _provider(self, req: LeaseRequest) -> ProviderSpec:
         if req.provider:

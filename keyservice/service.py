@@ -268,6 +268,16 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             provider=lease.provider, api_key=lease.api_key, api_base=lease.api_base,
             default_model=lease.default_model, secret_version=lease.secret_version, api_family=lease.family)
 
+    async def ListTenantModels(self, request: pb.ListTenantModelsRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.ListTenantModelsResponse:
+        req = LeaseRequest(
+            org_id=request.scope.org_id, project_id=request.scope.project_id, user_id=request.scope.user_id,
+            provider="", model="", credential_id="", caller_identity=request.caller_identity, exclude=frozenset())
+        models = await self._run(self.leases.reachable_models, peer_identity(context), req)
+        return pb.ListTenantModelsResponse(models=[
+            pb.TenantModel(provider=m.provider, model=m.model, key_source=KEY_SOURCE_TO_PB[m.key_source],
+                           credential_id=m.credential_id) for m in models])
+
     async def WatchRevocations(self, request: pb.WatchRevocationsRequest, context: grpc.aio.ServicerContext
                                ) -> AsyncIterator[pb.WatchRevocationsResponse]:
         queue = self.feed.subscribe()

@@ -112,6 +112,16 @@ class KeyServiceClient:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from None
 
+    async def list_models(self, caller: str, org_id: str, project_id: str, user_id: str
+                          ) -> list[kpb.TenantModel]:
+        """The models the tenant can reach and which key would serve each (for the HTTP front's /v1/models)."""
+        request = kpb.ListTenantModelsRequest(
+            scope=kpb.Scope(org_id=org_id, project_id=project_id, user_id=user_id), caller_identity=caller)
+        try:
+            return list((await self._current().ListTenantModels(request, timeout=self._timeout)).models)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from None
+
     async def report_failure(self, lease_id: str, credential_id: str, http_status: int, reason: str = "") -> None:
         """Report a provider's refusal of a leased key with its structured evidence (`reason`)."""
         request = kpb.ReportKeyFailureRequest(lease_id=lease_id, credential_id=credential_id,

@@ -20,6 +20,7 @@ from byokcommon.tls import configure_identity
 from proxyservice.errors import PermissionDenied
 from proxyservice.failover import KeyFailover
 from proxyservice.http.front import HttpFront
+from proxyservice.http.unified import UnifiedEndpoint
 from proxyservice.keyclient import KeyServiceClient
 from proxyservice.lean_pool import pool_in_use
 from proxyservice.leasecache import CacheLimits, LeaseCache
@@ -113,6 +114,7 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
     if settings.http_addr:
         app.http = HttpFront(relay=servicer.native, tls=settings.tls, max_body_bytes=settings.http_max_body_bytes,
                              max_concurrent=settings.max_concurrent_rpcs)
+        app.http.unified = UnifiedEndpoint(servicer=servicer, keys=keys, front=app.http)
         await app.http.start(settings.http_addr, reuse_port=reuse_port)
     await open_side_ports(app, health_addr=settings.health_addr, metrics_addr=settings.metrics_addr,
                           registry=rpc_metrics.registry)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -104,7 +104,8 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             self.native.record(native, "forward", outcome, started, answer)
 
     # -- the unified schema, for any surface (gRPC above, the HTTP front's OpenAI-shaped endpoint) ----------
-    async def stream_chat(self, params: pb.ChatParameters, caller: str) -> AsyncIterator[pb.StreamChatResponse]:
+    async def stream_chat(self, params: pb.ChatParameters, caller: str
+                          ) -> AsyncGenerator[pb.StreamChatResponse, None]:
         """A streamed completion for `caller` (an authenticated identity): StreamStart first, then deltas."""
         outcome = self._begin(params, caller)
         with self._tracking(outcome):

@@ -415,6 +415,40 @@ async def test_platform_fallback_only_where_allowed(bao: BaoDevServer, ids: Iden
         assert (lease.key_source, lease.credential_id) == (pb.KEY_SOURCE_TENANT, own.credential_id)
 
 
+async def test_list_tenant_models_follows_lease_resolution(bao: BaoDevServer, ids: Identities,
+                                                           sqlite_url: str) -> None:
+    settings = keyservice_settings(bao, ids, sqlite_url, platform_keys={"OPENAI_API_KEY": fake_openai_key()})
+    async with running(settings, ids) as ks:
+        await bind(ks.admin, "reach")
+        org_key = (await ks.admin.CreateCredential(create_request("reach", "org-wide"))).credential
+        user_key = (await ks.admin.CreateCredential(create_request(
+            "reach", "mine", scope=pb.Scope(org_id="reach", user_id="u1"), default_model="gpt-4.1"))).credential
+        off = (await ks.admin.CreateCredential(create_request(
+            "reach", "off", provider="anthropic", api_key="sk-ant-api03-" + secrets.token_hex(24)))).credential
+        await ks.admin.DeactivateCredential(pb.DeactivateCredentialRequest(credential_id=off.credential_id))
+
+        async def models(user: str = "", caller: str = CALLER) -> list[tuple[str, str, int, str]]:
+            reply = await ks.proxy.ListTenantModels(pb.ListTenantModelsRequest(
+                scope=pb.Scope(org_id="reach", user_id=user), caller_identity=caller))
+            return [(m.provider, m.model, m.key_source, m.credential_id) for m in reply.models]
+
+        default = org_key.default_model or "gpt-4o-mini"
+        assert await models() == [("openai", default, pb.KEY_SOURCE_TENANT, org_key.credential_id)]
+        assert await models("u1") == [("openai", "gpt-4.1", pb.KEY_SOURCE_TENANT, user_key.credential_id),
+                                      ("openai", default, pb.KEY_SOURCE_TENANT, org_key.credential_id)]
+        await ks.admin.SetOrgPolicy(pb.SetOrgPolicyRequest(
+            policy=pb.OrgPolicy(org_id="reach", allow_platform_fallback=True)))
+        await ks.admin.DeleteCredential(pb.DeleteCredentialRequest(credential_id=org_key.credential_id))
+        assert [m[2] for m in await models()] == [pb.KEY_SOURCE_PLATFORM]  # the deactivated Anthropic key: none
+        with pytest.raises(grpc.aio.AioRpcError) as unbound:
+            await models(caller="spiffe://byok.local/caller/stranger")
+        assert unbound.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as admin_only:
+            await ks.admin.ListTenantModels(pb.ListTenantModelsRequest(scope=pb.Scope(org_id="reach"),
+                                                                       caller_identity=CALLER))
+        assert admin_only.value.code() == grpc.StatusCode.PERMISSION_DENIED  # a proxy-role RPC
+
+
 async def test_unbinding_a_caller_and_revoking_an_org(bao: BaoDevServer, ids: Identities, sqlite_url: str) -> None:
     async with running(keyservice_settings(bao, ids, sqlite_url), ids) as ks:
         creds = [(await ks.admin.CreateCredential(create_request("cut", f"k{i}"))).credential for i in range(3)]

@@ -513,6 +513,32 @@ class IssueKeyLeaseResponse(_message.Message):
     api_family: str
     def __init__(self, lease_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., api_key: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., secret_version: _Optional[int] = ..., api_family: _Optional[str] = ...) -> None: ...
 
+class ListTenantModelsRequest(_message.Message):
+    __slots__ = ("scope", "caller_identity")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    CALLER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    caller_identity: str
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., caller_identity: _Optional[str] = ...) -> None: ...
+
+class TenantModel(_message.Message):
+    __slots__ = ("provider", "model", "key_source", "credential_id")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    key_source: KeySource
+    credential_id: str
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., credential_id: _Optional[str] = ...) -> None: ...
+
+class ListTenantModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[TenantModel]
+    def __init__(self, models: _Optional[_Iterable[_Union[TenantModel, _Mapping]]] = ...) -> None: ...
+
 class WatchRevocationsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

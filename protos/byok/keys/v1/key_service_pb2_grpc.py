@@ -147,6 +147,11 @@ class KeyServiceStub:
                 request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ReportKeyFailureRequest.SerializeToString,
                 response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ReportKeyFailureResponse.FromString,
                 _registered_method=True)
+        self.ListTenantModels = channel.unary_unary(
+                '/byok.keys.v1.KeyService/ListTenantModels',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsResponse.FromString,
+                _registered_method=True)
 
 
 class KeyServiceServicer:
@@ -311,6 +316,15 @@ class KeyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTenantModels(self, request, context):
+        """ListTenantModels returns the models a tenant's requests can reach (role `proxy`): per provider, the default
+        model of each credential lease resolution could pick, and the platform key's where the org allows fallback.
+        No secret is read and no lease issued; the caller must be bound to the tenant as for IssueKeyLease.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -423,6 +437,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.ReportKeyFailure,
                     request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ReportKeyFailureRequest.FromString,
                     response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ReportKeyFailureResponse.SerializeToString,
+            ),
+            'ListTenantModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenantModels,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1022,6 +1041,33 @@ class KeyService:
             '/byok.keys.v1.KeyService/ReportKeyFailure',
             byok_dot_keys_dot_v1_dot_key__service__pb2.ReportKeyFailureRequest.SerializeToString,
             byok_dot_keys_dot_v1_dot_key__service__pb2.ReportKeyFailureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenantModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/ListTenantModels',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

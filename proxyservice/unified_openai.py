@@ -1,0 +1,235 @@
+"""OpenAI's chat-completions format to and from the unified schema, for the HTTP front's `/v1/chat/completions`.
+
+Pure translation, no I/O: `parse_chat_request` turns an OpenAI request body into `ChatParameters` (refusing what
+the unified schema cannot carry yet, naming the field as OpenAI's `param` does), `ChunkEncoder` turns the
+servicer's stream into `chat.completion.chunk` server-sent events, `completion_json` a whole reply into a
+`chat.completion`. What it accepts is what `ChatParameters` models: text messages (string or text parts), tool
+calls and results, function tools, temperature, max tokens and stop sequences; anything else a caller needs goes
+through the native passthrough (`/openai/…`, `/anthropic/…`), unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from byok.proxy.v1 import chat_service_pb2 as pb
+
+_ROLES = {"system": pb.ROLE_SYSTEM, "developer": pb.ROLE_SYSTEM, "user": pb.ROLE_USER,
+          "assistant": pb.ROLE_ASSISTANT, "tool": pb.ROLE_TOOL}
+_FINISH = {pb.FINISH_REASON_STOP: "stop", pb.FINISH_REASON_LENGTH: "length",
+           pb.FINISH_REASON_TOOL_CALLS: "tool_calls", pb.FINISH_REASON_CONTENT_FILTER: "content_filter",
+           pb.FINISH_REASON_OTHER: "stop"}
+# Fields of OpenAI's request that change nothing here, or that the unified path sets itself.
+_IGNORED = frozenset({"stream", "stream_options", "user", "n", "metadata", "store", "messages", "model", "tools",
+                      "temperature", "max_tokens", "max_completion_tokens", "stop", "tool_choice",
+                      "parallel_tool_calls"})
+_NOT_PASSTHROUGH = "; the provider's own API under /{provider}/ takes it"
+
+
+class UnifiedRequestError(ValueError):
+    """A request the unified endpoint cannot take; `param` is the field, as in OpenAI's error object."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+class ChatCall(NamedTuple):
+    params: pb.ChatParameters
+    stream: bool
+    include_usage: bool  # stream_options.include_usage: a last chunk with the usage
+
+
+def parse_chat_request(body: bytes, tenant: pb.Tenant) -> ChatCall:
+    """The parameters for the servicer, and how the caller wants the answer."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        raise UnifiedRequestError("body", "is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise UnifiedRequestError("body", "must be a JSON object")
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise UnifiedRequestError("model", "is required (a model name, e.g. gpt-4o-mini or claude-sonnet-4-20250514)")
+    for name in request:
+        if name not in _IGNORED and request[name] is not None:
+            raise UnifiedRequestError(name, "is not supported by the unified endpoint" + _NOT_PASSTHROUGH)
+    params = pb.ChatParameters(tenant=tenant, model=model, messages=_messages(request.get("messages")),
+                               tools=_tools(request.get("tools")))
+    temperature = request.get("temperature")
+    if temperature is not None:
+        if not isinstance(temperature, int | float) or isinstance(temperature, bool):
+            raise UnifiedRequestError("temperature", "must be a number")
+        params.temperature = float(temperature)
+    for name in ("max_completion_tokens", "max_tokens"):
+        limit = request.get(name)
+        if limit is not None:
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise UnifiedRequestError(name, "must be a positive integer")
+            params.max_tokens = limit
+            break
+    stop = request.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise UnifiedRequestError("stop", "must be a string or a list of strings")
+        params.stop.extend(stops)
+    if request.get("tool_choice") not in (None, "auto"):
+        raise UnifiedRequestError("tool_choice", "only 'auto' is supported by the unified endpoint" + _NOT_PASSTHROUGH)
+    stream = request.get("stream", False)
+    if not isinstance(stream, bool):
+        raise UnifiedRequestError("stream", "must be true or false")
+    options = request.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise UnifiedRequestError("stream_options", "must be an object")
+    return ChatCall(params, stream, options.get("include_usage") is True)
+
+
+def _messages(raw: Any) -> list[pb.Message]:
+    if not isinstance(raw, list) or not raw:
+        raise UnifiedRequestError("messages", "is required: a non-empty list of messages")
+    out = []
+    for i, message in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise UnifiedRequestError(where, "must be an object")
+        role = _ROLES.get(message.get("role"))  # type: ignore[arg-type]
+        if role is None:
+            raise UnifiedRequestError(f"{where}.role", f"must be one of {', '.join(_ROLES)}")
+        out.append(pb.Message(role=role, content=_text(message.get("content"), f"{where}.content"),
+                              tool_calls=_tool_calls(message.get("tool_calls"), where),
+                              tool_call_id=str(message.get("tool_call_id") or ""),
+                              name=str(message.get("name") or "")))
+    return out
+
+
+def _text(content: Any, where: str) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise UnifiedRequestError(where, "must be a string or a list of content parts")
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise UnifiedRequestError(f"{where}[{j}].type", f"{kind or 'this part'} is not supported by the unified "
+                                      f"endpoint (text parts only){_NOT_PASSTHROUGH}")
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _tool_calls(raw: Any, where: str) -> list[pb.ToolCall]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise UnifiedRequestError(f"{where}.tool_calls", "must be a list")
+    calls = []
+    for j, call in enumerate(raw):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise UnifiedRequestError(f"{where}.tool_calls[{j}].function", "must be an object with a name")
+        calls.append(pb.ToolCall(id=str(call.get("id") or ""), name=function["name"],
+                                 arguments=str(function.get("arguments") or "")))
+    return calls
+
+
+def _tools(raw: Any) -> list[pb.Tool]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise UnifiedRequestError("tools", "must be a list")
+    tools = []
+    for i, tool in enumerate(raw):
+        function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise UnifiedRequestError(f"tools[{i}]", "must be a function tool with a name")
+        parameters = function.get("parameters")
+        tools.append(pb.Tool(name=function["name"], description=str(function.get("description") or ""),
+                             parameters_json=json.dumps(parameters) if parameters is not None else ""))
+    return tools
+
+
+def _usage(usage: pb.Usage) -> dict[str, int]:
+    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens}
+
+
+class ChunkEncoder:
+    """One stream's `chat.completion.chunk` events, from the servicer's messages in order."""
+
+    def __init__(self, completion_id: str, created: int, model: str, *, include_usage: bool = True) -> None:
+        self._base = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
+        self._model = model
+        self._include_usage = include_usage
+        self._started: set[int] = set()
+        self._usage: pb.Usage | None = None
+
+    def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        chunk = {**self._base, "model": self._model, "choices": choices, **extra}
+        return b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+    def encode(self, message: pb.StreamChatResponse) -> bytes:
+        if message.HasField("start"):
+            # OpenAI's first chunk: the role, no content. Sent at once, it also puts the status and headers on the
+            # wire before the provider's first token (aiohttp sends the headers with the first body bytes).
+            self._started.add(0)
+            return self._event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        if message.model:
+            self._model = message.model
+        if message.HasField("usage"):
+            self._usage = message.usage
+        out = []
+        for choice in message.choices:
+            delta: dict[str, Any] = {}
+            if choice.index not in self._started:
+                self._started.add(choice.index)
+                delta["role"] = "assistant"
+            if choice.text:
+                delta["content"] = choice.text
+            if choice.refusal:
+                delta["refusal"] = choice.refusal
+            if choice.tool_calls:
+                delta["tool_calls"] = [_tool_delta(call) for call in choice.tool_calls]
+            finish = (_FINISH.get(choice.finish_reason, "stop")
+                      if choice.finish_reason or choice.provider_finish_reason else None)
+            if delta or finish:
+                out.append(self._event([{"index": choice.index, "delta": delta, "finish_reason": finish}]))
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        """The usage chunk (when the provider reported usage) and the end of the stream."""
+        tail = b""
+        if self._usage is not None and self._include_usage:
+            tail = self._event([], usage=_usage(self._usage))
+        return tail + b"data: [DONE]\n\n"
+
+
+def _tool_delta(call: pb.ToolCallDelta) -> dict[str, Any]:
+    function: dict[str, str] = {"arguments": call.arguments}
+    delta: dict[str, Any] = {"index": call.index, "function": function}
+    if call.id:
+        delta["id"], delta["type"] = call.id, "function"
+    if call.name:
+        function["name"] = call.name
+    return delta
+
+
+def completion_json(reply: pb.ChatResponse, completion_id: str, created: int, model: str) -> bytes:
+    """A `chat.completion` object for a whole reply."""
+    choices = []
+    for choice in reply.choices:
+        message: dict[str, Any] = {"role": "assistant", "content": choice.text or None}
+        if choice.refusal:
+            message["refusal"] = choice.refusal
+        if choice.tool_calls:
+            message["tool_calls"] = [{"id": c.id, "type": "function",
+                                      "function": {"name": c.name, "arguments": c.arguments}}
+                                     for c in choice.tool_calls]
+        choices.append({"index": choice.index, "message": message,
+                        "finish_reason": _FINISH.get(choice.finish_reason, "stop")})
+    body: dict[str, Any] = {"id": completion_id, "object": "chat.completion", "created": created,
+                            "model": reply.model or model, "choices": choices}
+    if reply.HasField("usage"):
+        body["usage"] = _usage(reply.usage)
+    return json.dumps(body, ensure_ascii=False).encode()

@@ -1,0 +1,121 @@
+"""OpenAI's chat-completions format to and from the unified schema (proxyservice/unified_openai.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from byok.proxy.v1 import chat_service_pb2 as pb
+from proxyservice.unified_openai import ChunkEncoder, UnifiedRequestError, completion_json, parse_chat_request
+
+TENANT = pb.Tenant(org_id="acme")
+
+
+def parse(**body: object) -> tuple[pb.ChatParameters, bool, bool]:
+    return parse_chat_request(json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+                                          **body}).encode(), TENANT)
+
+
+def events(data: bytes) -> list[object]:
+    out = []
+    for block in data.decode().split("\n\n"):
+        if block:
+            assert block.startswith("data: ")
+            payload = block[len("data: "):]
+            out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
+
+
+def test_a_full_request_maps_every_modelled_field() -> None:
+    params, stream, include_usage = parse_chat_request(json.dumps({
+        "model": "claude-sonnet-4-20250514", "stream": True, "stream_options": {"include_usage": True},
+        "temperature": 0.2, "max_completion_tokens": 99, "stop": "END", "tool_choice": "auto", "user": "u1",
+        "tools": [{"type": "function", "function": {"name": "lookup", "description": "d",
+                                                    "parameters": {"type": "object"}}}],
+        "messages": [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "42"}]}).encode(), TENANT)
+    assert (stream, include_usage) == (True, True)
+    assert params.model == "claude-sonnet-4-20250514" and params.tenant.org_id == "acme"
+    assert params.max_tokens == 99 and list(params.stop) == ["END"] and params.temperature == pytest.approx(0.2)
+    assert [m.role for m in params.messages] == [pb.ROLE_SYSTEM, pb.ROLE_USER, pb.ROLE_ASSISTANT, pb.ROLE_TOOL]
+    assert params.messages[1].content == "ab"
+    assert params.messages[2].tool_calls[0] == pb.ToolCall(id="call_1", name="lookup", arguments="{}")
+    assert params.messages[3].tool_call_id == "call_1" and params.messages[3].content == "42"
+    assert params.tools[0].name == "lookup" and json.loads(params.tools[0].parameters_json) == {"type": "object"}
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    (b"not json", "body"), (b"[1]", "body"), (b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
+    (b'{"model": "m", "messages": []}', "messages"),
+    (b'{"model": "m", "messages": ["x"]}', "messages[0]"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": 3}]}', "messages[0].content"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true}', "logprobs"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', "max_tokens"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": true}', "max_tokens"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]}', "stop"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}', "tool_choice"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web"}]}', "tools[0]"),
+    (b'{"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"function": {}}]}]}',
+     "messages[0].tool_calls[0].function"),
+])
+def test_what_cannot_be_carried_is_refused_naming_the_field(body: bytes, param: str) -> None:
+    with pytest.raises(UnifiedRequestError) as caught:
+        parse_chat_request(body, TENANT)
+    assert caught.value.param == param and str(caught.value).startswith(param)
+
+
+def test_null_optional_fields_are_accepted() -> None:
+    params, stream, _ = parse(temperature=None, response_format=None, stream=False)
+    assert not stream and not params.HasField("temperature")
+
+
+def test_the_stream_encodes_as_openai_chunks() -> None:
+    encoder = ChunkEncoder("chatcmpl-1", 1700000000, "gpt-4o-mini", include_usage=True)
+    data = encoder.encode(pb.StreamChatResponse(start=pb.StreamStart(request_id="r")))
+    data += encoder.encode(pb.StreamChatResponse(model="gpt-4o-mini-2024-07-18", choices=[
+        pb.ChoiceDelta(index=0, text="hel")]))
+    data += encoder.encode(pb.StreamChatResponse(choices=[pb.ChoiceDelta(index=0, tool_calls=[
+        pb.ToolCallDelta(index=0, id="call_1", name="lookup", arguments='{"n":')])]))
+    data += encoder.encode(pb.StreamChatResponse(choices=[pb.ChoiceDelta(index=0, tool_calls=[
+        pb.ToolCallDelta(index=0, arguments="1}")])]))
+    data += encoder.encode(pb.StreamChatResponse(
+        choices=[pb.ChoiceDelta(index=0, finish_reason=pb.FINISH_REASON_TOOL_CALLS, provider_finish_reason="tool_use")],
+        usage=pb.Usage(input_tokens=3, output_tokens=5)))
+    data += encoder.close()
+    chunks = events(data)
+    assert chunks[-1] == "[DONE]"
+    first, text, call, more, finish, usage = chunks[:-1]
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}  # type: ignore[index]
+    assert text["choices"][0]["delta"] == {"content": "hel"}  # type: ignore[index]
+    assert text["model"] == "gpt-4o-mini-2024-07-18"  # type: ignore[index]
+    assert call["choices"][0]["delta"]["tool_calls"] == [  # type: ignore[index]
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"n":'}}]
+    assert more["choices"][0]["delta"]["tool_calls"] == [{"index": 0, "function": {"arguments": "1}"}}]  # type: ignore[index]
+    assert finish["choices"][0]["finish_reason"] == "tool_calls"  # type: ignore[index]
+    assert usage["choices"] == [] and usage["usage"] == {  # type: ignore[index]
+        "prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    assert {c["id"] for c in chunks[:-1]} == {"chatcmpl-1"}  # type: ignore[index]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks[:-1])  # type: ignore[index]
+
+
+def test_usage_is_left_out_unless_asked_for() -> None:
+    encoder = ChunkEncoder("chatcmpl-1", 1, "m", include_usage=False)
+    encoder.encode(pb.StreamChatResponse(usage=pb.Usage(input_tokens=1, output_tokens=1)))
+    assert events(encoder.close()) == ["[DONE]"]
+
+
+def test_a_whole_reply_is_a_chat_completion() -> None:
+    reply = pb.ChatResponse(model="claude-sonnet-4-20250514", usage=pb.Usage(input_tokens=2, output_tokens=4),
+                            choices=[pb.Choice(index=0, text="", finish_reason=pb.FINISH_REASON_TOOL_CALLS,
+                                               tool_calls=[pb.ToolCall(id="t1", name="f", arguments="{}")])])
+    body = json.loads(completion_json(reply, "chatcmpl-2", 5, "claude"))
+    assert body["object"] == "chat.completion" and body["model"] == "claude-sonnet-4-20250514"
+    message = body["choices"][0]["message"]
+    assert message["content"] is None and message["tool_calls"][0]["function"] == {"name": "f", "arguments": "{}"}
+    assert body["choices"][0]["finish_reason"] == "tool_calls" and body["usage"]["total_tokens"] == 6
