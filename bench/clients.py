@@ -1,7 +1,9 @@
 """The load generator's clients, one per kind of contender, all with the same interface.
 
 - `GrpcTarget`: the proxy or the floor (ChatService over mTLS), spread over several HTTP/2 connections.
-- `HttpTarget`: the local upstream directly, or LiteLLM (both OpenAI chat completions over HTTP/1.1 SSE).
+- `HttpTarget`: OpenAI chat completions over HTTP/1.1 SSE, the same client for every HTTP contender: the local
+  upstream directly, LiteLLM, and over HTTPS with the caller's client certificate the proxy's HTTP front
+  (`/openai/chat/completions`, native passthrough, the tenant in `x-byok-org`) and the HTTP floor.
 
 `stream(model, org)` returns a `StreamResult` with the time to the first *text* frame (so the proxy's
 StreamStart and OpenAI's role-only first chunk do not count as content), the total time and the arrival time
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -113,19 +116,33 @@ class GrpcTarget:
             await channel.close()
 
 
+def mtls_context(tls: TlsFiles) -> ssl.SSLContext:
+    """A client context presenting the caller's certificate and trusting the bench CA (as an SDK's http_client)."""
+    context = ssl.create_default_context(cafile=tls.ca)
+    context.load_cert_chain(tls.cert, tls.key)
+    return context
+
+
 class HttpTarget:
     """OpenAI chat completions over HTTP/1.1 (keep-alive pool as large as the highest concurrency).
 
     The pool is the proxy's lean one (`proxyservice.upstream.lean_transport`): httpcore's own re-checks every
     pooled connection at each request's start and end, quadratically once many are idle, and after the
-    1,024-stream scenario that made this load generator, not the contender, the bottleneck."""
+    1,024-stream scenario that made this load generator, not the contender, the bottleneck.
+    With `tls` the connections are HTTPS presenting that client certificate; with `tenant` each request names
+    its org in `x-byok-org` (the proxy's HTTP front). Nothing else differs between HTTP contenders."""
 
-    def __init__(self, name: str, base_url: str, api_key: str, max_connections: int = 2048) -> None:
+    def __init__(self, name: str, base_url: str, api_key: str, max_connections: int = 2048, *,
+                 tls: TlsFiles | None = None, tenant: bool = False) -> None:
         self.name = name
+        self._tenant = tenant
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        transport = lean_transport(limits, verify=mtls_context(tls) if tls is not None else True)
         self._client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=httpx.Timeout(120, connect=30),
-                                         headers={"authorization": f"Bearer {api_key}"},
-                                         transport=lean_transport(limits))
+                                         headers={"authorization": f"Bearer {api_key}"}, transport=transport)
+
+    def _headers(self, org: str) -> dict[str, str] | None:
+        return {"x-byok-org": org} if self._tenant else None
 
     async def stream(self, model: str, org: str, timeout: float) -> StreamResult:
         clock = time.perf_counter
@@ -134,7 +151,8 @@ class HttpTarget:
         body = {"model": model, "messages": _MESSAGES, "stream": True}
         try:
             async with asyncio.timeout(timeout):
-                async with self._client.stream("POST", "/chat/completions", json=body) as response:
+                async with self._client.stream("POST", "/chat/completions", json=body,
+                                               headers=self._headers(org)) as response:
                     if response.status_code != 200:
                         return StreamResult(False, error=f"HTTP_{response.status_code}")
                     async for line in response.aiter_lines():
@@ -147,7 +165,7 @@ class HttpTarget:
     async def unary(self, model: str, org: str, timeout: float) -> float:
         t0 = time.perf_counter()
         response = await self._client.post("/chat/completions", json={"model": model, "messages": _MESSAGES},
-                                           timeout=timeout)
+                                           headers=self._headers(org), timeout=timeout)
         if response.status_code != 200 or not response.json()["choices"][0]["message"]["content"]:
             raise RuntimeError(f"HTTP {response.status_code}")
         return time.perf_counter() - t0

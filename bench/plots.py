@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 _STYLE = {"direct": ("#555555", "o"), "floor": ("#2a9d8f", "s"), "proxy": ("#e76f51", "D"),
-          "litellm": ("#264653", "^")}
+          "litellm": ("#264653", "^"), "floor_http": ("#8ab17d", "P"), "proxy_http": ("#f4a261", "v")}
 
 
 def write(results: dict[str, Any], out_dir: Path) -> list[Path]:

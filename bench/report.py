@@ -78,6 +78,37 @@ def goals(r: dict[str, Any]) -> list[Goal]:
     ]
 
 
+def http_goals(r: dict[str, Any]) -> list[Goal]:
+    """Issue 14's goals for the HTTP front (proxy_http), measured with the same httpx client as direct, the HTTP
+    floor and LiteLLM; scenario 2's ratio is given against both floors (the gRPC one is the issue's "bare floor")."""
+    s = r.get("scenarios", {})
+    added = _get(s, "1_ttfb", "contenders", "proxy_http", "added_ttfb_ms") or {}
+    lite_added = _get(s, "1_ttfb", "contenders", "litellm", "added_ttfb_ms") or {}
+    free = _get(s, "2_paced", "contenders", "proxy_http", "stall_free_concurrency")
+    floor_http_free = _get(s, "2_paced", "contenders", "floor_http", "stall_free_concurrency")
+    floor_free = _get(s, "2_paced", "contenders", "floor", "stall_free_concurrency")
+    slow = _get(s, "3_slow", "contenders", "proxy_http") or {}
+    slow_n = _get(s, "3_slow", "streams")
+    rps = _get(s, "4_unary", "contenders", "proxy_http", "best_requests_per_s")
+    lite_rps = _get(s, "4_unary", "contenders", "litellm", "best_requests_per_s")
+    return [
+        Goal("HTTP front: added TTFB p50 (proxy_http − direct)", "≤ 2 ms (the gRPC goal)", added.get("p50"), 2.0, False,
+             "ms"),
+        Goal("HTTP front: added TTFB p50 / LiteLLM's", "≤ 0.1×", ratio(added.get("p50"), lite_added.get("p50")), 0.1,
+             False, "×"),
+        Goal("HTTP front: stall-free paced concurrency / gRPC floor's", "≥ 0.5×", ratio(free, floor_free), 0.5, True,
+             "×"),
+        Goal("HTTP front: stall-free paced concurrency / HTTP floor's", "≥ 0.5×", ratio(free, floor_http_free), 0.5,
+             True, "×"),
+        Goal(f"HTTP front: {slow_n} slow streams, errors", "0", slow.get("errors"), 0, False),
+        Goal(f"HTTP front: {slow_n} slow streams, stalled streams", "0", slow.get("stalled_streams"), 0, False),
+        Goal(f"HTTP front: {slow_n} slow streams, proxy peak RSS", "≤ 150 MB", slow.get("server_rss_mb_peak"), 150,
+             False, "MB"),
+        Goal("HTTP front: non-streaming req/s / LiteLLM's (same p99 bound)", "≥ 10×", ratio(rps, lite_rps), 10.0,
+             True, "×"),
+    ]
+
+
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None:
         return "–"
@@ -97,7 +128,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     s = r["scenarios"]
-    out = [f"# byok benchmark — {r['date']}{' (quick)' if r['quick'] else ''}", "",
+    title = r["date"] + (" (quick)" if r["quick"] else "") + (" — HTTP front rows" if r.get("http_only") else "")
+    out = [f"# byok benchmark — {title}", "",
            f"Machine: {m['cores']} cores ({m['cpu_model']}), {m['memory_gb']} GB; load average at start "
            f"{m['loadavg_start']}, at end {m.get('loadavg_end', '–')}.  ",
            f"Python {m['python']}, grpcio {m['grpcio']}, httpx {m['httpx']}, uvloop {m['uvloop']}"

@@ -2,7 +2,9 @@
 
 Order: (1) TTFB, (2) paced, (3) slow, (4) non-streaming, (6) cost — all the proxy traffic on the warm key,
 bracketed by reads of keyservice's IssueKeyLease counter — then (7) the load generator's ceiling (floor only)
-and (5) leases, which calls keyservice directly.
+and (5) leases, which calls keyservice directly. The HTTP contenders (the proxy's HTTP front, the HTTP floor,
+direct and LiteLLM, all through one httpx client) run in scenarios 1-4 and 6 beside the gRPC ones; with
+`--only http` (`http_only`), scenarios 1-4 run for them alone, plus the gRPC floor in (2) as its reference.
 The whole run is bounded in time; each scenario's loops are bounded in count and time.
 """
 
@@ -23,11 +25,12 @@ from typing import Any
 from bench import ceiling, cost, latency, leases, load, plots, report
 from bench.clients import GrpcTarget, HttpTarget, Target
 from bench.config import FULL, QUICK, BenchConfig
-from bench.contenders import Contenders
+from bench.contenders import HTTP, Contenders
 from bench.procs import CoreSplit, core_split, raise_fd_limit
 from bench.stack import LEASE_TTL_SECONDS, BenchStack, seed, start
 
 SCENARIOS = ("1", "2", "3", "4", "5", "6", "7")
+HTTP_SCENARIOS = ("1", "2", "3", "4")
 REFRESH_FRACTION = 0.75  # proxyservice's default lease_refresh_fraction
 EXPIRY_MARGIN = 1.0  # proxyservice.leasecache.EXPIRY_MARGIN_SECONDS
 
@@ -60,9 +63,10 @@ def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-async def _scenarios(stack: BenchStack, cfg: BenchConfig, only: set[str], litellm: tuple[int, str] | None
-                     ) -> dict[str, Any]:
-    cold_orgs = [f"bench-cold-{i:04d}" for i in range(cfg.cold_orgs)]
+async def _scenarios(stack: BenchStack, cfg: BenchConfig, only: set[str], litellm: tuple[int, str] | None,
+                     http_only: bool = False) -> dict[str, Any]:
+    # Cold tenants serve scenario 1's proxy_cold (gRPC) and scenario 5: none for the HTTP rows alone.
+    cold_orgs = [] if http_only else [f"bench-cold-{i:04d}" for i in range(cfg.cold_orgs)]
     t0 = time.monotonic()
     await seed(stack, cold_orgs)
     print(f"seeded {len(cold_orgs) + 1} tenants in {time.monotonic() - t0:.1f} s", flush=True)
@@ -70,14 +74,19 @@ async def _scenarios(stack: BenchStack, cfg: BenchConfig, only: set[str], litell
         "direct": HttpTarget("direct", f"{stack.upstream_base}/v1", stack.upstream_key),
         "floor": GrpcTarget("floor", stack.ports["floor"], stack.certs.caller, cfg.grpc_connections),
         "proxy": GrpcTarget("proxy", stack.ports["proxy"], stack.certs.caller, cfg.grpc_connections),
+        "floor_http": HttpTarget("floor_http", f"https://localhost:{stack.ports['floor_http']}/openai", "unused",
+                                 tls=stack.certs.caller),
+        "proxy_http": HttpTarget("proxy_http", f"https://localhost:{stack.ports['proxy_http']}/openai", "unused",
+                                 tls=stack.certs.caller, tenant=True),
     }
-    pids = {"floor": stack.pids["floor"], "proxy": stack.pids["proxy"], "direct": stack.pids["upstream"]}
+    pids = {"floor": stack.pids["floor"], "proxy": stack.pids["proxy"], "direct": stack.pids["upstream"],
+            "floor_http": stack.pids["floor_http"], "proxy_http": stack.pids["proxy"]}
     if litellm:
         port, master_key = litellm  # callers authenticate to LiteLLM with its master key
         targets["litellm"] = HttpTarget("litellm", f"http://127.0.0.1:{port}/v1", master_key)
         pids["litellm"] = stack.pids["litellm"]
     c = Contenders(targets=targets, server_pids=pids, upstream_pid=stack.pids["upstream"], cold_orgs=cold_orgs,
-                    everyone=list(stack.pids.values()))
+                    everyone=list(stack.pids.values()), selected=HTTP if http_only else None)
     for t in targets.values():
         if isinstance(t, GrpcTarget):
             await t.wait_ready()
@@ -92,7 +101,7 @@ async def _scenarios(stack: BenchStack, cfg: BenchConfig, only: set[str], litell
             cold_requests = out["1_ttfb"]["contenders"].get("proxy_cold", {}).get("requests", 0)
         if "2" in only:
             print("(2) paced streams at rising concurrency …", flush=True)
-            out["2_paced"] = await load.paced(c, cfg)
+            out["2_paced"] = await load.paced(c.including("floor"), cfg)
         if "3" in only:
             print(f"(3) {cfg.slow_streams} slow streams …", flush=True)
             out["3_slow"] = await load.slow(c, cfg)
@@ -173,7 +182,7 @@ def _server_errors(logs: Path, limit: int = 20) -> list[str]:
     return lines[:limit] + ([f"… and {len(lines) - limit} more"] if len(lines) > limit else [])
 
 
-def main(*, quick: bool, peers: bool, out_dir: Path, only: set[str] | None = None) -> int:
+def main(*, quick: bool, peers: bool, out_dir: Path, only: set[str] | None = None, http_only: bool = False) -> int:
     cfg = QUICK if quick else FULL
     only = only or set(SCENARIOS)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +208,7 @@ def main(*, quick: bool, peers: bool, out_dir: Path, only: set[str] | None = Non
 
         async def bounded() -> dict[str, Any]:
             async with asyncio.timeout(budget):
-                return await _scenarios(stack, cfg, only, litellm)
+                return await _scenarios(stack, cfg, only, litellm, http_only)
 
         try:
             import uvloop
@@ -218,11 +227,13 @@ def main(*, quick: bool, peers: bool, out_dir: Path, only: set[str] | None = Non
     machine["loadavg_end"] = _loadavg()
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": quick, "peers": peers,
+        "http_only": http_only, "scenarios_run": sorted(only),
         "machine": machine, "core_split": split.describe(), "config": cfg.__dict__,
         "elapsed_s": round(time.monotonic() - started, 1), "scenarios": scenarios,
         "server_errors": server_errors,
     }
-    results["goals"] = [g.row() for g in report.goals(results)]
+    goals = report.http_goals(results) if http_only else report.goals(results) + report.http_goals(results)
+    results["goals"] = [g.row() for g in goals]
     results["notes"] = _notes(results, split)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     text = report.markdown(results)

@@ -1,5 +1,6 @@
 """The system under test, as separate processes on loopback: OpenBao (`bao server -dev`), the local upstream,
-keyservice (SQLite), proxyservice and the floor server, each pinned to its side of the core split.
+keyservice (SQLite), proxyservice (gRPC and its HTTPS front) and the floor servers (gRPC and HTTP), each pinned
+to its side of the core split.
 
 Secrets (the Vault root token, the fake provider key) reach children through their environment, never argv.
 `BenchStack.stop()` ends every child this module started (SIGTERM, then SIGKILL after a grace period).
@@ -8,7 +9,9 @@ Secrets (the Vault root token, the fake provider key) reach children through the
 from __future__ import annotations
 
 import secrets
+import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +78,19 @@ class BenchStack:
         self.group.stop()
 
 
+def _wait_listening(port: int, timeout: float = 30.0) -> None:
+    """A second port of an already started process (the proxy's HTTP front opens after its gRPC port)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s") from None
+            time.sleep(0.1)
+
+
 def start(state: Path, split: CoreSplit, *, proxy_log_level: str = "info") -> BenchStack:
     """Start OpenBao, upstream, keyservice, proxy and floor; on any failure stop what started and re-raise."""
     state.mkdir(parents=True, exist_ok=True)
@@ -114,18 +130,26 @@ def _start(stack: BenchStack, proxy_log_level: str) -> None:
     stack.ports["keyservice_metrics"] = int(ks_env["BYOK_METRICS_ADDR"].rsplit(":", 1)[1])
 
     proxy_port = free_port()
+    http_port = free_port()  # the HTTPS front (mTLS, native passthrough at /openai/…)
     proxy_env = clean_env(
+        BYOK_HTTP_ADDR=f"127.0.0.1:{http_port}",
         BYOK_GRPC_ADDR=f"127.0.0.1:{proxy_port}", BYOK_HEALTH_ADDR="", BYOK_METRICS_ADDR=f"127.0.0.1:{free_port()}",
         BYOK_TLS_CERT=certs.proxyservice.cert, BYOK_TLS_KEY=certs.proxyservice.key,
         BYOK_TLS_CA=certs.proxyservice.ca, BYOK_KEYSERVICE_ADDR=f"localhost:{ks_port}",
         BYOK_LOG_LEVEL=proxy_log_level, BYOK_DEV_LOOPBACK_HTTP="1")
     stack.start_process("proxy", [py, "-m", "proxyservice"], proxy_env, proxy_port, sut=True)
     stack.ports["proxy_metrics"] = int(proxy_env["BYOK_METRICS_ADDR"].rsplit(":", 1)[1])
+    _wait_listening(http_port)
+    stack.ports["proxy_http"] = http_port
 
     floor_port = free_port()
     tls = certs.proxyservice  # same certificate and CA as the proxy: same TLS work per connection
     stack.start_process("floor", [py, "-m", "bench.floor", "--port", str(floor_port), "--cert", tls.cert,
                                   "--key", tls.key, "--ca", tls.ca], clean_env(), floor_port, sut=True)
+    floor_http_port = free_port()
+    stack.start_process("floor_http", [py, "-m", "bench.floor", "--http", "--port", str(floor_http_port),
+                                       "--cert", tls.cert, "--key", tls.key, "--ca", tls.ca], clean_env(),
+                        floor_http_port, sut=True)
 
 
 async def seed(stack: BenchStack, cold_orgs: list[str]) -> None:

@@ -11,6 +11,7 @@ with a supported client; until then it lives here, alone.)
 
 from __future__ import annotations
 
+import ssl
 import time
 from typing import Any
 
@@ -95,10 +96,11 @@ class _LeanPool(httpcore.AsyncConnectionPool):
 LEAN_POOL_HTTPCORE = "1.0.9"
 
 
-def lean_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def lean_transport(limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> httpx.AsyncHTTPTransport:
     """httpx's own transport (what AsyncClient would build) with the lean pool in place of httpcore's.
-    Also used by the benchmark's load generator (bench/clients.py), whose pools reach thousands of connections."""
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    Also used by the benchmark's load generator (bench/clients.py), whose pools reach thousands of connections
+    (`verify`: its TLS context, for the HTTPS contenders)."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False, verify=verify)
     if httpcore.__version__ == LEAN_POOL_HTTPCORE and type(transport._pool) is httpcore.AsyncConnectionPool:
         transport._pool.__class__ = _LeanPool  # same state, cheaper bookkeeping
     return transport
