@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -45,6 +46,11 @@ async def serve_until_signalled(name: str, app: _Stoppable, listen_addr: str, *,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Everything built at startup (modules, protobuf descriptors, the servers) lives as long as the process:
+    # moved to the permanent generation, a full collection no longer walks it. Measured in the proxy under 64
+    # paced streams: one full collection paused the event loop for 246 ms before, stalling every stream.
+    gc.collect()
+    gc.freeze()
     try:
         print(f"{name} listening on {listen_addr.rsplit(':', 1)[0]}:{app.port} (mTLS)", flush=True)
         await stop.wait()

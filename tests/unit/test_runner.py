@@ -5,6 +5,7 @@ running loop; the handlers are removed afterwards."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import time
@@ -54,3 +55,16 @@ async def test_a_second_signal_skips_the_rest_of_the_drain() -> None:
     await _signal_when_listening(signal.SIGINT, times=2)
     assert await asyncio.wait_for(serving, 10) == 0  # not 600 s: the second signal ended the drain
     assert [name for name, _ in app.events] == ["drain", "stop"]
+
+
+async def test_what_startup_built_is_frozen_out_of_full_collections() -> None:
+    gc.unfreeze()
+    app = FakeApp()
+    serving = asyncio.create_task(serve_until_signalled("svc", app, "0.0.0.0:8443", drain=0.0, grace=0.0))
+    try:
+        await asyncio.sleep(0)  # serving: startup is over
+        assert gc.get_freeze_count() > 0  # a full collection no longer walks the startup heap
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(serving, 10) == 0
+        gc.unfreeze()  # give this test process its heap back
