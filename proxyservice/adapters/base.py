@@ -186,10 +186,46 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def string(value: Any) -> str:
+    """``value`` when the provider sent a string there, else "": a null or an odd type in a text field is no text,
+    not an error (and never a str() of it)."""
+    return value if isinstance(value, str) else ""
+
+
+def compact(obj: Any) -> str:
+    """Compact JSON text (non-ASCII kept): how a tool call given as an object (Gemini's args, a whole Anthropic
+    tool_use block) becomes the arguments text of the unified schema."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
 def join_url(base: str, path: str) -> str:
     """``base`` (may end with /) + ``path`` (starts with /)."""
     return base.rstrip("/") + path
 
 
-def usage(input_tokens: Any, output_tokens: Any) -> pb.Usage:
-    return pb.Usage(input_tokens=int(input_tokens or 0), output_tokens=int(output_tokens or 0))
+def count(value: Any) -> int | None:
+    """A token count as the provider reported it, or None where it reported none (field absent, JSON null, not a
+    number): the schema's optional counts stay unset then, so a caller can tell "not reported" from 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def usage(
+    input_tokens: Any,
+    output_tokens: Any,
+    *,
+    reasoning: Any = None,
+    cached: Any = None,
+    cache_creation: Any = None,
+) -> pb.Usage:
+    """A ``Usage`` from the provider's own numbers. Input and output are plain fields (0 when absent, as in v1);
+    the reasoning and cache counts are set only when the provider reported them."""
+    u = pb.Usage(input_tokens=count(input_tokens) or 0, output_tokens=count(output_tokens) or 0)
+    if (n := count(reasoning)) is not None:
+        u.reasoning_tokens = n
+    if (n := count(cached)) is not None:
+        u.cached_input_tokens = n
+    if (n := count(cache_creation)) is not None:
+        u.cache_creation_input_tokens = n
+    return u

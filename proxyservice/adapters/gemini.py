@@ -6,9 +6,16 @@ GenerateContentResponse (``candidates[].content.parts[]`` with ``text`` or ``fun
 
 Mapping choices worth knowing:
 - a ``functionCall`` part is a whole call: it becomes one tool-call fragment whose arguments are the
-  compact JSON of ``args``; its id is the part's ``id`` when given, else ``call_<n>``;
-- ``thought`` parts (thinking summaries) are not text and are skipped;
-- output tokens = ``candidatesTokenCount`` + ``thoughtsTokenCount`` (both are billed as output);
+  compact JSON of ``args``; its id is the part's ``id`` when given, else ``call_<n>``. Vertex AI's streamed
+  arguments (``willContinue`` + ``partialArgs``) are assembled (``partial_args``) and sent when the call closes;
+- ``thought`` parts (thinking summaries) are reasoning, not text;
+- a part's ``thoughtSignature`` (on thought, text, empty-text and functionCall parts alike) is one reasoning
+  signature, in a ChoiceDelta of its own with that part's content so it stays beside what it signs; on a
+  functionCall part it is also the call's signature, where Gemini wants it back on the next turn;
+- output tokens = ``candidatesTokenCount`` + ``thoughtsTokenCount`` (both are billed as output; the v1 meaning of
+  output_tokens, reasoning included as with OpenAI), reasoning tokens = ``thoughtsTokenCount``, cached input
+  = ``cachedContentTokenCount``; a usageMetadata with no token count at all (Vertex's running
+  ``{"trafficType": …}``) is no usage;
 - a candidate that called tools and finished with ``STOP`` is normalised to TOOL_CALLS (the provider
   value stays ``STOP``), as Gemini has no finish reason of its own for it;
 - a prompt blocked by ``promptFeedback.blockReason`` yields choice 0 finishing with that reason.
@@ -22,19 +29,23 @@ from urllib.parse import quote
 
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byokcommon.wire import auth_headers
+from proxyservice.accumulate import to_chat_response
 from proxyservice.adapters.base import (
     AdapterError,
     UpstreamRequest,
     UpstreamStreamError,
     arguments_object,
+    compact,
     dumps,
     error_message,
     join_url,
     loads,
     normalise_finish,
     schema,
+    string,
     usage,
 )
+from proxyservice.adapters.partial_args import OpenCall
 from proxyservice.adapters.stream import SSEJsonDecoder
 
 R = pb.Role
@@ -92,27 +103,73 @@ def _convert(params: pb.ChatParameters) -> tuple[str, list[dict[str, Any]]]:
 
 def _usage(obj: dict[str, Any]) -> pb.Usage | None:
     u = obj.get("usageMetadata")
-    if not isinstance(u, dict):
+    if not isinstance(u, dict) or not any(k.endswith("TokenCount") for k in u):
         return None
     out = (u.get("candidatesTokenCount") or 0) + (u.get("thoughtsTokenCount") or 0)
-    return usage(u.get("promptTokenCount"), out)
+    return usage(u.get("promptTokenCount"), out, reasoning=u.get("thoughtsTokenCount"),
+                 cached=u.get("cachedContentTokenCount"))
+
+
+class _Deltas:
+    """The ChoiceDeltas of one candidate in one event, in part order. Unsigned parts share a delta; a part with a
+    thoughtSignature gets one of its own (its content and the signature together), so a caller can tell which
+    part a signature belongs to, as Gemini wants it back on that part."""
+
+    __slots__ = ("index", "deltas", "_shared")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.deltas: list[pb.ChoiceDelta] = []
+        self._shared = False  # whether the last delta takes more unsigned parts
+
+    def delta(self, signature: str = "") -> pb.ChoiceDelta:
+        if self._shared and not signature:
+            return self.deltas[-1]
+        cd = pb.ChoiceDelta(index=self.index, reasoning_signature=signature)
+        self.deltas.append(cd)
+        self._shared = not signature
+        return cd
 
 
 class GeminiStreamDecoder(SSEJsonDecoder):
     """Turns streamGenerateContent SSE events into StreamChatResponses."""
 
-    __slots__ = ("_model", "_calls")
+    __slots__ = ("_model", "_calls", "_open")
     source = "gemini stream"
 
     def __init__(self) -> None:
         super().__init__()  # complete: a candidate's finishReason (or a blocked prompt) seen
         self._model = ""
         self._calls: dict[int, int] = {}  # candidate index → tool calls emitted so far
+        self._open: dict[int, OpenCall] = {}  # candidate index → the call whose arguments are still streaming
 
     def _event(self, name: str, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
         if "error" in obj and "candidates" not in obj:
             etype, msg = error_message(obj, "gemini")
             raise UpstreamStreamError(msg, error_type=etype)
+        return self._response(obj)
+
+    def close(self) -> list[pb.StreamChatResponse]:
+        """The last events, then any call the stream left open (its arguments as far as they came)."""
+        out = super().close()
+        tail: list[pb.ChoiceDelta] = []
+        for idx in sorted(self._open):
+            deltas = _Deltas(idx)
+            self._close_call(deltas)
+            tail += deltas.deltas
+        if tail:
+            out.append(pb.StreamChatResponse(choices=tail))
+        return out
+
+    def whole(self, obj: dict[str, Any]) -> pb.ChatResponse:
+        """A unary generateContent answer, mapped as the stream maps its events (one choice per candidate)."""
+        responses = [pb.StreamChatResponse(choices=[
+            pb.ChoiceDelta(index=c.get("index") or 0) for c in obj.get("candidates") or () if isinstance(c, dict)
+        ])]
+        responses.append(self._response(obj) or pb.StreamChatResponse())
+        return to_chat_response([*responses, *self.close()])
+
+    def _response(self, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
         resp = pb.StreamChatResponse()
         any_ = False
         model = obj.get("modelVersion")
@@ -120,8 +177,7 @@ class GeminiStreamDecoder(SSEJsonDecoder):
             self._model = resp.model = model
             any_ = True
         for cand in obj.get("candidates") or ():
-            cd = _candidate(cand, self._calls)
-            if cd is not None:
+            for cd in self._candidate(cand if isinstance(cand, dict) else {}):
                 resp.choices.append(cd)
                 any_ = True
                 if cd.provider_finish_reason:
@@ -138,40 +194,67 @@ class GeminiStreamDecoder(SSEJsonDecoder):
             any_ = True
         return resp if any_ else None
 
+    def _candidate(self, cand: dict[str, Any]) -> list[pb.ChoiceDelta]:
+        deltas = _Deltas(cand.get("index") or 0)
+        for part in (cand.get("content") or {}).get("parts") or ():
+            if isinstance(part, dict):
+                self._part(part, deltas)
+        finish = cand.get("finishReason")
+        if finish and finish != "FINISH_REASON_UNSPECIFIED":
+            self._close_call(deltas)
+            norm = normalise_finish(finish)
+            if norm == FR.FINISH_REASON_STOP and self._calls.get(deltas.index):
+                norm = FR.FINISH_REASON_TOOL_CALLS
+            cd = deltas.delta()
+            cd.provider_finish_reason = finish
+            cd.finish_reason = norm
+        return deltas.deltas
 
-def _candidate(cand: dict[str, Any], calls: dict[int, int]) -> pb.ChoiceDelta | None:
-    idx = cand.get("index") or 0
-    cd = pb.ChoiceDelta(index=idx)
-    any_ = False
-    texts: list[str] = []
-    for part in (cand.get("content") or {}).get("parts") or ():
-        if "text" in part:
-            if not part.get("thought"):
-                texts.append(part["text"])
-        elif "functionCall" in part:
-            fc = part["functionCall"] or {}
-            n = calls.get(idx, 0)
-            calls[idx] = n + 1
-            args = json.dumps(fc.get("args") or {}, ensure_ascii=False, separators=(",", ":"))
-            cd.tool_calls.append(
-                pb.ToolCallDelta(index=n, id=fc.get("id") or f"call_{n}", name=fc.get("name") or "",
-                                 arguments=args)
-            )
-            any_ = True
-    if texts:
-        text = "".join(texts)
-        if text:
-            cd.text = text
-            any_ = True
-    finish = cand.get("finishReason")
-    if finish and finish != "FINISH_REASON_UNSPECIFIED":
-        cd.provider_finish_reason = finish
-        norm = normalise_finish(finish)
-        if norm == FR.FINISH_REASON_STOP and calls.get(idx):
-            norm = FR.FINISH_REASON_TOOL_CALLS
-        cd.finish_reason = norm
-        any_ = True
-    return cd if any_ else None
+    def _part(self, part: dict[str, Any], deltas: _Deltas) -> None:
+        signature = string(part.get("thoughtSignature"))
+        if "functionCall" in part:
+            self._function_call(part["functionCall"] if isinstance(part["functionCall"], dict) else {},
+                                signature, deltas)
+            return
+        text = string(part.get("text"))
+        if not (text or signature):
+            return  # an empty text part, or a part kind this schema does not carry
+        cd = deltas.delta(signature)
+        if part.get("thought"):
+            cd.reasoning += text
+        else:
+            cd.text += text
+
+    def _function_call(self, fc: dict[str, Any], signature: str, deltas: _Deltas) -> None:
+        """A whole call, or a step of one whose arguments Vertex AI streams: a named part opens a call, a part
+        without ``willContinue`` closes the open one."""
+        idx = deltas.index
+        open_call = self._open.get(idx)
+        if open_call is not None and not fc.get("name"):
+            open_call.apply(fc)
+            if signature:
+                deltas.delta(signature).tool_calls.append(pb.ToolCallDelta(index=open_call.index, signature=signature))
+            if not fc.get("willContinue"):
+                self._close_call(deltas)
+            return
+        self._close_call(deltas)
+        n = self._calls.get(idx, 0)
+        self._calls[idx] = n + 1
+        tc = pb.ToolCallDelta(index=n, id=string(fc.get("id")) or f"call_{n}", name=string(fc.get("name")),
+                              signature=signature)
+        call = OpenCall(n)
+        call.apply(fc)
+        if fc.get("willContinue"):
+            self._open[idx] = call
+        else:
+            tc.arguments = compact(call.args)
+        deltas.delta(signature).tool_calls.append(tc)
+
+    def _close_call(self, deltas: _Deltas) -> None:
+        """Send the arguments of the candidate's open call, if any, now that they are whole."""
+        call = self._open.pop(deltas.index, None)
+        if call is not None:
+            deltas.delta().tool_calls.append(pb.ToolCallDelta(index=call.index, arguments=compact(call.args)))
 
 
 class GeminiAdapter:
@@ -219,19 +302,4 @@ class GeminiAdapter:
         if "error" in obj and "candidates" not in obj:
             etype, msg = error_message(obj, "gemini")
             raise UpstreamStreamError(msg, error_type=etype)
-        resp = pb.ChatResponse(model=obj.get("modelVersion") or "")
-        calls: dict[int, int] = {}
-        for cand in obj.get("candidates") or ():
-            cd = _candidate(cand, calls) or pb.ChoiceDelta(index=cand.get("index") or 0)
-            ch = resp.choices.add(index=cd.index, text=cd.text, provider_finish_reason=cd.provider_finish_reason,
-                                  finish_reason=cd.finish_reason)
-            for tc in cd.tool_calls:
-                ch.tool_calls.add(id=tc.id, name=tc.name, arguments=tc.arguments)
-        block = (obj.get("promptFeedback") or {}).get("blockReason")
-        if block and not obj.get("candidates"):
-            resp.choices.add(index=0, provider_finish_reason=block,
-                             finish_reason=FR.FINISH_REASON_CONTENT_FILTER)
-        u = _usage(obj)
-        if u is not None:
-            resp.usage.CopyFrom(u)
-        return resp
+        return GeminiStreamDecoder().whole(obj)

@@ -4,6 +4,16 @@ Streaming: ``data: {chat.completion.chunk}`` events, ``delta.content`` / ``delta
 ``delta.tool_calls[i]`` fragments (id and name on the first), ``finish_reason`` per choice, a final
 usage chunk with empty ``choices`` (``stream_options.include_usage``), then ``data: [DONE]``.
 
+Reasoning models of the family stream their thinking beside the answer, each provider its own way:
+``delta.reasoning_content`` (DeepSeek, Qwen/Alibaba, xAI, Azure AI Foundry), ``delta.reasoning`` (Groq,
+OpenRouter, recent vLLM; a server sending both carries the same text in each, so per delta the first non-empty
+one is taken, never both), and Mistral's typed ``content`` arrays (``{type: text}`` and ``{type: thinking,
+thinking: [{type: text}]}`` parts).
+The family has no reasoning signatures in Chat Completions. Usage details: ``prompt_tokens_details.cached_tokens``
+(else DeepSeek's ``prompt_cache_hit_tokens``, else a top-level ``cached_tokens``) and
+``completion_tokens_details.reasoning_tokens`` (else a top-level ``reasoning_tokens``, as Azure's DeepSeek sends);
+each is set only when the provider reported it.
+
 ``stream_options`` is not universal. Streams ask for usage with ``stream_options: {include_usage: true}``
 except on providers that refuse the field:
 - Mistral validates bodies strictly and answers 422 ``extra_forbidden`` ("Extra inputs are not permitted",
@@ -25,12 +35,14 @@ from proxyservice.adapters.base import (
     AdapterError,
     UpstreamRequest,
     UpstreamStreamError,
+    count,
     dumps,
     error_message,
     join_url,
     loads,
     normalise_finish,
     schema,
+    string,
     usage,
 )
 from proxyservice.adapters.stream import SSEJsonDecoder
@@ -69,6 +81,17 @@ def _messages(params: pb.ChatParameters) -> list[dict[str, Any]]:
     return out
 
 
+def _detail(u: dict[str, Any], details: str, name: str) -> Any:
+    """``u[details][name]`` when the provider sent that breakdown (it may be null), else None."""
+    d = u.get(details)
+    return d.get(name) if isinstance(d, dict) else None
+
+
+def _first(*values: Any) -> int | None:
+    """The first reported count: where providers put the same count under different names."""
+    return next((n for v in values if (n := count(v)) is not None), None)
+
+
 def _usage(obj: dict[str, Any]) -> pb.Usage | None:
     u = obj.get("usage")
     if not isinstance(u, dict):
@@ -77,7 +100,57 @@ def _usage(obj: dict[str, Any]) -> pb.Usage | None:
         u = x.get("usage") if isinstance(x, dict) else None
         if not isinstance(u, dict):
             return None
-    return usage(u.get("prompt_tokens"), u.get("completion_tokens"))
+    return usage(
+        u.get("prompt_tokens"),
+        u.get("completion_tokens"),
+        reasoning=_first(_detail(u, "completion_tokens_details", "reasoning_tokens"), u.get("reasoning_tokens")),
+        cached=_first(_detail(u, "prompt_tokens_details", "cached_tokens"), u.get("prompt_cache_hit_tokens"),
+                      u.get("cached_tokens")),
+    )
+
+
+def _thinking_text(value: Any) -> str:
+    """A Mistral thinking part's text: a list of typed chunks (their text ones joined) or a plain string."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(string(c.get("text")) for c in value if isinstance(c, dict) and c.get("type") == "text")
+    return ""
+
+
+def _content(value: Any) -> tuple[str, str]:
+    """(text, reasoning) of a message's or delta's ``content``: a string is all text; Mistral's typed array
+    gives its text parts as text and its thinking parts as reasoning (other part kinds are not text)."""
+    if isinstance(value, str):
+        return value, ""
+    if not isinstance(value, list):
+        return "", ""
+    text: list[str] = []
+    reasoning: list[str] = []
+    for part in value:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            text.append(string(part.get("text")))
+        elif part.get("type") == "thinking":
+            reasoning.append(_thinking_text(part.get("thinking")))
+    return "".join(text), "".join(reasoning)
+
+
+def _reasoning(obj: dict[str, Any]) -> str:
+    """The reasoning text of a delta or message: ``reasoning_content`` when a non-empty string, else
+    ``reasoning`` (so a provider sending both is not doubled)."""
+    for key in ("reasoning_content", "reasoning"):
+        value = string(obj.get(key))
+        if value:
+            return value
+    return ""
+
+
+def _text_and_reasoning(obj: dict[str, Any]) -> tuple[str, str]:
+    """(text, reasoning) of a delta or a whole message, from every place the family puts them."""
+    text, reasoning = _content(obj.get("content"))
+    return text, _reasoning(obj) + reasoning
 
 
 class OpenAIStreamDecoder(SSEJsonDecoder):
@@ -124,7 +197,10 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         delta = c.get("delta") or {}
         cd = pb.ChoiceDelta(index=idx)
         any_ = False
-        text = delta.get("content")
+        text, reasoning = _text_and_reasoning(delta)
+        if reasoning:
+            cd.reasoning = reasoning
+            any_ = True
         if text:
             cd.text = text
             any_ = True
@@ -219,10 +295,12 @@ class OpenAIAdapter:
         resp = pb.ChatResponse(model=obj.get("model") or "")
         for c in obj.get("choices") or ():
             msg_ = c.get("message") or {}
+            text, reasoning = _text_and_reasoning(msg_)
             ch = resp.choices.add(
                 index=c.get("index") or 0,
-                text=msg_.get("content") or "",
+                text=text,
                 refusal=msg_.get("refusal") or "",
+                reasoning=reasoning,
             )
             for tc in msg_.get("tool_calls") or ():
                 fn = tc.get("function") or {}

@@ -340,3 +340,189 @@ def test_an_unknown_api_family_is_a_clear_failed_precondition() -> None:
         adapter_for("bedrock_converse")
     assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert "bedrock_converse" in err.value.message and "openai" in err.value.message
+
+
+# ---- schema v2: reasoning, signatures, cache and reasoning usage -------------------------------------
+
+def run_v2(family: str, body: bytes) -> dict[str, Any]:
+    from proxyservice.accumulate import accumulate_v2
+
+    dec = adapter_for(family).stream_decoder()
+    out = []
+    for i in range(0, len(body), 5):
+        out += dec.feed(body[i:i + 5])
+    return accumulate_v2(out + dec.close(), family)
+
+
+def test_openai_reasoning_deltas_mistral_thinking_parts_and_usage_details() -> None:
+    def chunk(delta: Any, **kw: Any) -> dict[str, Any]:
+        return {"model": "m", "choices": [{"index": 0, "delta": delta}], **kw}
+    body = sse(
+        chunk({"reasoning_content": "Think", "reasoning": "Think"}),  # both, same text: taken once
+        chunk({"reasoning": " more", "content": None}),
+        chunk({"content": [{"type": "thinking", "thinking": [{"type": "text", "text": "!"}]},
+                           {"type": "text", "text": "<think>is text</think>"}, {"type": "image_url"}]}),
+        chunk({}, usage={"prompt_tokens": 9, "completion_tokens": 7,
+                         "prompt_tokens_details": {"cached_tokens": 4},
+                         "completion_tokens_details": {"reasoning_tokens": 5}}),
+        "[DONE]",
+    )
+    got = run_v2("openai", body)
+    assert got["choices"][0]["reasoning"] == "Think more!"
+    assert got["choices"][0]["text"] == "<think>is text</think>"
+    assert got["usage"] == {"input_tokens": 9, "output_tokens": 7, "reasoning_tokens": 5, "cached_input_tokens": 4,
+                            "cache_write_input_tokens": None}
+    # DeepSeek's and Azure's spellings; no details at all leaves the counts unset, not 0.
+    deepseek = run_v2("openai", sse(chunk({}, usage={"prompt_tokens": 3, "completion_tokens": 2,
+                                                     "prompt_cache_hit_tokens": 1, "reasoning_tokens": 0})))
+    assert (deepseek["usage"]["cached_input_tokens"], deepseek["usage"]["reasoning_tokens"]) == (1, 0)
+    plain = run_v2("openai", sse(chunk({}, usage={"prompt_tokens": 3, "completion_tokens": 2,
+                                                  "prompt_tokens_details": None})))
+    assert plain["usage"]["cached_input_tokens"] is None and plain["usage"]["reasoning_tokens"] is None
+
+
+def test_openai_unary_reasoning_and_usage_details() -> None:
+    oa = adapter_for("openai").parse_response(json.dumps({
+        "model": "deepseek-reasoner", "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"content": "4", "reasoning_content": "2+2"}},
+            {"index": 1, "finish_reason": "stop", "message": {"content": "4", "reasoning": "sum"}},
+            {"index": 2, "finish_reason": "stop", "message": {"content": [
+                {"type": "thinking", "thinking": "plain"}, {"type": "text", "text": "four"}]}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 6, "prompt_tokens_details": {"cached_tokens": 2},
+                  "completion_tokens_details": {"reasoning_tokens": 3}}}).encode())
+    assert [(c.text, c.reasoning) for c in oa.choices] == [("4", "2+2"), ("4", "sum"), ("four", "plain")]
+    assert (oa.usage.cached_input_tokens, oa.usage.reasoning_tokens) == (2, 3)
+    assert not oa.usage.HasField("cache_creation_input_tokens")
+    bare = adapter_for("openai").parse_response(json.dumps({
+        "model": "m", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode())
+    assert not bare.usage.HasField("reasoning_tokens") and not bare.usage.HasField("cached_input_tokens")
+
+
+def test_anthropic_thinking_redacted_thinking_and_cache_usage() -> None:
+    events = [
+        {"type": "message_start", "message": {"model": "claude-x", "content": [], "usage": {
+            "input_tokens": 5, "output_tokens": 1, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 0}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "",
+                                                                       "signature": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Let me"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": " think."}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig/A=="}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "EnC+x"}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Done"}},
+        {"type": "content_block_start", "index": 3, "content_block": {"type": "fallback_or_anything_new"}},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+         "usage": {"output_tokens": 40, "cache_creation_input_tokens": 7}},
+        {"type": "message_stop"},
+    ]
+    got = run_v2("anthropic", sse(*events, events=[e["type"] for e in events]))
+    assert got["model"] == "claude-x"
+    # The provider's own numbers: input excludes the cache; reasoning is not a count Anthropic reports.
+    assert got["usage"] == {"input_tokens": 5, "output_tokens": 40, "reasoning_tokens": None,
+                            "cached_input_tokens": 100, "cache_write_input_tokens": 7}
+    choice = got["choices"][0]
+    assert (choice["text"], choice["reasoning"]) == ("Done", "Let me think.")
+    assert choice["reasoning_signatures"] == ["sig/A=="] and choice["redacted_reasoning"] == ["EnC+x"]
+
+
+def test_anthropic_message_start_carrying_a_whole_turn() -> None:
+    """Programmatic tool calling resumes a turn whose tool_use block and stop_reason come in message_start."""
+    events = [{"type": "message_start", "message": {
+        "model": "claude-x", "stop_reason": "tool_use", "usage": {"input_tokens": 0, "output_tokens": 0},
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "roll", "input": {"player": "p2"},
+                     "caller": {"type": "code_execution_20250825"}}]}}, {"type": "message_stop"}]
+    got = run_v2("anthropic", sse(*events, events=[e["type"] for e in events]))
+    assert got["choices"][0]["tool_calls"] == [
+        {"id": "toolu_1", "name": "roll", "arguments": '{"player":"p2"}', "signature": None}]
+    assert got["choices"][0]["finish_reason"] == "tool_use"
+    assert got["usage"]["cached_input_tokens"] is None  # not reported: unset, not 0
+
+
+def test_anthropic_unary_thinking_redacted_thinking_and_cache_usage() -> None:
+    an = adapter_for("anthropic").parse_response(json.dumps({
+        "model": "claude-x", "stop_reason": "tool_use", "content": [
+            {"type": "thinking", "thinking": "First ", "signature": "s1"},
+            {"type": "redacted_thinking", "data": "opaque=="},
+            {"type": "text", "text": "Calling."},
+            {"type": "thinking", "thinking": "then", "signature": "s2"},
+            {"type": "tool_use", "id": "t", "name": "f", "input": {}}],
+        "usage": {"input_tokens": 3, "output_tokens": 4, "cache_read_input_tokens": 10,
+                  "cache_creation_input_tokens": 20}}).encode())
+    ch = an.choices[0]
+    assert (ch.text, ch.reasoning) == ("Calling.", "First then")
+    assert list(ch.reasoning_signatures) == ["s1", "s2"] and list(ch.redacted_reasoning) == ["opaque=="]
+    assert [(c.id, c.arguments, c.signature) for c in ch.tool_calls] == [("t", "{}", "")]
+    assert (an.usage.input_tokens, an.usage.cached_input_tokens, an.usage.cache_creation_input_tokens) == (3, 10, 20)
+    assert not an.usage.HasField("reasoning_tokens")
+    empty = adapter_for("anthropic").parse_response(b'{"model": "c", "content": [], "stop_reason": "end_turn"}')
+    assert len(empty.choices) == 1 and not empty.HasField("usage")
+
+
+def test_gemini_thoughts_signatures_and_usage_counts() -> None:
+    body = sse(
+        {"candidates": [{"content": {"parts": [{"text": "Plan", "thought": True, "thoughtSignature": "c2lnMQ=="},
+                                               {"text": "Hi"}]}}], "modelVersion": "gemini-3-pro"},
+        {"candidates": [{"content": {"parts": [
+            {"functionCall": {"name": "f", "args": {"q": 1}}, "thoughtSignature": "c2lnMg=="},
+            {"functionCall": {"name": "g", "args": {}}}, {"text": "", "thoughtSignature": "c2lnMw=="}]},
+            "finishReason": "STOP"}],
+         "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 6, "thoughtsTokenCount": 2,
+                           "cachedContentTokenCount": 3}},
+        nl="\r\n",
+    )
+    got = run_v2("gemini", body)
+    choice = got["choices"][0]
+    assert (choice["text"], choice["reasoning"]) == ("Hi", "Plan")
+    assert choice["reasoning_signatures"] == ["c2lnMQ==", "c2lnMg==", "c2lnMw=="]  # every part's, in order
+    assert [(c["name"], c["arguments"], c["signature"]) for c in choice["tool_calls"]] == [
+        ("f", '{"q":1}', "c2lnMg=="), ("g", "{}", None)]
+    # output_tokens keeps its v1 meaning (reasoning included); reasoning and cached are Gemini's own counts.
+    assert got["usage"] == {"input_tokens": 4, "output_tokens": 8, "reasoning_tokens": 2, "cached_input_tokens": 3,
+                            "cache_write_input_tokens": None}
+
+
+def test_gemini_unary_thoughts_signatures_and_usage_counts() -> None:
+    gm = adapter_for("gemini").parse_response(json.dumps({
+        "candidates": [{"content": {"parts": [
+            {"text": "hmm", "thought": True}, {"text": "Answer", "thoughtSignature": "QUJD"},
+            {"functionCall": {"id": "c9", "name": "f", "args": {"a": "é"}}, "thoughtSignature": "REVG"}]},
+            "finishReason": "STOP"}, {"index": 1, "content": {"parts": []}}],
+        "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 5, "thoughtsTokenCount": 11},
+        "modelVersion": "gemini-2.5-pro-001"}).encode())
+    assert gm.model == "gemini-2.5-pro-001" and len(gm.choices) == 2
+    ch = gm.choices[0]
+    assert (ch.text, ch.reasoning, list(ch.reasoning_signatures)) == ("Answer", "hmm", ["QUJD", "REVG"])
+    assert [(c.id, c.name, c.arguments, c.signature) for c in ch.tool_calls] == [("c9", "f", '{"a":"é"}', "REVG")]
+    assert ch.finish_reason == FR.FINISH_REASON_TOOL_CALLS
+    assert (gm.usage.output_tokens, gm.usage.reasoning_tokens) == (16, 11)
+    assert not gm.usage.HasField("cached_input_tokens")
+
+
+def test_gemini_streamed_function_call_arguments() -> None:
+    """Vertex AI's partialArgs: strings concatenate per path; numbers, booleans and null are set; a call the
+    stream leaves open is closed with what came; a usageMetadata with no count is no usage."""
+    def part(fc: dict[str, Any]) -> dict[str, Any]:
+        return {"candidates": [{"content": {"role": "model", "parts": [{"functionCall": fc}]}}],
+                "usageMetadata": {"trafficType": "ON_DEMAND"}}
+    body = sse(
+        part({"name": "book", "willContinue": True}),
+        part({"partialArgs": [{"jsonPath": "$.who.name", "stringValue": "Ad", "willContinue": True}],
+              "willContinue": True}),
+        part({"partialArgs": [{"jsonPath": "$.who.name", "stringValue": "a"},
+                              {"jsonPath": "$.seats[1]", "numberValue": 2},
+                              {"jsonPath": "$['window']", "boolValue": True},
+                              {"jsonPath": "$.note", "nullValue": "NULL_VALUE"},
+                              {"jsonPath": "not a path", "stringValue": "x"}], "willContinue": True}),
+        part({}),
+        part({"name": "pay", "willContinue": True}),
+        part({"partialArgs": [{"jsonPath": "$.amount", "numberValue": 9.5}], "willContinue": True}),
+    )
+    got = run_v2("gemini", body)
+    assert got["usage"] is None
+    calls = got["choices"][0]["tool_calls"]
+    assert [(c["id"], c["name"]) for c in calls] == [("call_0", "book"), ("call_1", "pay")]
+    assert json.loads(calls[0]["arguments"]) == {"who": {"name": "Ada"}, "seats": [None, 2], "window": True,
+                                                 "note": None}
+    assert json.loads(calls[1]["arguments"]) == {"amount": 9.5}

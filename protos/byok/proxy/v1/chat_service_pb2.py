@@ -24,55 +24,55 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n byok/proxy/v1/chat_service.proto\x12\rbyok.proxy.v1\"=\n\x06Tenant\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"\x8e\x01\n\x07Message\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.byok.proxy.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12+\n\ntool_calls\x18\x03 \x03(\x0b\x32\x17.byok.proxy.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\xb1\x02\n\x0e\x43hatParameters\x12%\n\x06tenant\x18\x01 \x01(\x0b\x32\x15.byok.proxy.v1.Tenant\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x15\n\rcredential_id\x18\x04 \x01(\t\x12(\n\x08messages\x18\x05 \x03(\x0b\x32\x16.byok.proxy.v1.Message\x12\"\n\x05tools\x18\x06 \x03(\x0b\x32\x13.byok.proxy.v1.Tool\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\t \x03(\t\x12\x12\n\nrequest_id\x18\n \x01(\tB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokens\"F\n\x11StreamChatRequest\x12\x31\n\nparameters\x18\x01 \x01(\x0b\x32\x1d.byok.proxy.v1.ChatParameters\"x\n\x0bStreamStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12,\n\nkey_source\x18\x03 \x01(\x0e\x32\x18.byok.proxy.v1.KeySource\x12\x15\n\rcredential_id\x18\x04 \x01(\t\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"\xc1\x01\n\x0b\x43hoiceDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07refusal\x18\x03 \x01(\t\x12\x30\n\ntool_calls\x18\x04 \x03(\x0b\x32\x1c.byok.proxy.v1.ToolCallDelta\x12\x1e\n\x16provider_finish_reason\x18\x05 \x01(\t\x12\x32\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1b.byok.proxy.v1.FinishReason\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\"\xa0\x01\n\x12StreamChatResponse\x12+\n\x07\x63hoices\x18\x01 \x03(\x0b\x32\x1a.byok.proxy.v1.ChoiceDelta\x12\r\n\x05model\x18\x02 \x01(\t\x12#\n\x05usage\x18\x03 \x01(\x0b\x32\x14.byok.proxy.v1.Usage\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.byok.proxy.v1.StreamStart\"@\n\x0b\x43hatRequest\x12\x31\n\nparameters\x18\x01 \x01(\x0b\x32\x1d.byok.proxy.v1.ChatParameters\"\xb7\x01\n\x06\x43hoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07refusal\x18\x03 \x01(\t\x12+\n\ntool_calls\x18\x04 \x03(\x0b\x32\x17.byok.proxy.v1.ToolCall\x12\x1e\n\x16provider_finish_reason\x18\x05 \x01(\t\x12\x32\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1b.byok.proxy.v1.FinishReason\"\xd5\x01\n\x0c\x43hatResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12&\n\x07\x63hoices\x18\x04 \x03(\x0b\x32\x15.byok.proxy.v1.Choice\x12#\n\x05usage\x18\x05 \x01(\x0b\x32\x14.byok.proxy.v1.Usage\x12,\n\nkey_source\x18\x06 \x01(\x0e\x32\x18.byok.proxy.v1.KeySource\x12\x15\n\rcredential_id\x18\x07 \x01(\t\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xd7\x01\n\x0e\x46orwardRequest\x12%\n\x06tenant\x18\x01 \x01(\x0b\x32\x15.byok.proxy.v1.Tenant\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x15\n\rcredential_id\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\x12\r\n\x05query\x18\x06 \x01(\t\x12&\n\x07headers\x18\x07 \x03(\x0b\x32\x15.byok.proxy.v1.Header\x12\x0c\n\x04\x62ody\x18\x08 \x01(\x0c\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xb1\x01\n\x0c\x46orwardStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12,\n\nkey_source\x18\x03 \x01(\x0e\x32\x18.byok.proxy.v1.KeySource\x12\x15\n\rcredential_id\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\x05\x12&\n\x07headers\x18\x06 \x03(\x0b\x32\x15.byok.proxy.v1.Header\"X\n\x0f\x46orwardResponse\x12,\n\x05start\x18\x01 \x01(\x0b\x32\x1b.byok.proxy.v1.ForwardStartH\x00\x12\x0e\n\x04\x62ody\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x65vent*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\xb8\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x12\x17\n\x13\x46INISH_REASON_OTHER\x10\x05*W\n\tKeySource\x12\x1a\n\x16KEY_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11KEY_SOURCE_TENANT\x10\x01\x12\x17\n\x13KEY_SOURCE_PLATFORM\x10\x02\x32\xef\x01\n\x0b\x43hatService\x12S\n\nStreamChat\x12 .byok.proxy.v1.StreamChatRequest\x1a!.byok.proxy.v1.StreamChatResponse0\x01\x12?\n\x04\x43hat\x12\x1a.byok.proxy.v1.ChatRequest\x1a\x1b.byok.proxy.v1.ChatResponse\x12J\n\x07\x46orward\x12\x1d.byok.proxy.v1.ForwardRequest\x1a\x1e.byok.proxy.v1.ForwardResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n byok/proxy/v1/chat_service.proto\x12\rbyok.proxy.v1\"=\n\x06Tenant\x12\x0e\n\x06org_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"J\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\t\"\x8e\x01\n\x07Message\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.byok.proxy.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12+\n\ntool_calls\x18\x03 \x03(\x0b\x32\x17.byok.proxy.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\xb1\x02\n\x0e\x43hatParameters\x12%\n\x06tenant\x18\x01 \x01(\x0b\x32\x15.byok.proxy.v1.Tenant\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x15\n\rcredential_id\x18\x04 \x01(\t\x12(\n\x08messages\x18\x05 \x03(\x0b\x32\x16.byok.proxy.v1.Message\x12\"\n\x05tools\x18\x06 \x03(\x0b\x32\x13.byok.proxy.v1.Tool\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\t \x03(\t\x12\x12\n\nrequest_id\x18\n \x01(\tB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokens\"F\n\x11StreamChatRequest\x12\x31\n\nparameters\x18\x01 \x01(\x0b\x32\x1d.byok.proxy.v1.ChatParameters\"x\n\x0bStreamStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12,\n\nkey_source\x18\x03 \x01(\x0e\x32\x18.byok.proxy.v1.KeySource\x12\x15\n\rcredential_id\x18\x04 \x01(\t\"^\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\t\"\x8d\x02\n\x0b\x43hoiceDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07refusal\x18\x03 \x01(\t\x12\x30\n\ntool_calls\x18\x04 \x03(\x0b\x32\x1c.byok.proxy.v1.ToolCallDelta\x12\x1e\n\x16provider_finish_reason\x18\x05 \x01(\t\x12\x32\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1b.byok.proxy.v1.FinishReason\x12\x11\n\treasoning\x18\x07 \x01(\t\x12\x1b\n\x13reasoning_signature\x18\x08 \x01(\t\x12\x1a\n\x12redacted_reasoning\x18\t \x01(\t\"\xec\x01\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x1d\n\x10reasoning_tokens\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12 \n\x13\x63\x61\x63hed_input_tokens\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12(\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x05 \x01(\x03H\x02\x88\x01\x01\x42\x13\n\x11_reasoning_tokensB\x16\n\x14_cached_input_tokensB\x1e\n\x1c_cache_creation_input_tokens\"\xa0\x01\n\x12StreamChatResponse\x12+\n\x07\x63hoices\x18\x01 \x03(\x0b\x32\x1a.byok.proxy.v1.ChoiceDelta\x12\r\n\x05model\x18\x02 \x01(\t\x12#\n\x05usage\x18\x03 \x01(\x0b\x32\x14.byok.proxy.v1.Usage\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.byok.proxy.v1.StreamStart\"@\n\x0b\x43hatRequest\x12\x31\n\nparameters\x18\x01 \x01(\x0b\x32\x1d.byok.proxy.v1.ChatParameters\"\x84\x02\n\x06\x43hoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07refusal\x18\x03 \x01(\t\x12+\n\ntool_calls\x18\x04 \x03(\x0b\x32\x17.byok.proxy.v1.ToolCall\x12\x1e\n\x16provider_finish_reason\x18\x05 \x01(\t\x12\x32\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1b.byok.proxy.v1.FinishReason\x12\x11\n\treasoning\x18\x07 \x01(\t\x12\x1c\n\x14reasoning_signatures\x18\x08 \x03(\t\x12\x1a\n\x12redacted_reasoning\x18\t \x03(\t\"\xd5\x01\n\x0c\x43hatResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12&\n\x07\x63hoices\x18\x04 \x03(\x0b\x32\x15.byok.proxy.v1.Choice\x12#\n\x05usage\x18\x05 \x01(\x0b\x32\x14.byok.proxy.v1.Usage\x12,\n\nkey_source\x18\x06 \x01(\x0e\x32\x18.byok.proxy.v1.KeySource\x12\x15\n\rcredential_id\x18\x07 \x01(\t\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xd7\x01\n\x0e\x46orwardRequest\x12%\n\x06tenant\x18\x01 \x01(\x0b\x32\x15.byok.proxy.v1.Tenant\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x15\n\rcredential_id\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\x12\r\n\x05query\x18\x06 \x01(\t\x12&\n\x07headers\x18\x07 \x03(\x0b\x32\x15.byok.proxy.v1.Header\x12\x0c\n\x04\x62ody\x18\x08 \x01(\x0c\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xb1\x01\n\x0c\x46orwardStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12,\n\nkey_source\x18\x03 \x01(\x0e\x32\x18.byok.proxy.v1.KeySource\x12\x15\n\rcredential_id\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\x05\x12&\n\x07headers\x18\x06 \x03(\x0b\x32\x15.byok.proxy.v1.Header\"X\n\x0f\x46orwardResponse\x12,\n\x05start\x18\x01 \x01(\x0b\x32\x1b.byok.proxy.v1.ForwardStartH\x00\x12\x0e\n\x04\x62ody\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x65vent*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\xb8\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x12\x17\n\x13\x46INISH_REASON_OTHER\x10\x05*W\n\tKeySource\x12\x1a\n\x16KEY_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11KEY_SOURCE_TENANT\x10\x01\x12\x17\n\x13KEY_SOURCE_PLATFORM\x10\x02\x32\xef\x01\n\x0b\x43hatService\x12S\n\nStreamChat\x12 .byok.proxy.v1.StreamChatRequest\x1a!.byok.proxy.v1.StreamChatResponse0\x01\x12?\n\x04\x43hat\x12\x1a.byok.proxy.v1.ChatRequest\x1a\x1b.byok.proxy.v1.ChatResponse\x12J\n\x07\x46orward\x12\x1d.byok.proxy.v1.ForwardRequest\x1a\x1e.byok.proxy.v1.ForwardResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'byok.proxy.v1.chat_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=2371
-  _globals['_ROLE']._serialized_end=2466
-  _globals['_FINISHREASON']._serialized_start=2469
-  _globals['_FINISHREASON']._serialized_end=2653
-  _globals['_KEYSOURCE']._serialized_start=2655
-  _globals['_KEYSOURCE']._serialized_end=2742
+  _globals['_ROLE']._serialized_start=2747
+  _globals['_ROLE']._serialized_end=2842
+  _globals['_FINISHREASON']._serialized_start=2845
+  _globals['_FINISHREASON']._serialized_end=3029
+  _globals['_KEYSOURCE']._serialized_start=3031
+  _globals['_KEYSOURCE']._serialized_end=3118
   _globals['_TENANT']._serialized_start=51
   _globals['_TENANT']._serialized_end=112
   _globals['_TOOLCALL']._serialized_start=114
-  _globals['_TOOLCALL']._serialized_end=169
-  _globals['_MESSAGE']._serialized_start=172
-  _globals['_MESSAGE']._serialized_end=314
-  _globals['_TOOL']._serialized_start=316
-  _globals['_TOOL']._serialized_end=382
-  _globals['_CHATPARAMETERS']._serialized_start=385
-  _globals['_CHATPARAMETERS']._serialized_end=690
-  _globals['_STREAMCHATREQUEST']._serialized_start=692
-  _globals['_STREAMCHATREQUEST']._serialized_end=762
-  _globals['_STREAMSTART']._serialized_start=764
-  _globals['_STREAMSTART']._serialized_end=884
-  _globals['_TOOLCALLDELTA']._serialized_start=886
-  _globals['_TOOLCALLDELTA']._serialized_end=961
-  _globals['_CHOICEDELTA']._serialized_start=964
-  _globals['_CHOICEDELTA']._serialized_end=1157
-  _globals['_USAGE']._serialized_start=1159
-  _globals['_USAGE']._serialized_end=1211
-  _globals['_STREAMCHATRESPONSE']._serialized_start=1214
-  _globals['_STREAMCHATRESPONSE']._serialized_end=1374
-  _globals['_CHATREQUEST']._serialized_start=1376
-  _globals['_CHATREQUEST']._serialized_end=1440
-  _globals['_CHOICE']._serialized_start=1443
-  _globals['_CHOICE']._serialized_end=1626
-  _globals['_CHATRESPONSE']._serialized_start=1629
-  _globals['_CHATRESPONSE']._serialized_end=1842
-  _globals['_HEADER']._serialized_start=1844
-  _globals['_HEADER']._serialized_end=1881
-  _globals['_FORWARDREQUEST']._serialized_start=1884
-  _globals['_FORWARDREQUEST']._serialized_end=2099
-  _globals['_FORWARDSTART']._serialized_start=2102
-  _globals['_FORWARDSTART']._serialized_end=2279
-  _globals['_FORWARDRESPONSE']._serialized_start=2281
-  _globals['_FORWARDRESPONSE']._serialized_end=2369
-  _globals['_CHATSERVICE']._serialized_start=2745
-  _globals['_CHATSERVICE']._serialized_end=2984
+  _globals['_TOOLCALL']._serialized_end=188
+  _globals['_MESSAGE']._serialized_start=191
+  _globals['_MESSAGE']._serialized_end=333
+  _globals['_TOOL']._serialized_start=335
+  _globals['_TOOL']._serialized_end=401
+  _globals['_CHATPARAMETERS']._serialized_start=404
+  _globals['_CHATPARAMETERS']._serialized_end=709
+  _globals['_STREAMCHATREQUEST']._serialized_start=711
+  _globals['_STREAMCHATREQUEST']._serialized_end=781
+  _globals['_STREAMSTART']._serialized_start=783
+  _globals['_STREAMSTART']._serialized_end=903
+  _globals['_TOOLCALLDELTA']._serialized_start=905
+  _globals['_TOOLCALLDELTA']._serialized_end=999
+  _globals['_CHOICEDELTA']._serialized_start=1002
+  _globals['_CHOICEDELTA']._serialized_end=1271
+  _globals['_USAGE']._serialized_start=1274
+  _globals['_USAGE']._serialized_end=1510
+  _globals['_STREAMCHATRESPONSE']._serialized_start=1513
+  _globals['_STREAMCHATRESPONSE']._serialized_end=1673
+  _globals['_CHATREQUEST']._serialized_start=1675
+  _globals['_CHATREQUEST']._serialized_end=1739
+  _globals['_CHOICE']._serialized_start=1742
+  _globals['_CHOICE']._serialized_end=2002
+  _globals['_CHATRESPONSE']._serialized_start=2005
+  _globals['_CHATRESPONSE']._serialized_end=2218
+  _globals['_HEADER']._serialized_start=2220
+  _globals['_HEADER']._serialized_end=2257
+  _globals['_FORWARDREQUEST']._serialized_start=2260
+  _globals['_FORWARDREQUEST']._serialized_end=2475
+  _globals['_FORWARDSTART']._serialized_start=2478
+  _globals['_FORWARDSTART']._serialized_end=2655
+  _globals['_FORWARDRESPONSE']._serialized_start=2657
+  _globals['_FORWARDRESPONSE']._serialized_end=2745
+  _globals['_CHATSERVICE']._serialized_start=3121
+  _globals['_CHATSERVICE']._serialized_end=3360
 # @@protoc_insertion_point(module_scope)
