@@ -3,9 +3,10 @@
 Pure translation, no I/O: `parse_chat_request` turns an OpenAI request body into `ChatParameters` (refusing what
 the unified schema cannot carry yet, naming the field as OpenAI's `param` does), `ChunkEncoder` turns the
 servicer's stream into `chat.completion.chunk` server-sent events, `completion_json` a whole reply into a
-`chat.completion`. What it accepts is what `ChatParameters` models: text messages (string or text parts), tool
-calls and results, function tools, temperature, max tokens and stop sequences; anything else a caller needs goes
-through the native passthrough (`/openai/…`, `/anthropic/…`), unchanged.
+`chat.completion`; reasoning text goes out as the OpenAI-compatible family's `reasoning_content`, cache and
+reasoning token counts as OpenAI's usage details. What it accepts is what `ChatParameters` models: text messages
+(string or text parts), tool calls and results, function tools, temperature, max tokens and stop sequences;
+anything else a caller needs goes through the native passthrough (`/openai/…`, `/anthropic/…`), unchanged.
 """
 
 from __future__ import annotations
@@ -150,9 +151,15 @@ def _tools(raw: Any) -> list[pb.Tool]:
     return tools
 
 
-def _usage(usage: pb.Usage) -> dict[str, int]:
-    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens}
+def _usage(usage: pb.Usage) -> dict[str, Any]:
+    """OpenAI's usage object; the cache and reasoning details only where the provider reported them."""
+    out: dict[str, Any] = {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+                           "total_tokens": usage.input_tokens + usage.output_tokens}
+    if usage.HasField("cached_input_tokens"):
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_input_tokens}
+    if usage.HasField("reasoning_tokens"):
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
 
 
 class ChunkEncoder:
@@ -185,6 +192,8 @@ class ChunkEncoder:
             if choice.index not in self._started:
                 self._started.add(choice.index)
                 delta["role"] = "assistant"
+            if choice.reasoning:
+                delta["reasoning_content"] = choice.reasoning  # the OpenAI-compatible family's reasoning field
             if choice.text:
                 delta["content"] = choice.text
             if choice.refusal:
@@ -222,6 +231,8 @@ def completion_json(reply: pb.ChatResponse, completion_id: str, created: int, mo
         message: dict[str, Any] = {"role": "assistant", "content": choice.text or None}
         if choice.refusal:
             message["refusal"] = choice.refusal
+        if choice.reasoning:
+            message["reasoning_content"] = choice.reasoning
         if choice.tool_calls:
             message["tool_calls"] = [{"id": c.id, "type": "function",
                                       "function": {"name": c.name, "arguments": c.arguments}}

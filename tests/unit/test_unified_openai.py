@@ -119,3 +119,23 @@ def test_a_whole_reply_is_a_chat_completion() -> None:
     message = body["choices"][0]["message"]
     assert message["content"] is None and message["tool_calls"][0]["function"] == {"name": "f", "arguments": "{}"}
     assert body["choices"][0]["finish_reason"] == "tool_calls" and body["usage"]["total_tokens"] == 6
+
+
+def test_reasoning_and_usage_details_go_out_in_openai_compatible_fields() -> None:
+    encoder = ChunkEncoder("chatcmpl-3", 1, "deepseek-reasoner", include_usage=True)
+    data = encoder.encode(pb.StreamChatResponse(choices=[pb.ChoiceDelta(index=0, reasoning="think")]))
+    data += encoder.encode(pb.StreamChatResponse(usage=pb.Usage(input_tokens=9, output_tokens=7,
+                                                                cached_input_tokens=4, reasoning_tokens=5)))
+    chunks = events(data + encoder.close())
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "reasoning_content": "think"}  # type: ignore[index]
+    assert chunks[1]["usage"] == {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16,  # type: ignore[index]
+                                  "prompt_tokens_details": {"cached_tokens": 4},
+                                  "completion_tokens_details": {"reasoning_tokens": 5}}
+    plain = ChunkEncoder("c", 1, "m", include_usage=True)
+    plain.encode(pb.StreamChatResponse(usage=pb.Usage(input_tokens=1, output_tokens=1)))
+    assert "prompt_tokens_details" not in events(plain.close())[0]["usage"]  # type: ignore[index]
+    reply = pb.ChatResponse(choices=[pb.Choice(index=0, text="a", reasoning="r")],
+                            usage=pb.Usage(input_tokens=1, output_tokens=2, reasoning_tokens=1))
+    body = json.loads(completion_json(reply, "c", 1, "m"))
+    assert body["choices"][0]["message"]["reasoning_content"] == "r"
+    assert body["usage"]["completion_tokens_details"] == {"reasoning_tokens": 1}
