@@ -198,8 +198,12 @@ class FakeUpstream:
         if (method, path) in ROUTES:
             family, kind = ROUTES[method, path]
         elif path == "/v1/models" and method == "GET":
-            anthropic_ = "x-api-key" in headers or "anthropic-version" in headers
-            family, kind = ("anthropic" if anthropic_ else "openai"), "models"
+            # One path, three providers: told apart by the headers each one's clients send.
+            if "x-goog-api-key" in headers:
+                family = "gemini"  # Gemini's stable v1 lists the same models as its v1beta
+            else:
+                family = "anthropic" if "x-api-key" in headers or "anthropic-version" in headers else "openai"
+            kind = "models"
         elif path.startswith(("/v1beta/models/", "/v1/models/")) and method == "POST" and ":" in path:
             # Gemini serves the same models under its stable v1 and its v1beta (google-genai's default is v1).
             family, kind = "gemini", "chat"

@@ -259,3 +259,11 @@ async def test_gemini_raw_embed_content_and_json_array_stream(up: FakeUpstream) 
     items = json.loads(array.content)
     assert "".join(p["text"] for i in items for p in i["candidates"][0]["content"]["parts"]) == generated_text(5)
     assert items[-1]["candidates"][0]["finishReason"] == "STOP" and "usageMetadata" in items[-1]
+
+
+async def test_gemini_sdk_lists_models_on_its_default_v1(up: FakeUpstream) -> None:
+    async with genai.Client(api_key=GEM_KEY, http_options=types.HttpOptions(base_url=up.base_url)).aio as client:
+        names = [m.name async for m in await client.models.list()]
+    assert "models/gemini-2.0-flash" in names
+    assert up.requests[-1].path.startswith("/v1/models") and up.requests[-1].family == "gemini"
+    assert up.requests[-1].key_header == "x-goog-api-key"
