@@ -21,6 +21,7 @@ from proxyservice import errors
 from proxyservice.http.error_shapes import error_body, status_of
 from proxyservice.http.front import HttpFront, Refused
 from proxyservice.keyclient import KeyServiceClient
+from proxyservice.native.relay import require_org
 from proxyservice.service import ChatServicer
 from proxyservice.unified_openai import ChunkEncoder, UnifiedRequestError, completion_json, parse_chat_request
 
@@ -55,8 +56,7 @@ class UnifiedEndpoint:
     def _tenant(request: web.Request) -> pb.Tenant:
         headers = request.headers
         org = headers.get("x-byok-org", "")
-        if not org:
-            raise Refused(400, "x-byok-org: is required: the org whose key to use", param="x-byok-org")
+        require_org(org)
         return pb.Tenant(org_id=org, project_id=headers.get("x-byok-project", ""),
                          user_id=headers.get("x-byok-user", ""))
 

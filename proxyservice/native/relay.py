@@ -104,6 +104,12 @@ class NativeAnswer:
         await self._response.aclose()
 
 
+def require_org(org_id: str) -> None:
+    """Every surface's tenant names its org (the HTTP front's `x-byok-org`, Forward's tenant)."""
+    if not org_id:
+        raise errors.InvalidArgument("x-byok-org", "is required: the org whose key to use")
+
+
 class NativeRelay:
     def __init__(self, *, failover: KeyFailover, upstream: Upstream, metrics: ProxyMetrics,
                  allowlist: PathAllowlist | None = None) -> None:
@@ -117,8 +123,7 @@ class NativeRelay:
         if not PROVIDER_NAME.fullmatch(req.provider):
             raise errors.NotFound(f"no provider {req.provider[:40]!r}: the path starts with a provider's name, "
                                   f"e.g. /openai, /anthropic, /gemini")
-        if not req.org_id:
-            raise errors.InvalidArgument("x-byok-org", "is required: the org whose key to use")
+        require_org(req.org_id)
         if req.method not in METHODS:
             raise errors.InvalidArgument("method", f"{req.method[:16]} is not relayed (only "
                                                    f"{', '.join(sorted(METHODS))})")
