@@ -115,7 +115,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             yield pb.StreamChatResponse(start=pb.StreamStart(
                 request_id=outcome.request_id, provider=lease.provider,
                 key_source=_KEY_SOURCE.get(lease.key_source, pb.KEY_SOURCE_UNSPECIFIED),
-                credential_id=lease.credential_id))
+                credential_id=lease.credential_id, api_family=lease.api_family))
             decoder = adapter.stream_decoder()
             try:
                 async for chunk in response.chunks():
@@ -159,6 +159,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             reply.provider = lease.provider
             reply.key_source = _KEY_SOURCE.get(lease.key_source, pb.KEY_SOURCE_UNSPECIFIED)
             reply.credential_id = lease.credential_id
+            reply.api_family = lease.api_family
             if reply.HasField("usage"):
                 outcome.usage = reply.usage
             return reply

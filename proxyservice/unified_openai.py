@@ -151,10 +151,17 @@ def _tools(raw: Any) -> list[pb.Tool]:
     return tools
 
 
-def _usage(usage: pb.Usage) -> dict[str, Any]:
+# Families whose output_tokens exclude the reasoning tokens (OpenAI's completion_tokens include them).
+_REASONING_APART = frozenset({"gemini"})
+
+
+def _usage(usage: pb.Usage, api_family: str) -> dict[str, Any]:
     """OpenAI's usage object; the cache and reasoning details only where the provider reported them."""
-    out: dict[str, Any] = {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-                           "total_tokens": usage.input_tokens + usage.output_tokens}
+    completion = usage.output_tokens
+    if api_family in _REASONING_APART:
+        completion += usage.reasoning_tokens
+    out: dict[str, Any] = {"prompt_tokens": usage.input_tokens, "completion_tokens": completion,
+                           "total_tokens": usage.input_tokens + completion}
     if usage.HasField("cached_input_tokens"):
         out["prompt_tokens_details"] = {"cached_tokens": usage.cached_input_tokens}
     if usage.HasField("reasoning_tokens"):
@@ -171,6 +178,7 @@ class ChunkEncoder:
         self._include_usage = include_usage
         self._started: set[int] = set()
         self._usage: pb.Usage | None = None
+        self._api_family = ""
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         chunk = {**self._base, "model": self._model, "choices": choices, **extra}
@@ -181,6 +189,7 @@ class ChunkEncoder:
             # OpenAI's first chunk: the role, no content. Sent at once, it also puts the status and headers on the
             # wire before the provider's first token (aiohttp sends the headers with the first body bytes).
             self._started.add(0)
+            self._api_family = message.start.api_family
             return self._event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         if message.model:
             self._model = message.model
@@ -210,7 +219,7 @@ class ChunkEncoder:
         """The usage chunk (when the provider reported usage) and the end of the stream."""
         tail = b""
         if self._usage is not None and self._include_usage:
-            tail = self._event([], usage=_usage(self._usage))
+            tail = self._event([], usage=_usage(self._usage, self._api_family))
         return tail + b"data: [DONE]\n\n"
 
 
@@ -242,5 +251,5 @@ def completion_json(reply: pb.ChatResponse, completion_id: str, created: int, mo
     body: dict[str, Any] = {"id": completion_id, "object": "chat.completion", "created": created,
                             "model": reply.model or model, "choices": choices}
     if reply.HasField("usage"):
-        body["usage"] = _usage(reply.usage)
+        body["usage"] = _usage(reply.usage, reply.api_family)
     return json.dumps(body, ensure_ascii=False).encode()

@@ -12,8 +12,8 @@ Mapping choices worth knowing:
 - a part's ``thoughtSignature`` (on thought, text, empty-text and functionCall parts alike) is one reasoning
   signature, in a ChoiceDelta of its own with that part's content so it stays beside what it signs; on a
   functionCall part it is also the call's signature, where Gemini wants it back on the next turn;
-- output tokens = ``candidatesTokenCount`` + ``thoughtsTokenCount`` (both are billed as output; the v1 meaning of
-  output_tokens, reasoning included as with OpenAI), reasoning tokens = ``thoughtsTokenCount``, cached input
+- output tokens = ``candidatesTokenCount``, Gemini's own number, never derived: unlike OpenAI's completion_tokens
+  it excludes the thinking, which is ``thoughtsTokenCount`` = reasoning tokens (both are billed as output); cached input
   = ``cachedContentTokenCount``; a usageMetadata with no token count at all (Vertex's running
   ``{"trafficType": …}``) is no usage;
 - a candidate that called tools and finished with ``STOP`` is normalised to TOOL_CALLS (the provider
@@ -105,8 +105,7 @@ def _usage(obj: dict[str, Any]) -> pb.Usage | None:
     u = obj.get("usageMetadata")
     if not isinstance(u, dict) or not any(k.endswith("TokenCount") for k in u):
         return None
-    out = (u.get("candidatesTokenCount") or 0) + (u.get("thoughtsTokenCount") or 0)
-    return usage(u.get("promptTokenCount"), out, reasoning=u.get("thoughtsTokenCount"),
+    return usage(u.get("promptTokenCount"), u.get("candidatesTokenCount"), reasoning=u.get("thoughtsTokenCount"),
                  cached=u.get("cachedContentTokenCount"))
 
 

@@ -251,7 +251,7 @@ def test_gemini_stream_with_crlf_thoughts_and_function_calls() -> None:
     responses = dec.feed(body) + dec.close()
     got = accumulate(responses, "gemini")
     assert got["model"] == "gemini-2.5-flash"
-    assert got["usage"] == {"input_tokens": 4, "output_tokens": 8}
+    assert got["usage"] == {"input_tokens": 4, "output_tokens": 6}  # candidatesTokenCount: thoughts are apart
     assert got["choices"] == [{"index": 0, "text": "Hello", "refusal": "", "finish_reason": "STOP", "tool_calls": [
         {"id": "call_0", "name": "f", "arguments": '{"a":[1,"é"]}'},
         {"id": "given", "name": "g", "arguments": "{}"}]}]
@@ -478,8 +478,8 @@ def test_gemini_thoughts_signatures_and_usage_counts() -> None:
     assert choice["reasoning_signatures"] == ["c2lnMQ==", "c2lnMg==", "c2lnMw=="]  # every part's, in order
     assert [(c["name"], c["arguments"], c["signature"]) for c in choice["tool_calls"]] == [
         ("f", '{"q":1}', "c2lnMg=="), ("g", "{}", None)]
-    # output_tokens keeps its v1 meaning (reasoning included); reasoning and cached are Gemini's own counts.
-    assert got["usage"] == {"input_tokens": 4, "output_tokens": 8, "reasoning_tokens": 2, "cached_input_tokens": 3,
+    # Gemini's own counts, none derived: candidatesTokenCount leaves the thinking to thoughtsTokenCount.
+    assert got["usage"] == {"input_tokens": 4, "output_tokens": 6, "reasoning_tokens": 2, "cached_input_tokens": 3,
                             "cache_write_input_tokens": None}
 
 
@@ -496,7 +496,7 @@ def test_gemini_unary_thoughts_signatures_and_usage_counts() -> None:
     assert (ch.text, ch.reasoning, list(ch.reasoning_signatures)) == ("Answer", "hmm", ["QUJD", "REVG"])
     assert [(c.id, c.name, c.arguments, c.signature) for c in ch.tool_calls] == [("c9", "f", '{"a":"é"}', "REVG")]
     assert ch.finish_reason == FR.FINISH_REASON_TOOL_CALLS
-    assert (gm.usage.output_tokens, gm.usage.reasoning_tokens) == (16, 11)
+    assert (gm.usage.output_tokens, gm.usage.reasoning_tokens) == (5, 11)
     assert not gm.usage.HasField("cached_input_tokens")
 
 

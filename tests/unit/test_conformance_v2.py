@@ -5,9 +5,6 @@ three families this proxy speaks, cut at random byte offsets, decodes to the req
 arguments, Gemini's thought signature) and the provider's finish reason.
 
 Where the schema deliberately differs from the corpus's oracle, the comparison says so beside it:
-- Gemini `output_tokens`: the schema's output_tokens keeps its v1 meaning, reasoning included (as OpenAI's
-  completion_tokens and Anthropic's output_tokens), so it is `candidatesTokenCount + thoughtsTokenCount`; the
-  corpus's `candidatesTokenCount` is output_tokens - reasoning_tokens, both provider numbers.
 - Gemini tool-call `id` null (the functionCall had none): the proxy names the call `call_<n>` (callers and the
   next turn's tool results need an id), so only a non-null expected id is compared.
 - `input_tokens`/`output_tokens` expected null: the schema's two v1 counts cannot say "absent", so 0 stands for
@@ -63,8 +60,6 @@ def _usage_mismatches(got: dict[str, Any] | None, exp: dict[str, Any] | None, fa
     if exp is None or got is None:
         return [] if exp is got else [f"usage: got {got}, expected {exp}"]
     want = dict(exp)
-    if family == "gemini" and want["output_tokens"] is not None:
-        want["output_tokens"] += want["reasoning_tokens"] or 0  # v1 meaning: reasoning included
     out = []
     for key in USAGE_KEYS:
         value = want[key]

@@ -139,3 +139,18 @@ def test_reasoning_and_usage_details_go_out_in_openai_compatible_fields() -> Non
     body = json.loads(completion_json(reply, "c", 1, "m"))
     assert body["choices"][0]["message"]["reasoning_content"] == "r"
     assert body["usage"]["completion_tokens_details"] == {"reasoning_tokens": 1}
+
+
+def test_gemini_thinking_counts_into_openai_completion_tokens() -> None:
+    """Gemini's output_tokens (candidatesTokenCount) leave its thinking out; OpenAI's completion_tokens hold it."""
+    encoder = ChunkEncoder("c", 1, "gemini-2.5-pro", include_usage=True)
+    encoder.encode(pb.StreamChatResponse(start=pb.StreamStart(provider="gemini", api_family="gemini")))
+    encoder.encode(pb.StreamChatResponse(usage=pb.Usage(input_tokens=4, output_tokens=6, reasoning_tokens=2)))
+    assert events(encoder.close())[0]["usage"] == {  # type: ignore[index]
+        "prompt_tokens": 4, "completion_tokens": 8, "total_tokens": 12,
+        "completion_tokens_details": {"reasoning_tokens": 2}}
+    reply = pb.ChatResponse(api_family="gemini", choices=[pb.Choice(index=0, text="a")],
+                            usage=pb.Usage(input_tokens=1, output_tokens=2, reasoning_tokens=3))
+    assert json.loads(completion_json(reply, "c", 1, "m"))["usage"]["completion_tokens"] == 5
+    reply.api_family = "openai"  # OpenAI's own count already holds its reasoning
+    assert json.loads(completion_json(reply, "c", 1, "m"))["usage"]["completion_tokens"] == 2

@@ -51,6 +51,11 @@ class ChatServiceStub:
                 request_serializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardRequest.SerializeToString,
                 response_deserializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/byok.proxy.v1.ChatService/Embed',
+                request_serializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -81,6 +86,14 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embed returns one vector per input, in order, from the tenant's embeddings provider (routed by model like
+        chat; batches over the provider's limit are split and re-joined in order).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +111,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.Forward,
                     request_deserializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardRequest.FromString,
                     response_serializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.EmbedRequest.FromString,
+                    response_serializer=byok_dot_proxy_dot_v1_dot_chat__service__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +201,33 @@ class ChatService:
             '/byok.proxy.v1.ChatService/Forward',
             byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardRequest.SerializeToString,
             byok_dot_proxy_dot_v1_dot_chat__service__pb2.ForwardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.proxy.v1.ChatService/Embed',
+            byok_dot_proxy_dot_v1_dot_chat__service__pb2.EmbedRequest.SerializeToString,
+            byok_dot_proxy_dot_v1_dot_chat__service__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
