@@ -217,7 +217,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                                                      model=params.model or lease.default_model, stream=stream,
                                                      provider=lease.provider)
         except RequestMappingError as exc:
-            raise errors.InvalidArgument("parameters", str(exc)) from None
+            raise errors.InvalidArgument(exc.field, str(exc)) from None
         try:
             response = await self.upstream.open(upstream_request, lease.api_family, lease.provider)
         except UpstreamFailure as failure:

@@ -90,7 +90,18 @@ class UpstreamStreamError(AdapterError):
 
 
 class RequestMappingError(ValueError):
-    """The caller's parameters cannot be expressed for this provider (e.g. invalid ``parameters_json``)."""
+    """The caller's parameters cannot be expressed for this provider (e.g. invalid ``parameters_json``, a content
+    part or control the provider does not take). ``field`` names the request field at fault, as the caller wrote
+    it ("parameters.messages[2].parts[0].document"); the servicer returns it as INVALID_ARGUMENT."""
+
+    def __init__(self, message: str, *, field: str = "parameters") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def unsupported(field: str, provider: str, what: str) -> RequestMappingError:
+    """The refusal of something a provider cannot take, naming the field and the provider."""
+    return RequestMappingError(f"{what} is not supported by {provider}", field=field)
 
 
 class StreamDecoder(Protocol):
