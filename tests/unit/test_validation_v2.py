@@ -14,7 +14,7 @@ from proxyservice.adapters.base import RequestMappingError
 from proxyservice.errors import InvalidArgument
 from proxyservice.validation import validate_parameters
 
-Edit = Callable[[pb.ChatParameters], None]
+Edit = Callable[[pb.ChatParameters], object]  # what it returns is ignored
 
 
 def params(edit: Edit | None = None) -> pb.ChatParameters:
@@ -78,8 +78,9 @@ REFUSED: list[tuple[str, Edit, str]] = [
         pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_TOOL, name="other")), "parameters.tool_choice.name"),
     ("a name without TOOL mode", lambda p: p.tool_choice.CopyFrom(
         pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_AUTO, name="lookup")), "parameters.tool_choice.name"),
-    ("required without tools", lambda p: (p.ClearField("tools"), p.tool_choice.CopyFrom(
-        pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_REQUIRED))), "parameters.tool_choice"),
+    ("required without tools", lambda p: p.CopyFrom(pb.ChatParameters(
+        tenant=p.tenant, model="m", messages=p.messages, tool_choice=pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_REQUIRED))),
+     "parameters.tool_choice"),
     ("unknown tool choice mode", lambda p: setattr(p.tool_choice, "mode", 42), "parameters.tool_choice.mode"),
     ("top_p over 1", lambda p: setattr(p, "top_p", 1.5), "parameters.top_p"),
     ("presence penalty", lambda p: setattr(p, "presence_penalty", 2.5), "parameters.presence_penalty"),
