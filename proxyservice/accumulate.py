@@ -1,7 +1,8 @@
 """Fold a stream of StreamChatResponses back into the whole answer (what a caller would rebuild).
 
 ``accumulate`` yields the v1 conformance corpus's ``expected.json`` shape, ``accumulate_v2`` the v2 corpus's
-(reasoning, signatures, redacted reasoning, the five usage counts with "not reported" as None);
+(reasoning, signatures, redacted reasoning, the five usage counts with "not reported" as None; and beyond the
+corpus's required fields, each choice's citations and the stream's model fallbacks);
 ``to_chat_response`` yields the unary RPC's ``ChatResponse``. All apply the stream's rules: text, refusal,
 reasoning and tool-call argument fragments are joined in order, signatures and redacted reasoning blocks are
 whole values kept in order, a tool call's id, name and signature come from its first fragment that has them,
@@ -10,6 +11,7 @@ the last model and usage seen win.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,7 @@ class _Choice:
     reasoning: list[str] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)
     redacted: list[str] = field(default_factory=list)
+    citations: list[str] = field(default_factory=list)
     calls: dict[int, _Call] = field(default_factory=dict)
     provider_finish: str = ""
     finish: int = 0
@@ -48,6 +51,7 @@ class _Choice:
 class _State:
     model: str = ""
     usage: pb.Usage | None = None
+    fallbacks: list[pb.ModelFallback] = field(default_factory=list)
     choices: dict[int, _Choice] = field(default_factory=dict)
 
 
@@ -76,6 +80,8 @@ def _fold_delta(ch: _Choice, cd: pb.ChoiceDelta) -> None:
         ch.signatures.append(cd.reasoning_signature)
     if cd.redacted_reasoning:
         ch.redacted.append(cd.redacted_reasoning)
+    if cd.citations_json:
+        ch.citations.append(cd.citations_json)
     for tc in cd.tool_calls:
         _fold_call(ch, tc)
     if cd.provider_finish_reason:
@@ -90,6 +96,8 @@ def _fold(responses: Iterable[pb.StreamChatResponse]) -> _State:
             st.model = r.model
         if r.HasField("usage"):
             st.usage = r.usage
+        if r.HasField("fallback"):
+            st.fallbacks.append(r.fallback)
         for cd in r.choices:
             ch = st.choices.get(cd.index)
             if ch is None:
@@ -154,9 +162,11 @@ def accumulate_v2(responses: Iterable[pb.StreamChatResponse], provider: str) -> 
                     for _, c in sorted(ch.calls.items())
                 ],
                 "finish_reason": ch.provider_finish,
+                "citations": [json.loads(c) for c in ch.citations],
             }
             for i, ch in sorted(st.choices.items())
         ],
+        "fallbacks": [(f.from_model, f.to_model) for f in st.fallbacks],
     }
 
 
@@ -166,7 +176,7 @@ def to_chat_response(responses: Iterable[pb.StreamChatResponse], provider: str =
     Adapters whose unary answer is the same shape as a stream event (Anthropic's message, Gemini's
     GenerateContentResponse) build their ``ChatResponse`` through this too, so both RPCs map alike."""
     st = _fold(responses)
-    out = pb.ChatResponse(provider=provider, model=st.model)
+    out = pb.ChatResponse(provider=provider, model=st.model, fallbacks=st.fallbacks)
     if st.usage is not None:
         out.usage.CopyFrom(st.usage)
     for i, ch in sorted(st.choices.items()):
@@ -179,24 +189,33 @@ def to_chat_response(responses: Iterable[pb.StreamChatResponse], provider: str =
             reasoning="".join(ch.reasoning),
             reasoning_signatures=ch.signatures,
             redacted_reasoning=ch.redacted,
+            citations_json=ch.citations,
         )
         for _, call in sorted(ch.calls.items()):
             c.tool_calls.add(id=call.id, name=call.name, arguments="".join(call.args), signature=call.signature)
     return out
 
 
-def coalesce(responses: list[pb.StreamChatResponse]) -> pb.StreamChatResponse:
-    """Merge responses decoded from one upstream read into one message, losing nothing a caller folds.
+def coalesce(responses: list[pb.StreamChatResponse]) -> list[pb.StreamChatResponse]:
+    """Merge responses decoded from one upstream read into as few messages as lose nothing a caller folds: one,
+    unless a model fallback is among them.
 
     Choice deltas keep their order (the fold joins fragments in order, and a signature keeps its place among
-    them); the last model and usage win, as in the fold. One gRPC message instead of several is what makes a
-    burst of small provider frames cheap.
+    them); the last model and usage win, as in the fold. A response carrying a fallback starts a new message, so
+    what the earlier model said stays before it. One gRPC message instead of several is what makes a burst of
+    small provider frames cheap.
     """
-    merged = pb.StreamChatResponse()
+    out: list[pb.StreamChatResponse] = []
+    merged: pb.StreamChatResponse | None = None
     for r in responses:
+        if merged is None or r.HasField("fallback"):
+            merged = pb.StreamChatResponse()
+            out.append(merged)
+            if r.HasField("fallback"):
+                merged.fallback.CopyFrom(r.fallback)
         merged.choices.extend(r.choices)
         if r.model:
             merged.model = r.model
         if r.HasField("usage"):
             merged.usage.CopyFrom(r.usage)
-    return merged
+    return out

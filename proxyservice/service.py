@@ -124,13 +124,12 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                     messages = decoder.feed(chunk)
                     if not messages:
                         continue
-                    message = messages[0] if len(messages) == 1 else coalesce(messages)
-                    if message.HasField("usage"):
-                        outcome.usage = message.usage
+                    for message in messages if len(messages) == 1 else coalesce(messages):
+                        if message.HasField("usage"):
+                            outcome.usage = message.usage
+                        yield message
+                for message in coalesce(decoder.close()):
                     yield message
-                tail = decoder.close()
-                if tail:
-                    yield coalesce(tail)
                 if not decoder.complete:  # a clean end of the body before the provider's end of answer
                     raise errors.Unavailable(f"{lease.api_family} upstream ended the stream before it was complete")
             except AdapterError as exc:
