@@ -4,13 +4,17 @@ Pure translation, no I/O: `parse_chat_request` turns an OpenAI request body into
 the unified schema cannot carry yet, naming the field as OpenAI's `param` does), `ChunkEncoder` turns the
 servicer's stream into `chat.completion.chunk` server-sent events, `completion_json` a whole reply into a
 `chat.completion`; reasoning text goes out as the OpenAI-compatible family's `reasoning_content`, cache and
-reasoning token counts as OpenAI's usage details. What it accepts is what `ChatParameters` models: text messages
-(string or text parts), tool calls and results, function tools, temperature, max tokens and stop sequences;
-anything else a caller needs goes through the native passthrough (`/openai/…`, `/anthropic/…`), unchanged.
+reasoning token counts as OpenAI's usage details. What it accepts is what `ChatParameters` models: messages of
+text, image (`image_url`) and PDF (`file` with `file_data`) parts, an assistant's earlier `reasoning_content`, tool
+calls and results, function tools and `tool_choice`, `parallel_tool_calls`, `response_format` with a JSON schema,
+`reasoning_effort`, temperature, top_p, seed, the penalties, max tokens and stop sequences; anything else a caller
+needs goes through the native passthrough (`/openai/…`, `/anthropic/…`), unchanged.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any, NamedTuple
 
@@ -24,7 +28,12 @@ _FINISH = {pb.FINISH_REASON_STOP: "stop", pb.FINISH_REASON_LENGTH: "length",
 # Fields of OpenAI's request that change nothing here, or that the unified path sets itself.
 _IGNORED = frozenset({"stream", "stream_options", "user", "n", "metadata", "store", "messages", "model", "tools",
                       "temperature", "max_tokens", "max_completion_tokens", "stop", "tool_choice",
-                      "parallel_tool_calls"})
+                      "parallel_tool_calls", "response_format", "reasoning_effort", "top_p", "seed",
+                      "presence_penalty", "frequency_penalty"})
+_EFFORTS = {"none": pb.REASONING_EFFORT_NONE, "minimal": pb.REASONING_EFFORT_MINIMAL, "low": pb.REASONING_EFFORT_LOW,
+            "medium": pb.REASONING_EFFORT_MEDIUM, "high": pb.REASONING_EFFORT_HIGH}
+_TOOL_MODES = {"auto": pb.TOOL_CHOICE_MODE_AUTO, "none": pb.TOOL_CHOICE_MODE_NONE,
+               "required": pb.TOOL_CHOICE_MODE_REQUIRED}
 _NOT_PASSTHROUGH = "; the provider's own API under /{provider}/ takes it"
 
 
@@ -58,11 +67,9 @@ def parse_chat_request(body: bytes, tenant: pb.Tenant) -> ChatCall:
             raise UnifiedRequestError(name, "is not supported by the unified endpoint" + _NOT_PASSTHROUGH)
     params = pb.ChatParameters(tenant=tenant, model=model, messages=_messages(request.get("messages")),
                                tools=_tools(request.get("tools")))
-    temperature = request.get("temperature")
-    if temperature is not None:
-        if not isinstance(temperature, int | float) or isinstance(temperature, bool):
-            raise UnifiedRequestError("temperature", "must be a number")
-        params.temperature = float(temperature)
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        if (number := _number(request, name)) is not None:
+            setattr(params, name, number)
     for name in ("max_completion_tokens", "max_tokens"):
         limit = request.get(name)
         if limit is not None:
@@ -76,8 +83,7 @@ def parse_chat_request(body: bytes, tenant: pb.Tenant) -> ChatCall:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
             raise UnifiedRequestError("stop", "must be a string or a list of strings")
         params.stop.extend(stops)
-    if request.get("tool_choice") not in (None, "auto"):
-        raise UnifiedRequestError("tool_choice", "only 'auto' is supported by the unified endpoint" + _NOT_PASSTHROUGH)
+    _controls(request, params)
     stream = request.get("stream", False)
     if not isinstance(stream, bool):
         raise UnifiedRequestError("stream", "must be true or false")
@@ -85,6 +91,59 @@ def parse_chat_request(body: bytes, tenant: pb.Tenant) -> ChatCall:
     if not isinstance(options, dict):
         raise UnifiedRequestError("stream_options", "must be an object")
     return ChatCall(params, stream, options.get("include_usage") is True)
+
+
+def _number(request: dict[str, Any], name: str) -> float | None:
+    value = request.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise UnifiedRequestError(name, "must be a number")
+    return float(value)
+
+
+def _controls(request: dict[str, Any], params: pb.ChatParameters) -> None:
+    """tool_choice, parallel_tool_calls, response_format, reasoning_effort and seed, in OpenAI's forms."""
+    choice = request.get("tool_choice")
+    if isinstance(choice, str) and choice in _TOOL_MODES:
+        params.tool_choice.mode = _TOOL_MODES[choice]
+    elif isinstance(choice, dict):
+        function = choice.get("function")
+        if choice.get("type") != "function" or not isinstance(function, dict) or not isinstance(
+                function.get("name"), str):
+            raise UnifiedRequestError("tool_choice", "must name a function: {type: function, function: {name}}")
+        params.tool_choice.CopyFrom(pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_TOOL, name=function["name"]))
+    elif choice is not None:
+        raise UnifiedRequestError("tool_choice", "must be auto, none, required or a named function")
+    parallel = request.get("parallel_tool_calls")
+    if parallel is not None:
+        if not isinstance(parallel, bool):
+            raise UnifiedRequestError("parallel_tool_calls", "must be true or false")
+        params.parallel_tool_calls = parallel
+    effort = request.get("reasoning_effort")
+    if effort is not None:
+        if effort not in _EFFORTS:
+            raise UnifiedRequestError("reasoning_effort", f"must be one of {', '.join(_EFFORTS)}")
+        params.reasoning.effort = _EFFORTS[effort]
+    seed = request.get("seed")
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise UnifiedRequestError("seed", "must be an integer")
+        params.seed = seed
+    _response_format(request.get("response_format"), params)
+
+
+def _response_format(raw: Any, params: pb.ChatParameters) -> None:
+    if raw is None or (isinstance(raw, dict) and raw.get("type") == "text"):
+        return
+    spec = raw.get("json_schema") if isinstance(raw, dict) and raw.get("type") == "json_schema" else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise UnifiedRequestError("response_format", "only {type: json_schema, json_schema: {name, schema}} is "
+                                  "supported by the unified endpoint (json_object has no schema for every provider)"
+                                  + _NOT_PASSTHROUGH)
+    params.response_format.CopyFrom(pb.ResponseFormat(
+        name=str(spec.get("name") or ""), description=str(spec.get("description") or ""),
+        schema_json=json.dumps(spec["schema"]), strict=spec.get("strict") is True))
 
 
 def _messages(raw: Any) -> list[pb.Message]:
@@ -98,26 +157,63 @@ def _messages(raw: Any) -> list[pb.Message]:
         role = _ROLES.get(message.get("role"))  # type: ignore[arg-type]
         if role is None:
             raise UnifiedRequestError(f"{where}.role", f"must be one of {', '.join(_ROLES)}")
-        out.append(pb.Message(role=role, content=_text(message.get("content"), f"{where}.content"),
-                              tool_calls=_tool_calls(message.get("tool_calls"), where),
-                              tool_call_id=str(message.get("tool_call_id") or ""),
-                              name=str(message.get("name") or "")))
+        msg = pb.Message(role=role, tool_calls=_tool_calls(message.get("tool_calls"), where),
+                         tool_call_id=str(message.get("tool_call_id") or ""), name=str(message.get("name") or ""))
+        content = message.get("content")
+        reasoning = message.get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning and role == pb.ROLE_ASSISTANT:
+            # An OpenAI-compatible reasoning model's own earlier thinking, handed back first, as it came.
+            msg.parts.add(reasoning=pb.ReasoningPart(text=reasoning))
+        parts = _parts(content, f"{where}.content")
+        if msg.parts or any(part.WhichOneof("part") != "text" for part in parts):
+            msg.parts.extend(parts)
+        else:  # text only: as content, so a text request is the one it always was
+            msg.content = "".join(part.text for part in parts)
+        out.append(msg)
     return out
 
 
 def _text(content: Any, where: str) -> str:
     if content is None or isinstance(content, str):
         return content or ""
+    raise UnifiedRequestError(where, "must be a string or a list of content parts")
+
+
+def _parts(content: Any, where: str) -> list[pb.ContentPart]:
+    """OpenAI content parts as the schema's: text, image_url (a URL or a data: URL) and file (inline PDF)."""
     if not isinstance(content, list):
-        raise UnifiedRequestError(where, "must be a string or a list of content parts")
-    texts = []
+        text = _text(content, where)
+        return [pb.ContentPart(text=text)] if text else []
+    parts = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind != "text" or not isinstance(part.get("text"), str):
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append(pb.ContentPart(text=part["text"]))
+        elif kind == "image_url" and isinstance(part.get("image_url"), dict) and isinstance(
+                part["image_url"].get("url"), str):
+            image = part["image_url"]
+            parts.append(pb.ContentPart(image=pb.ImagePart(url=image["url"], detail=str(image.get("detail") or ""))))
+        elif kind == "file" and isinstance(part.get("file"), dict):
+            parts.append(pb.ContentPart(document=_file(part["file"], f"{where}[{j}].file")))
+        else:
             raise UnifiedRequestError(f"{where}[{j}].type", f"{kind or 'this part'} is not supported by the unified "
-                                      f"endpoint (text parts only){_NOT_PASSTHROUGH}")
-        texts.append(part["text"])
-    return "".join(texts)
+                                      f"endpoint (text, image_url and file parts){_NOT_PASSTHROUGH}")
+    return parts
+
+
+def _file(file: dict[str, Any], where: str) -> pb.DocumentPart:
+    """OpenAI's inline file part: `file_data` is a data: URL (`data:application/pdf;base64,…`); a `file_id` names a
+    file uploaded to one provider's Files API, which no other provider can read."""
+    data = file.get("file_data")
+    if not isinstance(data, str) or not data.startswith("data:") or ";base64," not in data:
+        raise UnifiedRequestError(f"{where}.file_data", "must be a base64 data: URL (file_id is provider-specific"
+                                  + _NOT_PASSTHROUGH + ")")
+    media_type, _, encoded = data[5:].partition(";base64,")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise UnifiedRequestError(f"{where}.file_data", "is not valid base64") from None
+    return pb.DocumentPart(data=raw, media_type=media_type, filename=str(file.get("filename") or ""))
 
 
 def _tool_calls(raw: Any, where: str) -> list[pb.ToolCall]:

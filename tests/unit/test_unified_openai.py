@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -58,7 +59,22 @@ def test_a_full_request_maps_every_modelled_field() -> None:
     (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', "max_tokens"),
     (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": true}', "max_tokens"),
     (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]}', "stop"),
-    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}', "tool_choice"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "any"}', "tool_choice"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "function"}}',
+     "tool_choice"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}', "reasoning_effort"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": 1.5}', "seed"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": "1"}', "top_p"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "parallel_tool_calls": 1}',
+     "parallel_tool_calls"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}',
+     "response_format"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}',
+     "messages[0].content[0].type"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}]}',
+     "messages[0].content[0].file.file_data"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": '
+     b'{"file_data": "data:application/pdf;base64,!!"}}]}]}', "messages[0].content[0].file.file_data"),
     (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
     (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web"}]}', "tools[0]"),
     (b'{"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"function": {}}]}]}',
@@ -154,3 +170,35 @@ def test_gemini_thinking_counts_into_openai_completion_tokens() -> None:
     assert json.loads(completion_json(reply, "c", 1, "m"))["usage"]["completion_tokens"] == 5
     reply.api_family = "openai"  # OpenAI's own count already holds its reasoning
     assert json.loads(completion_json(reply, "c", 1, "m"))["usage"]["completion_tokens"] == 2
+
+
+def test_images_files_reasoning_and_the_v2_controls_map_to_the_schema() -> None:
+    pdf = base64.b64encode(b"%PDF-1.7 x").decode()
+    params, _, _ = parse_chat_request(json.dumps({
+        "model": "gpt-5", "reasoning_effort": "low", "seed": 7, "top_p": 0.5, "presence_penalty": 1,
+        "frequency_penalty": -1, "parallel_tool_calls": False,
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "out", "strict": True,
+                                                                    "schema": {"type": "object"}}},
+        "tools": [{"type": "function", "function": {"name": "lookup"}}],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}},
+                {"type": "file", "file": {"filename": "a.pdf", "file_data": f"data:application/pdf;base64,{pdf}"}}]},
+            {"role": "assistant", "content": "ok", "reasoning_content": "thought first"}]}).encode(), TENANT)
+    user, assistant = params.messages
+    assert not user.content and [p.WhichOneof("part") for p in user.parts] == ["text", "image", "document"]
+    assert user.parts[1].image == pb.ImagePart(url="https://example.com/a.png", detail="low")
+    assert user.parts[2].document == pb.DocumentPart(data=b"%PDF-1.7 x", media_type="application/pdf",
+                                                     filename="a.pdf")
+    assert [p.WhichOneof("part") for p in assistant.parts] == ["reasoning", "text"]
+    assert assistant.parts[0].reasoning.text == "thought first" and assistant.parts[1].text == "ok"
+    assert params.reasoning.effort == pb.REASONING_EFFORT_LOW and params.seed == 7
+    assert (params.top_p, params.presence_penalty, params.frequency_penalty) == (0.5, 1, -1)
+    assert params.parallel_tool_calls is False
+    assert params.tool_choice == pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_TOOL, name="lookup")
+    assert params.response_format.name == "out" and params.response_format.strict
+    assert json.loads(params.response_format.schema_json) == {"type": "object"}
+    for mode, want in (("none", pb.TOOL_CHOICE_MODE_NONE), ("required", pb.TOOL_CHOICE_MODE_REQUIRED)):
+        assert parse(tool_choice=mode)[0].tool_choice.mode == want
