@@ -21,20 +21,59 @@ except on providers that refuse the field:
 - Groq refused it in 2024 ("property 'stream_options' is unsupported") but accepts it now, and also reports
   usage under ``x_groq.usage``; Together, DeepSeek and Fireworks accept it; OpenRouter accepts it as a no-op
   (usage is always included).
-A provider is recognised by the lease's provider name, or by Mistral's host for a custom api_base.
+A provider is recognised by its host when the api_base is a known one (so an openai_compatible lease pointed at
+api.mistral.ai is Mistral), else by the lease's provider name: its "dialect" below.
+
+Citations: OpenAI search models put ``annotations`` (``url_citation`` objects) on the message, and when streaming
+on a delta of their own near the end; Perplexity-style servers (and xAI) send top-level ``citations`` and
+``search_results`` arrays, repeated whole in every chunk. Each becomes ``citations_json``, a compact object of the
+provider's own fields as sent (``{"annotations": […]}``, ``{"citations": […], "search_results": […]}``), the
+top-level ones on choice 0. A field's value is sent when it differs from the last one sent for that choice: a
+repeated array goes out once, a grown one again whole, so the newest (most complete) value is always the last.
+
+Requests (schema v2). What the family's Chat Completions APIs document, and the refusals where one has no form:
+- Content parts: text ``{type: text}``; images ``{type: image_url, image_url: {url, detail?}}`` (a data: URL for
+  inline bytes; Mistral's ImageURLChunk takes the same object); inline documents OpenAI's PDF input ``{type: file,
+  file: {filename, file_data: "data:<mt>;base64,…"}}`` (Chat Completions takes PDFs only, and wants a filename with
+  file_data: "document.pdf" when the caller gave none). A document URL has no Chat Completions form and is
+  refused, except on OpenRouter (its PDF guide: ``file_data`` may be a URL) and Mistral (its Document QnA guide:
+  ``{type: document_url, document_url, document_name?}``; Mistral documents no inline form for chat, so inline
+  documents are refused there). System and tool messages take text parts only; assistant messages text and
+  reasoning.
+- Reasoning parts go back where a provider documents it: DeepSeek's assistant ``reasoning_content`` (its thinking
+  mode guide: required back on turns that called tools), OpenRouter's assistant ``reasoning`` (its AssistantMessage
+  schema), Mistral's ``{type: thinking, thinking: [{type: text}]}`` content chunks (its ThinkChunk). Elsewhere there
+  is no field, so they are refused; signatures and redacted reasoning have no Chat Completions form anywhere in the
+  family (OpenRouter's ``reasoning_details`` carry ids and formats byok never receives), so they are refused too.
+  A history tool call's ``signature`` (Gemini's) is not sent.
+- ``reasoning_effort`` (OpenAI, Groq, Mistral, Fireworks, …); DeepSeek's thinking-mode guide maps the levels itself
+  and turns thinking off with ``thinking: {type: disabled}`` (used for NONE); OpenRouter's ``reasoning: {effort}``
+  or ``reasoning: {max_tokens}``, "one of, not both". A token budget has no Chat Completions field elsewhere.
+- ``response_format: {type: json_schema, json_schema: {name, description?, schema, strict}}`` (Mistral documents the
+  same); DeepSeek documents ``json_object`` only, so a schema is refused there.
+- ``tool_choice`` "auto" | "none" | "required" (Mistral: "any", its own word) | ``{type: function, function:
+  {name}}``; ``parallel_tool_calls``. OpenAI refuses both without tools ("only allowed when 'tools' are
+  specified"); without tools neither can change the answer, so they are left out then.
+- ``top_p``, ``seed`` (Mistral: ``random_seed``), ``presence_penalty``, ``frequency_penalty``; then the caller's
+  ``provider_options_json`` merged in last. A request without the v2 fields is the same body as before them.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byokcommon.wire import auth_headers
+from proxyservice.adapters import options
 from proxyservice.adapters.base import (
     AdapterError,
+    RequestMappingError,
     UpstreamRequest,
     UpstreamStreamError,
+    compact,
     count,
     dumps,
     error_message,
@@ -43,42 +82,296 @@ from proxyservice.adapters.base import (
     normalise_finish,
     schema,
     string,
+    unsupported,
     usage,
 )
 from proxyservice.adapters.stream import SSEJsonDecoder
 
 R = pb.Role
 
-# Providers whose APIs reject ``stream_options`` (see the module docstring), by provider name and by host.
+# Servers known by their host, whatever the lease calls them (an openai_compatible lease at api.mistral.ai is
+# Mistral's API, with Mistral's rules).
+_HOST_DIALECTS = {
+    "api.openai.com": "openai",
+    "api.mistral.ai": "mistral",
+    "codestral.mistral.ai": "mistral",
+    "api.deepseek.com": "deepseek",
+    "openrouter.ai": "openrouter",
+}
+# Providers whose APIs reject ``stream_options`` (see the module docstring).
 _NO_STREAM_OPTIONS = frozenset({"mistral"})
-_NO_STREAM_OPTIONS_HOSTS = ("api.mistral.ai", "codestral.mistral.ai")
+
+
+def dialect(provider: str, api_base: str) -> str:
+    """Whose variant of Chat Completions a request speaks: the known server at the api_base's host, else the
+    lease's provider name ("openai_compatible" when there is none)."""
+    return _HOST_DIALECTS.get(urlsplit(api_base).hostname or "") or provider or "openai_compatible"
 
 
 def accepts_stream_options(provider: str, api_base: str) -> bool:
     """Whether a streamed request to this provider may carry ``stream_options``."""
-    if provider in _NO_STREAM_OPTIONS:
-        return False
-    return (urlsplit(api_base).hostname or "") not in _NO_STREAM_OPTIONS_HOSTS
+    return dialect(provider, api_base) not in _NO_STREAM_OPTIONS
 
 
-def _messages(params: pb.ChatParameters) -> list[dict[str, Any]]:
+# ---- request: messages and content parts -------------------------------------------------------------------
+
+# Where each provider documents an assistant's earlier reasoning text (Mistral's goes inline, as thinking chunks).
+_REASONING_FIELD = {"deepseek": "reasoning_content", "openrouter": "reasoning"}
+_KIND_NAME = {"text": "a text part", "image": "an image part", "document": "a document part",
+              "reasoning": "a reasoning part"}
+
+
+def _data_url(media_type: str, data: bytes) -> str:
+    """Inline bytes as the data: URL the family takes for images and files."""
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _text_part(part: pb.ContentPart) -> dict[str, Any]:
+    return {"type": "text", "text": part.text}
+
+
+def _image_part(image: pb.ImagePart) -> dict[str, Any]:
+    """OpenAI's image_url part; ``detail`` only when the caller chose one (else the provider's default)."""
+    ref: dict[str, Any] = {"url": image.url or _data_url(image.media_type, image.data)}
+    if image.detail:
+        ref["detail"] = image.detail
+    return {"type": "image_url", "image_url": ref}
+
+
+def _inline_document(doc: pb.DocumentPart) -> tuple[str, str]:
+    """(data: URL, media type) of a document given inline, as bytes or as a data: URL; ("", "") for a remote one."""
+    if doc.data:
+        return _data_url(doc.media_type, doc.data), doc.media_type
+    if doc.url.startswith("data:"):
+        return doc.url, doc.media_type or doc.url[5:].split(";", 1)[0]
+    return "", doc.media_type
+
+
+def _document_part(doc: pb.DocumentPart, field: str, d: str) -> dict[str, Any]:
+    """A document as the provider documents one (see the module docstring): a ``file`` part, or Mistral's
+    ``document_url``; refused where the provider has no form for it."""
+    inline, media_type = _inline_document(doc)
+    if d == "mistral":
+        if inline:
+            where = f"{field}.data" if doc.data else f"{field}.url"
+            raise unsupported(where, d, "an inline document (Mistral's chat takes documents by URL)")
+        chunk: dict[str, Any] = {"type": "document_url", "document_url": doc.url}
+        if doc.filename:
+            chunk["document_name"] = doc.filename
+        return chunk
+    if not inline and d != "openrouter":
+        raise unsupported(f"{field}.url", d, "a document by URL (Chat Completions takes files inline only)")
+    if d == "openai" and media_type and media_type != "application/pdf":
+        raise unsupported(f"{field}.media_type", d, "a document other than a PDF (application/pdf)")
+    default_name = "document.pdf" if media_type in ("", "application/pdf") else "document"
+    return {"type": "file", "file": {"filename": doc.filename or default_name, "file_data": inline or doc.url}}
+
+
+def _refuse_part(kind: str, field: str, d: str, what: str) -> RequestMappingError:
+    return unsupported(field, d, f"{_KIND_NAME.get(kind, 'a part')} in {what}")
+
+
+def _text_parts(m: pb.Message, where: str, d: str, what: str) -> str | list[dict[str, Any]]:
+    """A system message's or tool result's content: its text, or its parts when it has them, which may only be
+    text there (OpenAI's system and tool messages take text parts, nothing else)."""
+    if not m.parts:
+        return m.content
     out: list[dict[str, Any]] = []
-    for m in params.messages:
-        if m.role == R.ROLE_SYSTEM:
-            out.append({"role": "system", "content": m.content})
-        elif m.role == R.ROLE_USER:
-            out.append({"role": "user", "content": m.content})
-        elif m.role == R.ROLE_ASSISTANT:
-            msg: dict[str, Any] = {"role": "assistant", "content": m.content or None}
-            if m.tool_calls:
-                msg["tool_calls"] = [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in m.tool_calls
-                ]
-            out.append(msg)
-        elif m.role == R.ROLE_TOOL:
-            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+    for j, part in enumerate(m.parts):
+        kind = part.WhichOneof("part") or ""
+        if kind != "text":
+            raise _refuse_part(kind, f"{where}.parts[{j}].{kind}", d, what)
+        out.append(_text_part(part))
     return out
+
+
+def _user_content(m: pb.Message, where: str, d: str) -> str | list[dict[str, Any]]:
+    """A user message's content: its text, or its parts as text, image_url and file (or document_url) parts."""
+    if not m.parts:
+        return m.content
+    out: list[dict[str, Any]] = []
+    for j, part in enumerate(m.parts):
+        kind = part.WhichOneof("part") or ""
+        field = f"{where}.parts[{j}].{kind}"
+        if kind == "text":
+            out.append(_text_part(part))
+        elif kind == "image":
+            out.append(_image_part(part.image))
+        elif kind == "document":
+            out.append(_document_part(part.document, field, d))
+        else:  # validation keeps reasoning to assistant messages; refused here all the same
+            raise _refuse_part(kind, field, d, "a user message")
+    return out
+
+
+def _reasoning_text(r: pb.ReasoningPart, field: str, d: str) -> str:
+    """A reasoning part's text, once it is known to be expressible: no signature and no redacted block (the
+    family has no form for either), and a provider that takes reasoning back at all."""
+    if r.redacted:
+        raise unsupported(f"{field}.redacted", d, "redacted reasoning")
+    if r.signature:
+        raise unsupported(f"{field}.signature", d, "a reasoning signature")
+    if d != "mistral" and d not in _REASONING_FIELD:
+        raise unsupported(field, d, "reasoning handed back (there is no field for it)")
+    return r.text
+
+
+def _assistant_parts(m: pb.Message, where: str, d: str) -> tuple[list[dict[str, Any]], str]:
+    """(content parts, reasoning text for the provider's own field) of an assistant message's parts."""
+    content: list[dict[str, Any]] = []
+    reasoning: list[str] = []
+    for j, part in enumerate(m.parts):
+        kind = part.WhichOneof("part") or ""
+        field = f"{where}.parts[{j}].{kind}"
+        if kind == "text":
+            content.append(_text_part(part))
+        elif kind == "reasoning":
+            text = _reasoning_text(part.reasoning, field, d)
+            if d == "mistral":  # in order among the text, as Mistral itself returns it
+                content.append({"type": "thinking", "thinking": [{"type": "text", "text": text}]})
+            else:
+                reasoning.append(text)
+        else:
+            raise _refuse_part(kind, field, d, "an assistant message")
+    return content, "".join(reasoning)
+
+
+def _assistant(m: pb.Message, where: str, d: str) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": m.content or None}
+    if m.parts:
+        content, reasoning = _assistant_parts(m, where, d)
+        msg["content"] = content or None
+        if reasoning:
+            msg[_REASONING_FIELD[d]] = reasoning
+    if m.tool_calls:  # a call's signature (Gemini's) has no place here and is not sent
+        msg["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    return msg
+
+
+def _message(m: pb.Message, where: str, d: str) -> dict[str, Any] | None:
+    if m.role == R.ROLE_SYSTEM:
+        return {"role": "system", "content": _text_parts(m, where, d, "a system message")}
+    if m.role == R.ROLE_USER:
+        return {"role": "user", "content": _user_content(m, where, d)}
+    if m.role == R.ROLE_ASSISTANT:
+        return _assistant(m, where, d)
+    if m.role == R.ROLE_TOOL:
+        return {"role": "tool", "tool_call_id": m.tool_call_id,
+                "content": _text_parts(m, where, d, "a tool result")}
+    return None
+
+
+def _messages(params: pb.ChatParameters, d: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(params.messages):
+        msg = _message(m, f"parameters.messages[{i}]", d)
+        if msg is not None:
+            out.append(msg)
+    return out
+
+
+# ---- request: the v2 controls ------------------------------------------------------------------------------
+
+_EFFORTS = {pb.REASONING_EFFORT_NONE: "none", pb.REASONING_EFFORT_MINIMAL: "minimal", pb.REASONING_EFFORT_LOW: "low",
+            pb.REASONING_EFFORT_MEDIUM: "medium", pb.REASONING_EFFORT_HIGH: "high"}
+_TOOL_CHOICES = {pb.TOOL_CHOICE_MODE_AUTO: "auto", pb.TOOL_CHOICE_MODE_NONE: "none",
+                 pb.TOOL_CHOICE_MODE_REQUIRED: "required"}
+# The sampling controls: (ChatParameters field, body key); Mistral names the seed random_seed.
+_SAMPLING = (("top_p", "top_p"), ("seed", "seed"), ("presence_penalty", "presence_penalty"),
+             ("frequency_penalty", "frequency_penalty"))
+_RENAMED = {("mistral", "seed"): "random_seed"}
+
+
+def _tool_choice(c: pb.ToolChoice, d: str) -> Any:
+    if c.mode == pb.TOOL_CHOICE_MODE_TOOL:
+        return {"type": "function", "function": {"name": c.name}}
+    if c.mode == pb.TOOL_CHOICE_MODE_REQUIRED and d == "mistral":
+        return "any"
+    return _TOOL_CHOICES[c.mode]
+
+
+def _tool_controls(body: dict[str, Any], params: pb.ChatParameters, d: str) -> None:
+    """tool_choice and parallel_tool_calls, only with tools (see the module docstring)."""
+    if not params.tools:
+        return
+    if params.HasField("tool_choice") and params.tool_choice.mode in (*_TOOL_CHOICES, pb.TOOL_CHOICE_MODE_TOOL):
+        body["tool_choice"] = _tool_choice(params.tool_choice, d)
+    if params.HasField("parallel_tool_calls"):
+        body["parallel_tool_calls"] = params.parallel_tool_calls
+
+
+def _sampling(body: dict[str, Any], params: pb.ChatParameters, d: str) -> None:
+    for field, key in _SAMPLING:
+        if params.HasField(field):
+            body[_RENAMED.get((d, key), key)] = getattr(params, field)
+
+
+def _openrouter_reasoning(effort: str, budget: int | None) -> dict[str, Any] | None:
+    """OpenRouter's ``reasoning`` object: an effort or a token budget ("one of the following, not both")."""
+    if effort and budget is not None:
+        raise RequestMappingError("OpenRouter takes a reasoning effort or a token budget, not both",
+                                  field="parameters.reasoning.budget_tokens")
+    if effort:
+        return {"effort": effort}
+    return None if budget is None else {"max_tokens": budget}
+
+
+def _reasoning_controls(body: dict[str, Any], params: pb.ChatParameters, d: str) -> None:
+    """The effort level (and OpenRouter's budget) as each provider documents it; see the module docstring."""
+    if not params.HasField("reasoning"):
+        return
+    r = params.reasoning
+    effort = _EFFORTS.get(r.effort, "")
+    budget = r.budget_tokens if r.HasField("budget_tokens") else None
+    if d == "openrouter":
+        config = _openrouter_reasoning(effort, budget)
+        if config is not None:
+            body["reasoning"] = config
+        return
+    if budget is not None:
+        raise unsupported("parameters.reasoning.budget_tokens", d,
+                          "a reasoning token budget (Chat Completions has reasoning_effort only)")
+    if d == "deepseek" and r.effort == pb.REASONING_EFFORT_NONE:
+        body["thinking"] = {"type": "disabled"}
+    elif effort:
+        body["reasoning_effort"] = effort
+
+
+def _response_format(body: dict[str, Any], params: pb.ChatParameters, d: str) -> None:
+    if not params.HasField("response_format"):
+        return
+    if d == "deepseek":
+        raise unsupported("parameters.response_format", d,
+                          "a JSON-schema response format (it documents json_object only)")
+    f = params.response_format
+    spec: dict[str, Any] = {"name": f.name}
+    if f.description:
+        spec["description"] = f.description
+    try:
+        spec["schema"] = json.loads(f.schema_json)
+    except ValueError:  # validation has checked it; kept so a direct caller gets the field too
+        raise RequestMappingError("is not valid JSON", field="parameters.response_format.schema_json") from None
+    spec["strict"] = f.strict
+    body["response_format"] = {"type": "json_schema", "json_schema": spec}
+
+
+# ---- response: citations -----------------------------------------------------------------------------------
+
+# Top-level citation fields some servers send beside the choices (Perplexity, xAI); they belong to choice 0.
+_TOP_CITATIONS = ("citations", "search_results")
+
+
+def _top_citations(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: obj[k] for k in _TOP_CITATIONS if obj.get(k)}
+
+
+def _choice_citations(message: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """A message's or delta's own ``annotations`` with the top-level fields meant for its choice."""
+    found = {"annotations": message["annotations"]} if message.get("annotations") else {}
+    return {**found, **top}
 
 
 def _detail(u: dict[str, Any], details: str, name: str) -> Any:
@@ -156,7 +449,7 @@ def _text_and_reasoning(obj: dict[str, Any]) -> tuple[str, str]:
 class OpenAIStreamDecoder(SSEJsonDecoder):
     """Turns chat.completion.chunk events into StreamChatResponses."""
 
-    __slots__ = ("_model", "_seen_ids")
+    __slots__ = ("_cited", "_model", "_seen_ids")
     source = "openai stream"
 
     def __init__(self) -> None:
@@ -164,6 +457,8 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         self._model = ""
         # (choice, tool index) pairs whose id/name were already sent: some compatible servers repeat them.
         self._seen_ids: set[tuple[int, int]] = set()
+        # (choice, citation field) -> the compact value last sent: a repeated array is not sent again.
+        self._cited: dict[tuple[int, str], str] = {}
 
     def _skip(self, event: Any) -> bool:
         if event.data[:6] == "[DONE]":
@@ -181,22 +476,44 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         if model and model != self._model:
             self._model = resp.model = model
             any_ = True
+        top = _top_citations(obj)
         for c in obj.get("choices") or ():
-            cd = self._choice(c)
+            first = (c.get("index") or 0) == 0
+            cd = self._choice(c, top if first else {})
+            if first:
+                top = {}
             if cd is not None:
                 resp.choices.append(cd)
                 any_ = True
+        cited = self._citations(0, top)  # top-level citations in a chunk without choice 0
+        if cited:
+            resp.choices.append(pb.ChoiceDelta(index=0, citations_json=cited))
+            any_ = True
         u = _usage(obj)
         if u is not None:
             resp.usage.CopyFrom(u)
             any_ = True
         return resp if any_ else None
 
-    def _choice(self, c: dict[str, Any]) -> pb.ChoiceDelta | None:
+    def _citations(self, idx: int, fields: dict[str, Any]) -> str:
+        """The citation fields of a choice that differ from the last value sent for them, as compact JSON."""
+        fresh: dict[str, Any] = {}
+        for key, value in fields.items():
+            text = compact(value)
+            if self._cited.get((idx, key)) != text:
+                self._cited[(idx, key)] = text
+                fresh[key] = value
+        return compact(fresh) if fresh else ""
+
+    def _choice(self, c: dict[str, Any], top: dict[str, Any]) -> pb.ChoiceDelta | None:
         idx = c.get("index") or 0
         delta = c.get("delta") or {}
         cd = pb.ChoiceDelta(index=idx)
         any_ = False
+        cited = self._citations(idx, _choice_citations(delta, top))
+        if cited:
+            cd.citations_json = cited
+            any_ = True
         text, reasoning = _text_and_reasoning(delta)
         if reasoning:
             cd.reasoning = reasoning
@@ -251,8 +568,9 @@ class OpenAIAdapter:
         self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool,
         provider: str = "",
     ) -> UpstreamRequest:
-        body: dict[str, Any] = {"model": model, "messages": _messages(params), "stream": stream}
-        if stream and accepts_stream_options(provider, api_base):
+        d = dialect(provider, api_base)
+        body: dict[str, Any] = {"model": model, "messages": _messages(params, d), "stream": stream}
+        if stream and d not in _NO_STREAM_OPTIONS:
             body["stream_options"] = {"include_usage": True}
         if params.HasField("temperature"):
             body["temperature"] = params.temperature
@@ -275,6 +593,11 @@ class OpenAIAdapter:
                 }
                 for t in params.tools
             ]
+        _tool_controls(body, params, d)
+        _sampling(body, params, d)
+        _reasoning_controls(body, params, d)
+        _response_format(body, params, d)
+        options.merge(body, params.provider_options_json)  # last: it must see every key the schema set
         headers = {
             **auth_headers("openai", api_key),
             "content-type": "application/json",
@@ -293,6 +616,7 @@ class OpenAIAdapter:
             etype, msg = error_message(obj, "openai")
             raise UpstreamStreamError(msg, error_type=etype)
         resp = pb.ChatResponse(model=obj.get("model") or "")
+        top = _top_citations(obj)
         for c in obj.get("choices") or ():
             msg_ = c.get("message") or {}
             text, reasoning = _text_and_reasoning(msg_)
@@ -302,6 +626,9 @@ class OpenAIAdapter:
                 refusal=msg_.get("refusal") or "",
                 reasoning=reasoning,
             )
+            cited = _choice_citations(msg_, top if ch.index == 0 else {})
+            if cited:
+                ch.citations_json.append(compact(cited))
             for tc in msg_.get("tool_calls") or ():
                 fn = tc.get("function") or {}
                 ch.tool_calls.add(id=tc.get("id") or "", name=fn.get("name") or "",
