@@ -101,14 +101,16 @@ def _loopback(host: str) -> bool:
 
 PROVIDERS: dict[str, ProviderSpec] = {p.name: p for p in (
     ProviderSpec("openai", "openai", "https://api.openai.com/v1", "gpt-4o-mini",
-                 r"(gpt-|chatgpt-|o[1-9]|text-|davinci|babbage|ft:gpt).*", "sk-",
+                 # text-embedding-00N are Gemini's embedding models (OpenAI's are text-embedding-3-*, -ada-002).
+                 r"(gpt-|chatgpt-|o[1-9]|text-(?!embedding-00)|davinci|babbage|ft:gpt).*", "sk-",
                  "'sk-' followed by letters, digits, '-' or '_'", "OPENAI_API_KEY",
                  foreign_prefixes=("sk-ant-", "sk-or-"), display_name="OpenAI"),
     ProviderSpec("anthropic", "anthropic", "https://api.anthropic.com/v1", "claude-sonnet-4-20250514",
                  r"claude-.*", "sk-ant-", "'sk-ant-' followed by letters, digits, '-' or '_'",
                  "ANTHROPIC_API_KEY", display_name="Anthropic"),
     ProviderSpec("gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta", "gemini-2.0-flash",
-                 r"(models/)?gemini-.*", "AIza", "'AIza' followed by 35 letters, digits, '-' or '_'",
+                 r"(models/)?(gemini-|text-embedding-00[0-9]|embedding-00[0-9]).*",  # + its embedding models
+                 "AIza", "'AIza' followed by 35 letters, digits, '-' or '_'",
                  "GEMINI_API_KEY", min_key_length=30, max_key_length=64, display_name="Google Gemini"),
     ProviderSpec("mistral", "openai", "https://api.mistral.ai/v1", "mistral-small-latest",
                  r"(mistral-|open-mistral|open-mixtral|codestral|pixtral|ministral|magistral).*", "",
