@@ -42,7 +42,7 @@ import grpc
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byokctl.commands.access import cmd_bindings, cmd_orgs
 from byokctl.commands.audit import cmd_audit
-from byokctl.commands.chat import cmd_chat
+from byokctl.commands.chat import EFFORTS, cmd_chat
 from byokctl.commands.keys import cmd_keys
 from byokctl.commands.service import cmd_providers, cmd_rewrap
 from byokctl.connect import open_channel
@@ -87,6 +87,8 @@ EXAMPLES = {
     "providers": ["byokctl providers"],
     "rewrap": ["byokctl rewrap", "byokctl rewrap --org acme --json"],
     "chat": ['byokctl chat --org acme --model gpt-4o-mini "Say hello"',
+             'byokctl chat --org acme --model claude-sonnet-4-5 --image chart.png --reasoning-budget 2048 '
+             '"What does this chart show?"',
              'byokctl --proxy-addr proxy:50052 chat --org acme --provider anthropic --model claude-3-5-haiku "Hi"'],
 }
 
@@ -210,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--provider")
     p.add_argument("--max-tokens", type=int)
+    p.add_argument("--image", action="append", default=[], metavar="FILE_OR_URL",
+                   help="attach an image (a file, or an https URL the provider fetches); repeatable")
+    p.add_argument("--document", action="append", default=[], metavar="FILE_OR_URL",
+                   help="attach a PDF (a file or an https URL); repeatable")
+    p.add_argument("--reasoning-effort", choices=EFFORTS, help="how hard a reasoning model thinks")
+    p.add_argument("--reasoning-budget", type=int, metavar="TOKENS", help="thinking token budget")
+    p.add_argument("--hide-reasoning", action="store_true", help="do not print the model's reasoning (stderr)")
     p.add_argument("prompt", nargs="+")
     return parser
 

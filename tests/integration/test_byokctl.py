@@ -10,6 +10,7 @@ tests can block on subprocesses (byokctl, the vault CLI) while the services keep
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -404,3 +405,31 @@ def test_audit_filters_by_project_and_user_and_shows_the_scope(cli: Cli) -> None
     assert table(ok(cli("audit", "--org", "scoped", "--user", "bob"))) == []
     events = ok_json(cli("--json", "audit", "--org", "scoped", "--project", "web"))
     assert {(e["project_id"], e["user_id"]) for e in events} == {("web", "alice")}
+
+
+def test_chat_sends_an_image_and_a_pdf_and_shows_the_reasoning_apart(cli: Cli, tmp_path: Path) -> None:
+    key = "sk-ant-api03-" + secrets.token_hex(24)
+    ok_json(cli("--json", "keys", "add", "--org", "seeing", "--provider", "anthropic", "--name", "main", stdin=key))
+    png = tmp_path / "chart.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(64))
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n" + secrets.token_bytes(64))
+    before = len(cli.upstream.requests)
+    run = cli("chat", "--org", "seeing", "--model", "claude-sonnet-4-5", "--image", str(png), "--document", str(pdf),
+              "--reasoning-budget", "2048", "--max-tokens", "4096", "What", "is", "this?")
+    answer = ok(run)
+    assert answer.strip() and "[reasoning]" not in answer  # stdout is the answer alone
+    reasoning = run.stderr.split("[reasoning]\n", 1)[1].split("\n[answer]\n", 1)[0]
+    assert reasoning.strip() and reasoning.strip() not in answer
+    sent = cli.upstream.requests[before].json
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    blocks = sent["messages"][0]["content"]
+    assert [b["type"] for b in blocks] == ["image", "document", "text"]
+    assert blocks[0]["source"] == {"type": "base64", "media_type": "image/png",
+                                   "data": base64.b64encode(png.read_bytes()).decode()}
+    assert blocks[1]["source"]["media_type"] == "application/pdf" and blocks[2]["text"] == "What is this?"
+    hidden = cli("chat", "--org", "seeing", "--model", "claude-sonnet-4-5", "--reasoning-budget", "2048",
+                 "--max-tokens", "4096", "--hide-reasoning", "hi")
+    assert ok(hidden).strip() and "[reasoning]" not in hidden.stderr
+    not_an_image = cli("chat", "--org", "seeing", "--model", "claude-sonnet-4-5", "--image", str(pdf), "hi")
+    assert not_an_image.returncode != 0 and "is not image" in not_an_image.stderr
