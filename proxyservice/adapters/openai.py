@@ -108,11 +108,6 @@ def dialect(provider: str, api_base: str) -> str:
     return _HOST_DIALECTS.get(urlsplit(api_base).hostname or "") or provider or "openai_compatible"
 
 
-def accepts_stream_options(provider: str, api_base: str) -> bool:
-    """Whether a streamed request to this provider may carry ``stream_options``."""
-    return dialect(provider, api_base) not in _NO_STREAM_OPTIONS
-
-
 # ---- request: messages and content parts -------------------------------------------------------------------
 
 # Where each provider documents an assistant's earlier reasoning text (Mistral's goes inline, as thinking chunks).
