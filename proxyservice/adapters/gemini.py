@@ -94,9 +94,13 @@ TC = pb.ToolChoiceMode
 PROVIDER = "gemini"
 
 
+def _bare(model: str) -> str:
+    """The model's name without the API's ``models/`` resource prefix (callers may write either)."""
+    return model[7:] if model.startswith("models/") else model
+
+
 def _model_path(model: str) -> str:
-    name = model[7:] if model.startswith("models/") else model
-    return "/models/" + quote(name, safe="")
+    return "/models/" + quote(_bare(model), safe="")
 
 
 # ---- request: the model's generation, which decides the controls it takes --------------------------------------
@@ -116,7 +120,7 @@ class _Model:
 
     @classmethod
     def of(cls, model: str) -> _Model:
-        name = model[7:] if model.startswith("models/") else model
+        name = _bare(model)
         m = _MODEL_NAME.match(name)
         if m is None:
             return cls(name)
@@ -312,14 +316,14 @@ def _convert(params: pb.ChatParameters, model: _Model) -> tuple[str, list[dict[s
 
 # ---- request: reasoning, structured output, tool choice -----------------------------------------------------------
 
-# Gemini's OpenAI-compatibility guide maps reasoning_effort onto 2.5 thinking budgets: low 1,024, medium 8,192,
-# high 24,576 tokens, none 0 (thinking off). It documents no budget for "minimal".
+# Gemini's OpenAI-compatibility guide (ai.google.dev/gemini-api/docs/openai) maps reasoning_effort onto 2.5 thinking
+# budgets: low 1,024, medium 8,192, high 24,576 tokens, none 0 (thinking off). It documents none for "minimal".
 _EFFORT_BUDGETS: dict[int, int] = {RE.REASONING_EFFORT_NONE: 0, RE.REASONING_EFFORT_LOW: 1024,
                                     RE.REASONING_EFFORT_MEDIUM: 8192, RE.REASONING_EFFORT_HIGH: 24576}
 _LEVELS: dict[int, str] = {RE.REASONING_EFFORT_MINIMAL: "minimal", RE.REASONING_EFFORT_LOW: "low",
                            RE.REASONING_EFFORT_MEDIUM: "medium", RE.REASONING_EFFORT_HIGH: "high"}
-# The thinking levels of the Gemini 3 models that do not take all four (thinking guide); others take minimal, low,
-# medium and high.
+# The thinking levels of the Gemini 3 models that do not take all four (ai.google.dev/gemini-api/docs/thinking:
+# 3 Pro low and high, 3.1 Pro no minimal); the Flash and Flash-Lite models take minimal, low, medium and high.
 _LEVELS_OF = {((3, 0), "pro"): ("low", "high"), ((3, 1), "pro"): ("low", "medium", "high")}
 
 
