@@ -48,7 +48,8 @@ Requests (schema v2), from the Gemini API reference and guides (ai.google.dev/ge
   ``strict`` has no Gemini switch: a response schema always constrains decoding, so it is accepted and not sent.
 - ``tool_choice``: ``toolConfig.functionCallingConfig`` mode AUTO, NONE, ANY (required), ANY with
   ``allowedFunctionNames: [name]`` (a named tool). ``parallel_tool_calls: false`` has no Gemini switch and is
-  refused; true is Gemini's behaviour, so nothing is sent.
+  refused; true is Gemini's behaviour, so nothing is sent. Without tools neither can change the answer: both are
+  left out then.
 - ``top_p`` → ``topP``, ``seed``, ``presencePenalty``, ``frequencyPenalty`` in generationConfig; then the caller's
   ``provider_options_json`` merged in last (deeply, so its generationConfig keys join ours). A request without the
   v2 fields is the same body as before them.
@@ -636,12 +637,12 @@ class GeminiAdapter:
                 {"name": t.name, "description": t.description, "parameters": schema(t.parameters_json)}
                 for t in params.tools
             ]}]
-        # Without tools no tool choice can change the answer: it is left out then, as the OpenAI adapter does.
-        if params.tools and params.HasField("tool_choice") and (choice := _tool_config(params.tool_choice)):
-            body["toolConfig"] = choice
-        if params.HasField("parallel_tool_calls") and not params.parallel_tool_calls:
-            raise unsupported("parameters.parallel_tool_calls", PROVIDER,
-                              "turning parallel tool calls off (Gemini has no switch for it)")
+        if params.tools:  # without tools neither control can change the answer: left out then, not refused
+            if params.HasField("tool_choice") and (choice := _tool_config(params.tool_choice)):
+                body["toolConfig"] = choice
+            if params.HasField("parallel_tool_calls") and not params.parallel_tool_calls:
+                raise unsupported("parameters.parallel_tool_calls", PROVIDER,
+                                  "turning parallel tool calls off (Gemini has no switch for it)")
         config = _generation_config(params, target)
         if config:
             body["generationConfig"] = config

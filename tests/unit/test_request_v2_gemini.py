@@ -345,15 +345,16 @@ def test_tool_choice_is_the_function_calling_config(mode: int, name: str, callin
     assert list(got) == ["contents", "systemInstruction", "tools", "toolConfig"]
 
 
-def test_tool_choice_without_tools_is_left_out() -> None:
-    p = pb.ChatParameters(messages=[pb.Message(role=pb.ROLE_USER, content="hi")])
-    p.tool_choice.CopyFrom(pb.ToolChoice(mode=TC.TOOL_CHOICE_MODE_NONE))
-    assert "toolConfig" not in body(p)
-
-
 def test_parallel_tool_calls_off_is_refused() -> None:
     err = refused(conversation(parallel_tool_calls=False))
     assert err.field == "parameters.parallel_tool_calls" and "not supported by gemini" in str(err)
+
+
+def test_tool_controls_without_tools_are_left_out() -> None:
+    """Neither can change an answer that cannot call tools: not sent, and no refusal."""
+    p = pb.ChatParameters(messages=[pb.Message(role=pb.ROLE_USER, content="hi")], parallel_tool_calls=False)
+    p.tool_choice.CopyFrom(pb.ToolChoice(mode=TC.TOOL_CHOICE_MODE_NONE))
+    assert body(p) == {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 
 
 def test_sampling_controls_follow_v1s_in_generation_config() -> None:
