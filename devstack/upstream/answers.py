@@ -33,6 +33,9 @@ class _Opts:
     thoughts: int = 3  # thinking frames, when the request asks for thinking
     cached: int = 0  # input tokens reported as read from the prompt cache
     cache_write: int = 0  # input tokens reported as written to the prompt cache (Anthropic)
+    cite: bool = False  # the answer carries citations in the family's form (``cite=1``, see `citations`)
+    fallback: str = ""  # Anthropic: a server-side fallback to this model mid-answer (``fallback=<model>``)
+    modelversion: str = ""  # Gemini: the modelVersion the second half of the stream reports (``modelversion=<v>``)
 
 
 @dataclass
@@ -94,11 +97,31 @@ def _unauthorized(family: str, *, missing: bool = False) -> Response:
                   "Incorrect API key provided.")
 
 
+def _mistral_invalid(kind: str, loc: list[Any], msg: str, value: Any) -> Response:
+    """Mistral's 422: its request models are pydantic models, so a bad body gets pydantic's error list."""
+    return _json(422, {"object": "error", "message": {"detail": [
+        {"type": kind, "loc": ["body", *loc], "msg": msg, "input": value}]},
+        "type": "invalid_request_error", "param": None, "code": None})
+
+
 def _mistral_extra_forbidden(name: str, value: Any) -> Response:
     """Mistral's answer to a body field it does not define (its request models forbid extra fields)."""
-    return _json(422, {"object": "error", "message": {"detail": [
-        {"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted", "input": value}]},
-        "type": "invalid_request_error", "param": None, "code": None})
+    return _mistral_invalid("extra_forbidden", [name], "Extra inputs are not permitted", value)
+
+
+def _openai_invalid(message: str, param: str | None, code: str | None = "invalid_value") -> Response:
+    """OpenAI's 400 for a request it parsed but refuses: the message names the field, ``param`` is its path."""
+    return _json(400, {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                 "code": code}})
+
+
+def _gemini_invalid(message: str, field: str = "") -> Response:
+    """Google's 400 INVALID_ARGUMENT; with ``field``, the ``google.rpc.BadRequest`` detail its JSON parser adds."""
+    obj = _gemini_error(400, "INVALID_ARGUMENT", message)
+    if field:
+        obj["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.BadRequest",
+                                    "fieldViolations": [{"field": field, "description": message}]}]
+    return _json(400, obj)
 
 
 def _rate_limited(family: str) -> Response:

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from devstack.upstream.answers import _Opts
-from devstack.upstream.frames import TOOL_ARGS, _frame_word, _Generator, generated_text, sse_event
+from devstack.upstream.citations import responses_annotations
+from devstack.upstream.frames import TOOL_ARGS, _Generator, sse_event
 
 
 class ResponsesGenerator(_Generator):
@@ -24,8 +25,7 @@ class ResponsesGenerator(_Generator):
 
     def __init__(self, model: str, payload: dict[str, Any], opts: _Opts) -> None:
         wants_tool = opts.tool or payload.get("tool_choice") != "none"
-        super().__init__("openai", model, payload, dataclasses.replace(opts, tool=wants_tool))
-        self.payload = payload
+        super().__init__("openai", model, payload, dataclasses.replace(opts, tool=wants_tool), kind="responses")
         self.created = int(time.time())
         self._seq = 0
 
@@ -49,12 +49,13 @@ class ResponsesGenerator(_Generator):
                           "arguments": "".join(TOOL_ARGS), "call_id": "call_" + self.id[:12], "name": self.tool})
         else:
             items.append({"id": "msg_" + self.id, "type": "message", "status": self._status(), "role": "assistant",
-                          "content": [self._text_part(generated_text(self.n))]})
+                          "content": [self._text_part(self.text)]})
         return items
 
-    @staticmethod
-    def _text_part(text: str) -> dict[str, Any]:
-        return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+    def _text_part(self, text: str) -> dict[str, Any]:
+        """An output_text part; with ``cite=1`` its finished form carries the url_citation annotations."""
+        notes = responses_annotations(text) if self.opts.cite and text else []
+        return {"type": "output_text", "annotations": notes, "logprobs": [], "text": text}
 
     def _response(self, done: bool) -> dict[str, Any]:
         p = self.payload
@@ -69,7 +70,8 @@ class ResponsesGenerator(_Generator):
             "previous_response_id": p.get("previous_response_id"),
             "reasoning": {"effort": (p.get("reasoning") or {}).get("effort"), "summary": None},
             "service_tier": "default", "store": p.get("store", True), "temperature": p.get("temperature", 1.0),
-            "text": {"format": {"type": "text"}, "verbosity": "medium"}, "tool_choice": p.get("tool_choice", "auto"),
+            "text": {"format": (p.get("text") or {}).get("format") or {"type": "text"}, "verbosity": "medium"},
+            "tool_choice": p.get("tool_choice", "auto"),
             "tools": p.get("tools") or [], "top_p": p.get("top_p", 1.0), "truncation": "disabled",
             "usage": self._usage() if done else None, "user": None, "metadata": p.get("metadata") or {}}
 
@@ -101,9 +103,11 @@ class ResponsesGenerator(_Generator):
                      item={**item, "status": "in_progress", "content": []})
             part = {**at, "content_index": 0}
             yield ev("response.content_part.added", **part, part=self._text_part(""))
-            for i in range(self.n):
-                yield ev("response.output_text.delta", **part, delta=_frame_word(i), logprobs=[])
-            text = generated_text(self.n)
+            for piece in self.pieces:
+                yield ev("response.output_text.delta", **part, delta=piece, logprobs=[])
+            text = self.text
+            for i, note in enumerate(self._text_part(text)["annotations"]):
+                yield ev("response.output_text.annotation.added", **part, annotation_index=i, annotation=note)
             yield ev("response.output_text.done", **part, text=text, logprobs=[])
             yield ev("response.content_part.done", **part, part=self._text_part(text))
         elif item["type"] == "function_call":

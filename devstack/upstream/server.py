@@ -32,7 +32,7 @@ from devstack.upstream.answers import (
     _sse_headers,
     _unauthorized,
 )
-from devstack.upstream.checks import anthropic_thinking, responses_input
+from devstack.upstream.checks import refusal
 from devstack.upstream.embeddings import gemini_embeddings, openai_embeddings
 from devstack.upstream.frames import _echo_key_frames, _Generator, _json_array, _one
 from devstack.upstream.responses_api import ResponsesGenerator
@@ -245,8 +245,7 @@ class FakeUpstream:
             extra = sorted(set(payload) - MISTRAL_CHAT_FIELDS)
             if extra:
                 return _mistral_extra_forbidden(extra[0], payload[extra[0]])
-        refused = (anthropic_thinking(payload) if family == "anthropic"
-                   else responses_input(payload) if kind == "responses" else None)
+        refused = refusal(family, kind, rec.provider, model, payload, headers)
         if refused is not None:
             return refused
         if kind != "chat":
@@ -278,12 +277,15 @@ class FakeUpstream:
             thoughts=int(overrides.get("thoughts", 3)),
             cached=int(overrides.get("cached", 0)),
             cache_write=int(overrides.get("cache_write", 0)),
+            cite=overrides.get("cite") == "1",
+            fallback=overrides.get("fallback", "") if family == "anthropic" else "",
+            modelversion=overrides.get("modelversion", "") if family == "gemini" else "",
         )
 
         def generator() -> _Generator:
             if kind == "responses":
                 return ResponsesGenerator(base, payload, opts)
-            return _Generator(family, base, payload, opts, provider)
+            return _Generator(family, base, payload, opts, provider, kind)
 
         if base.startswith("fault:"):
             fault = base[6:]
