@@ -77,8 +77,10 @@ from __future__ import annotations
 
 from devstack.upstream.answers import Response
 from devstack.upstream.embeddings import embedding
-from devstack.upstream.frames import WORDS, generated_text, generated_thinking, signature
+from devstack.upstream.frames import WORDS, generated_text, generated_thinking
+from devstack.upstream.media import seen_note
 from devstack.upstream.server import DEFAULT_REPLAY_DIR, FakeUpstream, RecordedRequest, UpstreamConfig, main
+from devstack.upstream.wire import call_signature, signature
 
 __all__ = ["DEFAULT_REPLAY_DIR", "WORDS", "FakeUpstream", "RecordedRequest", "Response", "UpstreamConfig",
-           "embedding", "generated_text", "generated_thinking", "signature", "main"]
+           "call_signature", "embedding", "generated_text", "generated_thinking", "seen_note", "signature", "main"]

@@ -48,7 +48,7 @@ from devstack.upstream.answers import (
     _mistral_invalid,
     _openai_invalid,
 )
-from devstack.upstream.wire import call_signature, proto_field, signature
+from devstack.upstream.wire import call_signature, proto_field, same_bytes, signature
 
 OPENAI_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp"})
 OPENAI_PARTS_BY_ROLE = {
@@ -359,7 +359,7 @@ def _call_signatures(model: str, payload: dict[str, Any]) -> Response | None:
                         "tools to work correctly, and missing thought_signature may lead to degraded model "
                         f"performance. Additional data, function call `default_api:{name}` , position {i + 1}. "
                         "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
-            elif sig not in GEMINI_DUMMY_SIGNATURES and sig != call_signature(str(name)):
+            elif sig not in GEMINI_DUMMY_SIGNATURES and not same_bytes(sig, call_signature(str(name))):
                 return _gemini_invalid("Corrupted thought signature.")
     return None
 

@@ -23,6 +23,7 @@ branch) and ``allOf`` (merged) are followed, recursion stops at a depth of 8 wit
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from devstack.upstream.wire import proto_field
@@ -65,15 +66,24 @@ def _string(schema: dict[str, Any]) -> str:
     return value[:high] if isinstance(high, int) else value
 
 
+def _bound(schema: dict[str, Any], *names: str) -> float | None:
+    values = [schema[n] for n in names if isinstance(schema.get(n), int | float) and not isinstance(schema[n], bool)]
+    return float(values[0]) if values else None
+
+
 def _number(schema: dict[str, Any], integer: bool) -> int | float:
-    low = schema.get("minimum", schema.get("exclusiveMinimum"))
-    high = schema.get("maximum", schema.get("exclusiveMaximum"))
-    value: float = 1
-    if isinstance(low, int | float) and value <= low:
-        value = low + (1 if "exclusiveMinimum" in schema or not integer else 0)
-    if isinstance(high, int | float) and value >= high:
-        value = high - (1 if "exclusiveMaximum" in schema else 0)
-    return int(value) if integer else float(value)
+    """1 when unbounded, else a value strictly inside the bounds (the middle of two; next to one)."""
+    low, high = _bound(schema, "minimum", "exclusiveMinimum"), _bound(schema, "maximum", "exclusiveMaximum")
+    if low is not None and high is not None:
+        value = (low + high) / 2
+    else:
+        value = low + 1 if low is not None else high - 1 if high is not None else 1.0
+    if not integer:
+        return value
+    whole = math.floor(value)
+    if low is not None and (whole < low or (whole == low and "exclusiveMinimum" in schema)):
+        whole += 1
+    return whole
 
 
 def _object(schema: dict[str, Any], root: dict[str, Any], depth: int) -> dict[str, Any]:

@@ -21,6 +21,18 @@ def call_signature(name: str) -> str:
     return signature("functionCall:" + name)
 
 
+def same_bytes(a: Any, b: str) -> bool:
+    """Whether proto-JSON bytes field ``a`` holds the bytes base64 ``b`` does: Google decodes either alphabet, with or
+    without padding, so a client may re-encode a signature (google-genai keeps it as bytes) and still send it back."""
+    if not isinstance(a, str):
+        return False
+    try:
+        return base64.urlsafe_b64decode(a.replace("+", "-").replace("/", "_") + "=" * (-len(a) % 4)) == \
+            base64.b64decode(b)
+    except (ValueError, TypeError):
+        return False
+
+
 def proto_field(obj: Any, name: str) -> Any:
     """A field of a Google JSON body, which (proto JSON) may spell its name lowerCamel or snake_case."""
     if not isinstance(obj, dict):
