@@ -44,8 +44,15 @@ The model name steers the response (so the proxy needs no special channel):
   (0 = one piece per frame, -1 = random pieces), ``tool=1`` (after the text, call the request's first
   tool with arguments ``{"n":1}`` sent as two fragments, finishing with the provider's tool-call
   reason), ``thoughts=N`` (thinking frames, default 3), ``cached=N`` (input tokens reported as read from the
-  prompt cache, on top of the uncached input), ``cache_write=N`` (Anthropic's cache_creation_input_tokens).
-  E.g. ``gpt-4o?frames=64&delay=0.02``.
+  prompt cache, on top of the uncached input), ``cache_write=N`` (Anthropic's cache_creation_input_tokens),
+  ``cite=1`` (the answer carries citations in the provider's form: OpenAI ``annotations`` of url_citation on the
+  message and as a delta of their own, and on the Responses API's output_text; Anthropic a ``citations_delta``
+  opening the text block, a char_location / page_location into the request's first document, else a
+  web_search_result_location; Gemini ``groundingMetadata`` on the last candidate chunk: see `citations`),
+  ``fallback=<model>`` (Anthropic: after half the text, a ``fallback`` content block from the requested model to
+  <model>, a bare start/stop pair, then the text goes on in a new block; usage ``iterations`` end with a
+  ``fallback_message`` entry and a whole answer is labelled with <model>), ``modelversion=<v>`` (Gemini: the chunks
+  from the middle of the text on report ``modelVersion`` <v>). E.g. ``gpt-4o?frames=64&delay=0.02``.
 
 Beyond ``tool=1``, the answer calls a tool when the request forces one: ``tool_choice`` ``"required"`` or a named
 function (OpenAI), ``{"type": "any"}`` / ``{"type": "tool", "name": …}`` (Anthropic), ``functionCallingConfig``
@@ -55,12 +62,33 @@ request has tools (see `responses_api`). Usage carries the providers' detail fie
 Anthropic ``cache_read_input_tokens`` / ``cache_creation_input_tokens``, Gemini ``cachedContentTokenCount`` /
 ``thoughtsTokenCount``.
 
+Tool choice "none" (OpenAI), ``{"type": "none"}`` (Anthropic) and Gemini's mode ``NONE`` call no tool, even with
+``tool=1``.
+
+Requests are checked as the providers check them before answering (`checks`, `media`), each refusal in the
+provider's own error shape: content parts (OpenAI ``image_url`` / ``file`` / ``input_audio`` parts, tool and system
+messages text-only; Mistral's chunk union; Anthropic ``image`` / ``document`` blocks and ``tool_result`` arrays;
+Gemini ``inlineData`` base64 and ``fileData``), thinking handed back (an Anthropic ``thinking`` block's
+``signature`` must be the one the stand-in gave that text; ``redacted_thinking`` passes), Gemini 3's function-call
+thought signatures (in the current turn, a model step's first ``functionCall`` must carry the signature the
+stand-in gave it, `call_signature`, which Gemini 3 answers put on every call they make), structured outputs
+(OpenAI's strict-schema rules), Anthropic's strict body ("<field>: Extra inputs are not permitted": ``seed`` and
+the penalties are not Anthropic fields) and its thinking/sampling rules, Gemini's unknown generationConfig fields
+and thinkingLevel rules. A generated answer to a request with images or documents starts with `seen_note`
+("[saw 2 images, 1 document]") before the words, so a test can tell the parts arrived; a structured request
+(OpenAI ``response_format`` json_schema / json_object and the Responses API's ``text.format``, Anthropic
+``output_config.format`` or the beta ``output_format``, Gemini ``responseMimeType: application/json`` with
+``responseSchema`` / ``responseJsonSchema``) gets a JSON document valid against the schema instead
+(`structured.instance`), cut into ``frames`` fragments that stream like text.
+
 Thinking (`generated_thinking`, signed with `signature`): Anthropic's ``thinking: {type: enabled, budget_tokens}``
-(checked as Anthropic does: 1024 <= budget < max_tokens, no forced tool, else its 400) streams a ``thinking`` block
+(checked as Anthropic does: 1024 <= budget < max_tokens, no forced tool, else its 400; ``adaptive`` thinks too, and
+with ``display: omitted`` the block has no text, only its signature) streams a ``thinking`` block
 (``thinking_delta`` events, then a ``signature_delta``) before the text, and a whole answer starts with a
 ``thinking`` block carrying its ``signature``; Gemini's ``thinkingConfig.includeThoughts`` sends ``"thought": true``
-parts before the text, the last with a ``thoughtSignature``; OpenAI's ``reasoning_effort`` / ``reasoning.effort``
-only counts reasoning tokens (and adds a ``reasoning`` item to a Responses API answer). Thinking counts as output.
+parts before the text, the last with a ``thoughtSignature`` (a ``thinkingBudget`` of 0 thinks not); OpenAI's
+``reasoning_effort`` / ``reasoning.effort`` only counts reasoning tokens (and adds a ``reasoning`` item to a
+Responses API answer). Thinking counts as output.
   Gemini model names are URL path segments, so send them percent-encoded (the proxy's adapter does).
 
 Bodies are written in ``chunk_size``-byte pieces when set (``-1`` = random 1..64 byte pieces), else
@@ -70,7 +98,9 @@ written to) and recorded in ``closed_early`` with the ``time.monotonic()`` of th
 Run alone: ``python -m devstack.upstream --port 0 --print-port`` (serves until SIGINT/SIGTERM).
 
 Modules: `server` (the HTTP server, routing, steering), `frames` (what streams), `responses_api` (the Responses
-API's answers), `embeddings`, `checks` (request validation), `answers` (provider-shaped responses and errors).
+API's answers), `embeddings`, `checks` (request validation), `media` (content parts: checks and counts),
+`structured` (schemas and their instances), `citations` (citations and the fallback block), `wire` (signatures,
+proto JSON names), `answers` (provider-shaped responses and errors).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ per output item ``response.output_item.added`` … ``response.output_item.done``
 Output items: a ``reasoning`` item when the request sets ``reasoning.effort`` (its tokens are counted, its
 content is not shown, as OpenAI does); then a ``function_call`` of the first function tool when the request has
 ``tools`` (unless ``tool_choice`` is ``"none"``; a named ``tool_choice`` picks the function), else a ``message``
-with the generated text."""
+with the generated text (a JSON document for a ``text.format`` json_schema; with ``cite=1`` its output_text carries
+url_citation annotations, streamed as ``response.output_text.annotation.added``)."""
 
 from __future__ import annotations
 
