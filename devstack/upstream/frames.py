@@ -10,6 +10,7 @@ images or documents; or, for a structured request, the JSON document of `structu
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import uuid
@@ -43,6 +44,12 @@ def _frame_word(i: int, words: tuple[str, ...] = WORDS) -> str:
     return ("" if i == 0 else " ") + words[i % len(words)]
 
 
+@functools.lru_cache(maxsize=1024)
+def _word_pieces(frames: int) -> tuple[str, ...]:
+    """The plain answer's text frames (cached: benchmarks build thousands of answers of the same length)."""
+    return tuple(_frame_word(i) for i in range(frames))
+
+
 def _fragments(text: str, frames: int) -> list[str]:
     """``text`` cut into ``frames`` fragments of near-equal length (fewer when it is shorter, at least one)."""
     count = max(1, min(frames, len(text)))
@@ -55,11 +62,9 @@ def _text_pieces(family: str, payload: dict[str, Any], frames: int, kind: str) -
     doc = structured.answer_text(family, payload, kind)
     if doc is not None:
         return _fragments(doc, frames)
-    pieces = [_frame_word(i) for i in range(frames)]
+    pieces = _word_pieces(frames)
     note = seen_note(*seen(family, payload)) if pieces and kind == "chat" else ""
-    if note:
-        pieces[0] = f"{note} {pieces[0]}"
-    return pieces
+    return [f"{note} {pieces[0]}", *pieces[1:]] if note else list(pieces)
 
 
 def _tool_name(family: str, payload: dict[str, Any], asked: bool) -> str:
