@@ -114,6 +114,7 @@ def _inline(url: str, data: bytes, media_type: str) -> tuple[str, str] | None:
 
 
 def _accept(media_type: str, accepted: tuple[str, ...], field: str, what: str) -> None:
+    """Refuse, before any call, a media type the API's source types do not list (it would answer 400)."""
     if media_type not in accepted:
         raise unsupported(field, PROVIDER, f"{what} of type {media_type!r} (it takes {', '.join(accepted)})")
 
@@ -124,6 +125,7 @@ def _media_field(field: str, source: pb.ImagePart | pb.DocumentPart) -> str:
 
 
 def _image_block(image: pb.ImagePart, field: str) -> dict[str, Any]:
+    """An image by URL (Anthropic fetches it) or inline as base64 of a media type it takes."""
     inline = _inline(image.url, image.data, image.media_type)
     if inline is None:
         return {"type": "image", "source": {"type": "url", "url": image.url}}
@@ -137,10 +139,12 @@ def _plain_text(doc: pb.DocumentPart, data: str, field: str) -> str:
     try:
         return (doc.data or base64.b64decode(data, validate=True)).decode("utf-8")
     except ValueError:  # bad base64 and bad UTF-8 alike
-        raise RequestMappingError("a text/plain document must be UTF-8 text", field=field) from None
+        raise RequestMappingError("must be UTF-8 text: anthropic takes a text/plain document as text",
+                                  field=f"{field}.data" if doc.data else f"{field}.url") from None
 
 
 def _document_source(doc: pb.DocumentPart, field: str) -> dict[str, Any]:
+    """A PDF by URL or inline (base64), or plain text inline as a text source."""
     inline = _inline(doc.url, doc.data, doc.media_type)
     if inline is None:
         if doc.media_type:
@@ -344,6 +348,7 @@ def _tool_choice(params: pb.ChatParameters) -> dict[str, Any] | None:
 
 
 def _response_format(body: dict[str, Any], f: pb.ResponseFormat) -> None:
+    """Structured outputs' output_config.format: the schema alone (the API has no name, description or strict)."""
     try:
         value = json.loads(f.schema_json)
     except ValueError:  # validation has checked it; kept so a direct caller gets the field too
