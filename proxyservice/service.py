@@ -4,16 +4,22 @@ Per request: the caller is the mTLS identity; the tenant comes from the request 
 caller is bound to it when the lease is issued (leases are cached per caller). A provider 401/403 before any
 byte went to the caller, with the provider's structured bad-key evidence, reports the key to keyservice (which
 confirms it itself) and retries once with another credential.
+
+Embed takes the same path with one lease for the whole batch: proxyservice/embeddings.py turns it into the
+provider's calls (split to its batch limit), which go out at most `embeddings.MAX_CONCURRENT_CALLS` at a time; the
+first failure cancels the others and fails the request (a refusal of the key fails the whole batch over).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 import structlog
@@ -22,10 +28,10 @@ from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
 from byokcommon.tls import peer_identity
-from proxyservice import errors
+from proxyservice import embeddings, errors
 from proxyservice.accumulate import coalesce
 from proxyservice.adapters import adapter_for
-from proxyservice.adapters.base import Adapter, AdapterError, RequestMappingError
+from proxyservice.adapters.base import Adapter, AdapterError, RequestMappingError, UpstreamRequest
 from proxyservice.failover import KeyFailover
 from proxyservice.keyclient import KeyServiceClient, LeaseKey
 from proxyservice.leasecache import CachedLease, LeaseCache
@@ -37,6 +43,7 @@ from proxyservice.validation import validate_parameters
 
 _log = structlog.get_logger("byok.proxy")
 _KEY_SOURCE = {kpb.KEY_SOURCE_TENANT: pb.KEY_SOURCE_TENANT, kpb.KEY_SOURCE_PLATFORM: pb.KEY_SOURCE_PLATFORM}
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,7 +52,8 @@ class _Outcome:
 
     request_id: str
     caller: str
-    params: pb.ChatParameters
+    params: pb.ChatParameters | pb.EmbedRequest  # both say the tenant and the model, all the log line reads
+    event: str = "chat"  # the log line's name: "chat" or "embed"
     started: float = field(default_factory=time.perf_counter)
     provider: str = ""
     credential_id: str = ""
@@ -73,6 +81,9 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
 
     async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
         return await self.chat(request.parameters, peer_identity(context))
+
+    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
+        return await self.embed(request, peer_identity(context))
 
     async def Forward(self, request: pb.ForwardRequest, context: grpc.aio.ServicerContext
                       ) -> AsyncIterator[pb.ForwardResponse]:
@@ -153,15 +164,18 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                 reply = adapter.parse_response(body)
             except AdapterError as exc:
                 raise errors.UpstreamProtocolError(str(exc)) from None
-            lease = entry.lease
-            reply.request_id = outcome.request_id
-            reply.provider = lease.provider
-            reply.key_source = _KEY_SOURCE.get(lease.key_source, pb.KEY_SOURCE_UNSPECIFIED)
-            reply.credential_id = lease.credential_id
-            reply.api_family = lease.api_family
-            if reply.HasField("usage"):
-                outcome.usage = reply.usage
+            _served(reply, outcome, entry.lease)
+            reply.api_family = entry.lease.api_family
             return reply
+
+    async def embed(self, request: pb.EmbedRequest, caller: str) -> pb.EmbedResponse:
+        """One vector per input, in input order, for `caller` (an authenticated identity); see the module
+        docstring for how a batch is split, sent and failed over."""
+        outcome = self._begin(request, caller, event="embed")
+        with self._tracking(outcome):
+            embeddings.validate_embed_request(request)
+            return await self.failover.run(self._lease_key(request, outcome),
+                                           lambda entry: self._embed(request, entry, outcome))
 
     # -- the shared path ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -184,10 +198,10 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         finally:
             self._finish(outcome, code)
 
-    def _begin(self, params: pb.ChatParameters, caller: str) -> _Outcome:
-        """One request id per request: the caller's parameters.request_id when set, else the one the interceptor
-        bound (x-request-id, or its fresh uuid). Rebinding it makes the interceptor's rpc line say the same."""
-        return _Outcome(request_id=self._request_id(params.request_id), caller=caller, params=params)
+    def _begin(self, params: pb.ChatParameters | pb.EmbedRequest, caller: str, event: str = "chat") -> _Outcome:
+        """One request id per request: the caller's request_id when set, else the one the interceptor bound
+        (x-request-id, or its fresh uuid). Rebinding it makes the interceptor's rpc line say the same."""
+        return _Outcome(request_id=self._request_id(params.request_id), caller=caller, params=params, event=event)
 
     @staticmethod
     def _request_id(given: str) -> str:
@@ -199,24 +213,53 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
 
     async def _open(self, params: pb.ChatParameters, outcome: _Outcome, *, stream: bool
                     ) -> tuple[CachedLease, UpstreamResponse, Adapter]:
+        return await self.failover.run(self._lease_key(params, outcome),
+                                       lambda entry: self._send(params, entry, outcome, stream))
+
+    @staticmethod
+    def _lease_key(params: pb.ChatParameters | pb.EmbedRequest, outcome: _Outcome) -> LeaseKey:
+        """The lease a request needs: by provider when it names one (then the model does not route), else by model."""
         tenant = params.tenant
-        key = LeaseKey(caller=outcome.caller, org_id=tenant.org_id, project_id=tenant.project_id,
-                       user_id=tenant.user_id, provider=params.provider,
-                       model="" if params.provider else params.model, credential_id=params.credential_id)
-        return await self.failover.run(key, lambda entry: self._send(params, entry, outcome, stream))
+        return LeaseKey(caller=outcome.caller, org_id=tenant.org_id, project_id=tenant.project_id,
+                        user_id=tenant.user_id, provider=params.provider,
+                        model="" if params.provider else params.model, credential_id=params.credential_id)
 
     async def _send(self, params: pb.ChatParameters, entry: CachedLease, outcome: _Outcome, stream: bool
                     ) -> tuple[CachedLease, UpstreamResponse, Adapter]:
         lease = entry.lease
-        outcome.provider, outcome.credential_id = lease.provider, lease.credential_id
-        outcome.key_source = "platform" if lease.key_source == kpb.KEY_SOURCE_PLATFORM else "tenant"
+        _using(outcome, lease)
         adapter = adapter_for(lease.api_family)
-        try:
+        with _refusals():
             upstream_request = adapter.build_request(params, api_base=lease.api_base, api_key=lease.api_key,
                                                      model=params.model or lease.default_model, stream=stream,
                                                      provider=lease.provider)
-        except RequestMappingError as exc:
-            raise errors.InvalidArgument(exc.field, str(exc)) from None
+        return entry, await self._call(upstream_request, lease, outcome), adapter
+
+    async def _embed(self, request: pb.EmbedRequest, entry: CachedLease, outcome: _Outcome) -> pb.EmbedResponse:
+        """One attempt with one lease: every call of the batch, or none (an UpstreamFailure of any call reaches the
+        failover as it is, and the whole batch is sent again with the next credential)."""
+        lease = entry.lease
+        _using(outcome, lease)
+        family = lease.api_family
+        with _refusals():
+            calls = embeddings.build_calls(request, embeddings.Target(
+                family, lease.provider, lease.api_base, lease.api_key, request.model))
+
+        async def part(call: embeddings.EmbedCall) -> embeddings.EmbedPart:
+            body = await (await self._call(call.request, lease, outcome)).read()
+            return embeddings.parse_answer(family, body, call)  # here, so a bad answer cancels the other calls
+
+        try:
+            parts = await _all_or_none([functools.partial(part, c) for c in calls], embeddings.MAX_CONCURRENT_CALLS)
+            reply = embeddings.join(request, calls, parts, family)
+        except AdapterError as exc:
+            raise errors.UpstreamProtocolError(str(exc)) from None
+        _served(reply, outcome, lease)
+        return reply
+
+    async def _call(self, upstream_request: UpstreamRequest, lease: kpb.IssueKeyLeaseResponse, outcome: _Outcome
+                    ) -> UpstreamResponse:
+        """The provider's open 2xx answer, its status counted (a non-2xx one raises UpstreamFailure, counted too)."""
         try:
             response = await self.upstream.open(upstream_request, lease.api_family, lease.provider)
         except UpstreamFailure as failure:
@@ -225,7 +268,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             raise
         outcome.upstream_status = response.status_code
         self.metrics.upstream_status.labels(lease.provider, str(response.status_code)).inc()
-        return entry, response, adapter
+        return response
 
     def _finish(self, outcome: _Outcome, code: str) -> None:
         elapsed = time.perf_counter() - outcome.started
@@ -235,7 +278,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         if outcome.ttfb is not None:
             self.metrics.ttfb.labels(provider).observe(outcome.ttfb)
         tenant = outcome.params.tenant
-        _log.info("chat", request_id=outcome.request_id, caller=outcome.caller, org_id=tenant.org_id,
+        _log.info(outcome.event, request_id=outcome.request_id, caller=outcome.caller, org_id=tenant.org_id,
                   project_id=tenant.project_id or None, user_id=tenant.user_id or None, provider=provider,
                   model=outcome.params.model, credential_id=outcome.credential_id or None,
                   key_source=outcome.key_source or None, status=code, upstream_status=outcome.upstream_status,
@@ -243,3 +286,62 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                   duration_ms=round(elapsed * 1000, 3),
                   input_tokens=outcome.usage.input_tokens if outcome.usage else None,
                   output_tokens=outcome.usage.output_tokens if outcome.usage else None)
+
+
+def _using(outcome: _Outcome, lease: kpb.IssueKeyLeaseResponse) -> None:
+    """What the log line says of the lease the request is being sent with."""
+    outcome.provider, outcome.credential_id = lease.provider, lease.credential_id
+    outcome.key_source = "platform" if lease.key_source == kpb.KEY_SOURCE_PLATFORM else "tenant"
+
+
+def _served(reply: pb.ChatResponse | pb.EmbedResponse, outcome: _Outcome, lease: kpb.IssueKeyLeaseResponse) -> None:
+    """Stamp a unary reply with the request id and who served it; its usage goes to the log line."""
+    reply.request_id = outcome.request_id
+    reply.provider = lease.provider
+    reply.key_source = _KEY_SOURCE.get(lease.key_source, pb.KEY_SOURCE_UNSPECIFIED)
+    reply.credential_id = lease.credential_id
+    if reply.HasField("usage"):
+        outcome.usage = reply.usage
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """An adapter's refusal of the caller's request (RequestMappingError) as INVALID_ARGUMENT naming the field."""
+    try:
+        yield
+    except RequestMappingError as exc:
+        raise errors.InvalidArgument(exc.field, str(exc)) from None
+
+
+async def _all_or_none(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Every job's result, in order, at most `limit` of them running at once. The first failure cancels the others
+    and is raised as it is (an UpstreamFailure must reach the failover unwrapped), and the caller's cancellation
+    cancels them all: no call is left running, none still queued starts, no answer is half-used."""
+    if len(jobs) == 1:
+        return [await jobs[0]()]
+    gate = asyncio.Semaphore(limit)
+    failed = False
+
+    async def run(job: Callable[[], Awaitable[T]]) -> T:
+        nonlocal failed
+        async with gate:
+            if failed:  # a job failed as this one got its turn, before the failure cancelled it
+                raise asyncio.CancelledError
+            try:
+                return await job()
+            except BaseException:
+                failed = True
+                raise
+
+    tasks = [asyncio.ensure_future(run(job)) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            failure = task.exception() if task.done() and not task.cancelled() else None
+            if failure is not None:
+                raise failure
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

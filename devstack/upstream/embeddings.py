@@ -2,7 +2,13 @@
 
 Vectors are deterministic (`embedding`: a unit vector from SHAKE-256 of the text, each value exactly a float32, so
 ``encoding_format: "base64"`` — little-endian float32 bytes, what the openai SDK asks for and decodes by default —
-and ``"float"`` carry the same numbers). ``dimensions`` / ``outputDimensionality`` set the length (default 8)."""
+and ``"float"`` carry the same numbers). ``dimensions`` / ``outputDimensionality`` set the length (default 8).
+
+The providers' own request checks that a client's batching depends on are made as they make them: OpenAI takes at
+most 2048 inputs a request (its reference: "any array must be 2048 dimensions or less"; past it the same
+``'$.input' is invalid`` answer) and refuses a body field it does not know ("Unrecognized request argument
+supplied"); Gemini's batchEmbedContents takes at most 100 requests ("at most 100 requests can be in one batch") and
+a ``taskType`` only among its TaskType names."""
 
 from __future__ import annotations
 
@@ -14,9 +20,19 @@ import struct
 from typing import Any
 
 from devstack.upstream.answers import Response, _bad_request, _json
-from devstack.upstream.frames import proto_field
+from devstack.upstream.wire import proto_field
 
 DIMS = 8
+OPENAI_MAX_INPUTS = 2048
+GEMINI_MAX_REQUESTS = 100
+# The body fields of OpenAI's create-embeddings request.
+OPENAI_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+# Gemini's TaskType enum.
+GEMINI_TASK_TYPES = frozenset({"TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY",
+                               "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION",
+                               "CODE_RETRIEVAL_QUERY"})
+_OPENAI_INVALID_INPUT = ("'$.input' is invalid. Please check the API reference: "
+                         "https://platform.openai.com/docs/api-reference.")
 
 
 def embedding(text: str, dims: int = DIMS) -> list[float]:
@@ -36,13 +52,15 @@ def _dims(value: Any, family: str) -> int | Response:
 
 def openai_embeddings(model: str, payload: dict[str, Any]) -> Response:
     """OpenAI's answer: ``input`` a string, a list of strings, a token array or a list of token arrays."""
+    unknown = sorted(set(payload) - OPENAI_FIELDS)
+    if unknown:
+        return _bad_request("openai", f"Unrecognized request argument supplied: {unknown[0]}")
     value = payload.get("input")
     items: Any = [value] if isinstance(value, str) or (
         isinstance(value, list) and value and all(isinstance(t, int) for t in value)) else value
-    if not isinstance(items, list) or not items or any(
+    if not isinstance(items, list) or not items or len(items) > OPENAI_MAX_INPUTS or any(
             not (isinstance(x, str) and x) and not (isinstance(x, list) and x) for x in items):
-        return _bad_request("openai", "'$.input' is invalid. Please check the API reference: "
-                            "https://platform.openai.com/docs/api-reference.")
+        return _bad_request("openai", _OPENAI_INVALID_INPUT)
     fmt = payload.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
         return _bad_request("openai", f"Invalid value: '{fmt}'. Supported values are: 'float' and 'base64'.")
@@ -68,6 +86,10 @@ def _gemini_one(request: Any) -> dict[str, Any] | Response:
     dims = _dims(proto_field(request, "outputDimensionality"), "gemini")
     if isinstance(dims, Response):
         return dims
+    task = proto_field(request, "taskType")
+    if task is not None and task not in GEMINI_TASK_TYPES:
+        return _bad_request("gemini", f"Invalid value at 'task_type' "
+                            f"(type.googleapis.com/google.ai.generativelanguage.v1beta.TaskType), {json.dumps(task)}")
     text = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
     return {"values": embedding(text, dims)}
 
@@ -80,6 +102,9 @@ def gemini_embeddings(action: str, model: str, payload: dict[str, Any]) -> Respo
     requests = payload.get("requests")
     if not isinstance(requests, list) or not requests:
         return _bad_request("gemini", "* BatchEmbedContentsRequest.requests: requests must not be empty")
+    if len(requests) > GEMINI_MAX_REQUESTS:
+        return _bad_request("gemini", f"* BatchEmbedContentsRequest.requests: at most {GEMINI_MAX_REQUESTS} requests "
+                            "can be in one batch")
     out = []
     for i, req in enumerate(requests):
         named = req.get("model") if isinstance(req, dict) else None
