@@ -18,7 +18,8 @@ refuse, or None. Plain string contents (the benchmark path) are skipped after on
   text/plain, ``url``, ``content``, ``file``), ``tool_result`` content arrays (text/image/document/search_result),
   ``thinking`` blocks whose ``signature`` must be the one the stand-in gave that thinking (`frames.signature`: as the
   real API rejects edited thinking, "messages.N.content.M: Invalid `signature` in `thinking` block"; a missing one is
-  "…thinking.signature: Field required"), and ``redacted_thinking`` blocks (opaque ``data``, accepted).
+  "…thinking.signature: Field required"), and ``redacted_thinking`` blocks (opaque ``data``, accepted); a field a
+  known block type does not define is "messages.N.content.M.<type>.<field>: Extra inputs are not permitted".
 - Gemini (https://ai.google.dev/api/caching#Part): ``inlineData`` {mimeType, data: base64} (a bad base64 gets the
   proto parser's "Invalid value at '…' (TYPE_BYTES), Base64 decoding failed"), ``fileData`` {mimeType, fileUri},
   thought parts. Gemini 3 models (names starting ``gemini-3``) enforce thought signatures on function calls
@@ -60,6 +61,18 @@ OPENAI_ALL_PARTS = ("text", "image_url", "input_audio", "refusal", "audio", "fil
 MISTRAL_CHUNKS = ("text", "image_url", "document_url", "reference", "file", "thinking", "input_audio")
 ANTHROPIC_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 ANTHROPIC_SOURCES = {"image": ("base64", "url", "file"), "document": ("base64", "text", "url", "content", "file")}
+# The fields of the content blocks Anthropic's request schema defines (its SDK's *BlockParam types); another field
+# in one of these blocks is its 400 "messages.N.content.M.<type>.<field>: Extra inputs are not permitted".
+ANTHROPIC_BLOCK_FIELDS = {
+    "text": frozenset({"type", "text", "cache_control", "citations"}),
+    "image": frozenset({"type", "source", "cache_control", "transformations"}),
+    "document": frozenset({"type", "source", "title", "context", "citations", "cache_control"}),
+    "thinking": frozenset({"type", "thinking", "signature"}),
+    "redacted_thinking": frozenset({"type", "data"}),
+    "tool_use": frozenset({"type", "id", "name", "input", "cache_control", "caller", "toolset_name"}),
+    "tool_result": frozenset({"type", "tool_use_id", "content", "is_error", "cache_control", "toolset_name"}),
+    "search_result": frozenset({"type", "source", "title", "content", "citations", "cache_control"}),
+}
 GEMINI_DUMMY_SIGNATURES = frozenset({"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"})
 _DATA_URL = re.compile(r"data:([^;,]*)((?:;[^;,]*)*),(.*)", re.S)
 
@@ -261,8 +274,12 @@ def _anthropic_source(path: str, kind: str, block: dict[str, Any]) -> str:
     return ""
 
 
-def _anthropic_block(path: str, role: str, block: dict[str, Any]) -> str:
+def _anthropic_block(path: str, block: dict[str, Any]) -> str:
     kind = block.get("type")
+    known = ANTHROPIC_BLOCK_FIELDS.get(str(kind))  # block types the stand-in does not model are not checked
+    extra = [k for k in block if k not in known] if known else []
+    if extra:
+        return f"{path}.{kind}.{extra[0]}: Extra inputs are not permitted"
     if kind in ANTHROPIC_SOURCES:
         return _anthropic_source(path, str(kind), block)
     if kind == "thinking":
@@ -278,8 +295,8 @@ def _anthropic_block(path: str, role: str, block: dict[str, Any]) -> str:
 
 def anthropic_refusal(payload: dict[str, Any]) -> Response | None:
     """The first content block Anthropic would refuse, as its 400 invalid_request_error."""
-    for path, role, block in _anthropic_blocks(payload):
-        message = _anthropic_block(path, role, block)
+    for path, _, block in _anthropic_blocks(payload):
+        message = _anthropic_block(path, block)
         if message:
             return _bad_request("anthropic", message)
     return None

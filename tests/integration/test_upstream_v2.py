@@ -333,6 +333,8 @@ async def test_anthropic_sdk_image_document_and_tool_result_blocks(up: FakeUpstr
      "'base64', 'url', 'file'"),
     ({"type": "document", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}},
      "messages.0.content.0.document.source.base64.media_type: Input should be 'application/pdf'"),
+    ({"type": "text", "text": "x", "signature": "abc"}, "messages.0.content.0.text.signature: Extra inputs are not "
+     "permitted"),
     ({"type": "tool_result", "tool_use_id": "t", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "text/plain", "data": "AAAA"}}]},
      "messages.0.content.0.tool_result.content.0.image.source.base64.media_type: Input should be 'image/jpeg', "
