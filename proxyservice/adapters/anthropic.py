@@ -482,7 +482,7 @@ def _model_of(info: Any) -> str:
 class AnthropicStreamDecoder(SSEJsonDecoder):
     """Turns Messages stream events into StreamChatResponses."""
 
-    __slots__ = ("_model", "_usage", "_tools", "_next_tool", "_more")
+    __slots__ = ("_model", "_usage", "_tools", "_next_tool")
     source = "anthropic stream"
 
     def __init__(self) -> None:
@@ -491,28 +491,11 @@ class AnthropicStreamDecoder(SSEJsonDecoder):
         self._usage: pb.Usage | None = None
         self._tools: dict[int, int] = {}  # content block index → tool-call index, for tool_use blocks only
         self._next_tool = 0
-        # Responses a whole turn in message_start adds after its first (one per fallback hop in it), for _decode
-        # to put right after that first: the shell takes one response per event.
-        self._more: list[pb.StreamChatResponse] = []
-
-    def _decode(self, events: list[Any]) -> list[pb.StreamChatResponse]:
-        """The shell's decoding, event by event, with what an event added beyond its one response after it."""
-        out: list[pb.StreamChatResponse] = []
-        for ev in events:
-            try:
-                out += super()._decode([ev])
-            except AdapterError as e:
-                e.partial = out + e.partial
-                raise
-            if self._more:
-                out += self._more
-                self._more = []
-        return out
 
     def _skip(self, event: Any) -> bool:
         return bool(event.event == "ping")
 
-    def _event(self, name: str, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
+    def _event(self, name: str, obj: dict[str, Any]) -> pb.StreamChatResponse | list[pb.StreamChatResponse] | None:
         etype = obj.get("type") or name
         if etype == "content_block_delta":
             cd = self._delta(obj.get("index", -1), obj.get("delta") or {})
@@ -524,8 +507,10 @@ class AnthropicStreamDecoder(SSEJsonDecoder):
             cds = self._block(obj.get("index", -1), block, whole=False) if isinstance(block, dict) else []
             return pb.StreamChatResponse(choices=cds) if cds else None
         if etype == "message_start":
-            first, *self._more = self._message_start(obj.get("message") or {})
-            return first if (first.model or first.choices or first.HasField("usage")) else None
+            first, *more = self._message_start(obj.get("message") or {})  # more: one per fallback hop in it
+            if first.model or first.choices or first.HasField("usage"):
+                return [first, *more] if more else first
+            return more or None
         if etype == "message_delta":
             resp = pb.StreamChatResponse()
             stop = (obj.get("delta") or {}).get("stop_reason")

@@ -2,8 +2,8 @@
 responses already decoded from the same chunk handed along (`AdapterError.partial`), so none is lost.
 
 A decoder subclasses `SSEJsonDecoder` and gives only its event handling: `_event(name, obj)` for each
-event's JSON object, and `_skip(event)` for events that carry no JSON (OpenAI's `[DONE]`, Anthropic's
-`ping`). `complete` turns true once the provider said the answer is whole.
+event's JSON object (a response, a list of them, or None), and `_skip(event)` for events that carry no JSON
+(OpenAI's `[DONE]`, Anthropic's `ping`). `complete` turns true once the provider said the answer is whole.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class SSEJsonDecoder:
             except AdapterError as e:
                 e.partial = out
                 raise
-            if resp is not None:
+            if isinstance(resp, list):
+                out.extend(resp)
+            elif resp is not None:
                 out.append(resp)
         return out
 
@@ -52,5 +54,7 @@ class SSEJsonDecoder:
         """True for an event without JSON data (it may still change the decoder's state)."""
         return False
 
-    def _event(self, name: str, obj: dict[str, Any]) -> pb.StreamChatResponse | None:
+    def _event(self, name: str, obj: dict[str, Any]) -> pb.StreamChatResponse | list[pb.StreamChatResponse] | None:
+        """The response(s) one event makes: usually one or none; several where one event holds several steps (an
+        Anthropic turn resumed whole in message_start, split at each model fallback)."""
         raise NotImplementedError

@@ -410,6 +410,7 @@ def test_audit_filters_by_project_and_user_and_shows_the_scope(cli: Cli) -> None
 def test_chat_sends_an_image_and_a_pdf_and_shows_the_reasoning_apart(cli: Cli, tmp_path: Path) -> None:
     key = "sk-ant-api03-" + secrets.token_hex(24)
     ok_json(cli("--json", "keys", "add", "--org", "seeing", "--provider", "anthropic", "--name", "main", stdin=key))
+    ok(cli("bindings", "add", ADMIN, "--org", "seeing"))
     png = tmp_path / "chart.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(64))
     pdf = tmp_path / "report.pdf"
