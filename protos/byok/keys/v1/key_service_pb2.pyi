@@ -74,7 +74,14 @@ class SecretReference(_message.Message):
     def __init__(self, mount: _Optional[str] = ..., path: _Optional[str] = ..., version: _Optional[int] = ..., transit_key: _Optional[str] = ..., transit_key_version: _Optional[int] = ...) -> None: ...
 
 class Credential(_message.Message):
-    __slots__ = ("credential_id", "provider", "scope", "name", "api_base", "default_model", "active", "primary", "health", "key_hint", "fingerprint", "secret_ref", "create_time", "update_time", "last_verify_time", "last_rotate_time")
+    __slots__ = ("credential_id", "provider", "scope", "name", "api_base", "default_model", "active", "primary", "health", "key_hint", "fingerprint", "secret_ref", "create_time", "update_time", "last_verify_time", "last_rotate_time", "settings")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +98,7 @@ class Credential(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_VERIFY_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_ROTATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
     credential_id: str
     provider: str
     scope: Scope
@@ -107,10 +115,25 @@ class Credential(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     last_verify_time: _timestamp_pb2.Timestamp
     last_rotate_time: _timestamp_pb2.Timestamp
-    def __init__(self, credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., active: _Optional[bool] = ..., primary: _Optional[bool] = ..., health: _Optional[_Union[CredentialHealth, str]] = ..., key_hint: _Optional[str] = ..., fingerprint: _Optional[str] = ..., secret_ref: _Optional[_Union[SecretReference, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_verify_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_rotate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    settings: _containers.ScalarMap[str, str]
+    def __init__(self, credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., active: _Optional[bool] = ..., primary: _Optional[bool] = ..., health: _Optional[_Union[CredentialHealth, str]] = ..., key_hint: _Optional[str] = ..., fingerprint: _Optional[str] = ..., secret_ref: _Optional[_Union[SecretReference, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_verify_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_rotate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateCredentialRequest(_message.Message):
-    __slots__ = ("provider", "scope", "name", "api_key", "api_base", "default_model", "primary")
+    __slots__ = ("provider", "scope", "name", "api_key", "api_base", "default_model", "primary", "secret_fields", "settings")
+    class SecretFieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +141,8 @@ class CreateCredentialRequest(_message.Message):
     API_BASE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
     provider: str
     scope: Scope
     name: str
@@ -125,7 +150,9 @@ class CreateCredentialRequest(_message.Message):
     api_base: str
     default_model: str
     primary: bool
-    def __init__(self, provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., api_key: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., primary: _Optional[bool] = ...) -> None: ...
+    secret_fields: _containers.ScalarMap[str, str]
+    settings: _containers.ScalarMap[str, str]
+    def __init__(self, provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., api_key: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., primary: _Optional[bool] = ..., secret_fields: _Optional[_Mapping[str, str]] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateCredentialResponse(_message.Message):
     __slots__ = ("credential",)
@@ -192,14 +219,23 @@ class UpdateCredentialResponse(_message.Message):
     def __init__(self, credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
 
 class RotateCredentialSecretRequest(_message.Message):
-    __slots__ = ("credential_id", "api_key", "expected_version")
+    __slots__ = ("credential_id", "api_key", "expected_version", "secret_fields")
+    class SecretFieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELDS_FIELD_NUMBER: _ClassVar[int]
     credential_id: str
     api_key: str
     expected_version: int
-    def __init__(self, credential_id: _Optional[str] = ..., api_key: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    secret_fields: _containers.ScalarMap[str, str]
+    def __init__(self, credential_id: _Optional[str] = ..., api_key: _Optional[str] = ..., expected_version: _Optional[int] = ..., secret_fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RotateCredentialSecretResponse(_message.Message):
     __slots__ = ("credential",)
@@ -242,7 +278,14 @@ class DeleteCredentialResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RegisterCredentialRequest(_message.Message):
-    __slots__ = ("provider", "scope", "name", "vault_path", "api_base", "default_model", "primary")
+    __slots__ = ("provider", "scope", "name", "vault_path", "api_base", "default_model", "primary", "settings")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +293,7 @@ class RegisterCredentialRequest(_message.Message):
     API_BASE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
     provider: str
     scope: Scope
     name: str
@@ -257,7 +301,8 @@ class RegisterCredentialRequest(_message.Message):
     api_base: str
     default_model: str
     primary: bool
-    def __init__(self, provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., vault_path: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., primary: _Optional[bool] = ...) -> None: ...
+    settings: _containers.ScalarMap[str, str]
+    def __init__(self, provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., vault_path: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., primary: _Optional[bool] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegisterCredentialResponse(_message.Message):
     __slots__ = ("credential",)
@@ -334,7 +379,7 @@ class ListAuditEventsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("name", "default_api_base", "default_model", "model_pattern", "key_format", "platform_key_env", "api_family", "display_name")
+    __slots__ = ("name", "default_api_base", "default_model", "model_pattern", "key_format", "platform_key_env", "api_family", "display_name", "fields")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_API_BASE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -343,6 +388,7 @@ class Provider(_message.Message):
     PLATFORM_KEY_ENV_FIELD_NUMBER: _ClassVar[int]
     API_FAMILY_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     default_api_base: str
     default_model: str
@@ -351,7 +397,20 @@ class Provider(_message.Message):
     platform_key_env: str
     api_family: str
     display_name: str
-    def __init__(self, name: _Optional[str] = ..., default_api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., model_pattern: _Optional[str] = ..., key_format: _Optional[str] = ..., platform_key_env: _Optional[str] = ..., api_family: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+    fields: _containers.RepeatedCompositeFieldContainer[ProviderField]
+    def __init__(self, name: _Optional[str] = ..., default_api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., model_pattern: _Optional[str] = ..., key_format: _Optional[str] = ..., platform_key_env: _Optional[str] = ..., api_family: _Optional[str] = ..., display_name: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[ProviderField, _Mapping]]] = ...) -> None: ...
+
+class ProviderField(_message.Message):
+    __slots__ = ("name", "secret", "required", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    secret: bool
+    required: bool
+    description: str
+    def __init__(self, name: _Optional[str] = ..., secret: _Optional[bool] = ..., required: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ListProvidersRequest(_message.Message):
     __slots__ = ()
@@ -490,7 +549,14 @@ class IssueKeyLeaseRequest(_message.Message):
     def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., credential_id: _Optional[str] = ..., caller_identity: _Optional[str] = ..., exclude_credential_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class IssueKeyLeaseResponse(_message.Message):
-    __slots__ = ("lease_id", "expire_time", "key_source", "credential_id", "provider", "api_key", "api_base", "default_model", "secret_version", "api_family")
+    __slots__ = ("lease_id", "expire_time", "key_source", "credential_id", "provider", "api_key", "api_base", "default_model", "secret_version", "api_family", "auth_scheme", "aws_credentials", "settings")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     KEY_SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -501,6 +567,9 @@ class IssueKeyLeaseResponse(_message.Message):
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     SECRET_VERSION_FIELD_NUMBER: _ClassVar[int]
     API_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    AUTH_SCHEME_FIELD_NUMBER: _ClassVar[int]
+    AWS_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     expire_time: _timestamp_pb2.Timestamp
     key_source: KeySource
@@ -511,7 +580,22 @@ class IssueKeyLeaseResponse(_message.Message):
     default_model: str
     secret_version: int
     api_family: str
-    def __init__(self, lease_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., api_key: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., secret_version: _Optional[int] = ..., api_family: _Optional[str] = ...) -> None: ...
+    auth_scheme: str
+    aws_credentials: AwsSessionCredentials
+    settings: _containers.ScalarMap[str, str]
+    def __init__(self, lease_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., api_key: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., secret_version: _Optional[int] = ..., api_family: _Optional[str] = ..., auth_scheme: _Optional[str] = ..., aws_credentials: _Optional[_Union[AwsSessionCredentials, _Mapping]] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class AwsSessionCredentials(_message.Message):
+    __slots__ = ("access_key_id", "secret_access_key", "session_token", "expire_time")
+    ACCESS_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, access_key_id: _Optional[str] = ..., secret_access_key: _Optional[str] = ..., session_token: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListTenantModelsRequest(_message.Message):
     __slots__ = ("scope", "caller_identity")
