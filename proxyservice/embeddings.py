@@ -40,7 +40,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byokcommon.wire import auth_headers
@@ -57,11 +56,12 @@ from proxyservice.adapters.base import (
     unsupported,
 )
 from proxyservice.adapters.gemini import _bare, _model_path
+from proxyservice.adapters.openai import dialect
 from proxyservice.errors import InvalidArgument
 from proxyservice.validation import _CREDENTIAL, _ID, _MODEL, _PROVIDER
 
-# Inputs per provider call, by provider name, else by wire family (a provider not named: openai_compatible,
-# OpenRouter, … keeps its family's contract). Where each number comes from:
+# Inputs per provider call, by the server (the provider, or a known host: see `_server`), else by wire family (one
+# not named, openai_compatible or OpenRouter, keeps its family's contract). Where each number comes from:
 BATCH_LIMITS: dict[str, int] = {
     "openai": 2048,  # API reference: "any array must be 2048 dimensions or less"
     "mistral": 512,  # past 512 Mistral answers 400 code 3210 "Too many inputs in request, split into more batches."
@@ -158,6 +158,12 @@ def batch_limit(provider: str, family: str) -> int:
     return BATCH_LIMITS.get(provider) or BATCH_LIMITS.get(family, BATCH_LIMITS["openai"])
 
 
+def _server(target: Target) -> str:
+    """Whose API the request goes to: in the OpenAI family the chat adapter's dialect (a known host wins over the
+    lease's provider name: an openai_compatible credential at api.mistral.ai is Mistral), else the provider."""
+    return dialect(target.provider, target.api_base) if target.family == "openai" else target.provider
+
+
 def split(total: int, limit: int) -> list[tuple[int, int]]:
     """(start, count) of each call for `total` inputs, at most `limit` each, in order."""
     return [(start, min(limit, total - start)) for start in range(0, total, limit)]
@@ -177,7 +183,7 @@ def build_calls(r: pb.EmbedRequest, target: Target) -> list[EmbedCall]:
     texts = [item.text for item in r.inputs]
     build = _BUILDERS[family]
     return [EmbedCall(build(texts[start:start + n], r, target), start, n)
-            for start, n in split(len(texts), batch_limit(target.provider, family))]
+            for start, n in split(len(texts), batch_limit(_server(target), family))]
 
 
 def parse_answer(family: str, body: bytes, call: EmbedCall) -> EmbedPart:
@@ -211,30 +217,25 @@ def join(r: pb.EmbedRequest, calls: Sequence[EmbedCall], parts: Sequence[EmbedPa
 
 # -- the OpenAI-compatible family --------------------------------------------------------------------------------
 
-def _is_mistral(target: Target) -> bool:
-    """Mistral by the lease's provider name, or by its host for a custom api_base (as the chat adapter tells it)."""
-    return target.provider == "mistral" or (urlsplit(target.api_base).hostname or "").endswith(".mistral.ai")
-
-
 def _openai_refusals(r: pb.EmbedRequest, target: Target) -> None:
     if r.task_type:
         raise unsupported("task_type", target.provider, "task_type")
     if not r.HasField("dimensions"):
         return
-    if _is_mistral(target) and target.model.startswith("mistral-embed"):
+    server = _server(target)
+    if server == "mistral" and target.model.startswith("mistral-embed"):
         raise unsupported("dimensions", target.provider, "dimensions for mistral-embed (codestral-embed has them)")
-    if target.provider == "openai" and target.model.startswith("text-embedding-ada"):
+    if server == "openai" and target.model.startswith("text-embedding-ada"):
         raise unsupported("dimensions", target.provider,
                           "dimensions for text-embedding-ada-002 (text-embedding-3 and later models have them)")
 
 
 def _openai_request(texts: list[str], r: pb.EmbedRequest, target: Target) -> UpstreamRequest:
-    mistral = _is_mistral(target)
-    base64_ok = mistral or target.provider in _BASE64_PROVIDERS
+    server = _server(target)
     body: dict[str, Any] = {"model": target.model, "input": texts,
-                            "encoding_format": "base64" if base64_ok else "float"}
+                            "encoding_format": "base64" if server in _BASE64_PROVIDERS else "float"}
     if r.HasField("dimensions"):
-        body["output_dimension" if mistral else "dimensions"] = r.dimensions
+        body["output_dimension" if server == "mistral" else "dimensions"] = r.dimensions
     headers = {**auth_headers("openai", target.api_key), "content-type": "application/json",
                "accept": "application/json"}
     return UpstreamRequest("POST", join_url(target.api_base, "/embeddings"), headers, dumps(body))

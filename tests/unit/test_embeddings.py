@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
 from devstack.upstream.embeddings import embedding, gemini_embeddings, openai_embeddings
-from keyservice.providers import provider_for_model
+from keyservice.providers import PROVIDERS, provider_for_model
 from proxyservice import embeddings as E
 from proxyservice import errors
 from proxyservice.adapters.base import AdapterError, RequestMappingError, UpstreamRequest
@@ -39,8 +39,11 @@ def request(*texts: str, **kw: Any) -> pb.EmbedRequest:
 
 
 def target(provider: str = "openai", family: str = "openai", model: str = "text-embedding-3-small",
-           api_base: str = "https://api.openai.com/v1") -> E.Target:
-    return E.Target(family, provider, api_base, KEY, model)
+           api_base: str = "") -> E.Target:
+    """A lease's target, at the provider's own api_base unless told (openai_compatible: a server of its own)."""
+    spec = PROVIDERS.get(provider)
+    base = api_base or (spec.default_api_base if spec and spec.default_api_base else "https://llm.example.com/v1")
+    return E.Target(family, provider, base, KEY, model)
 
 
 def body(call: E.EmbedCall) -> dict[str, Any]:
@@ -202,6 +205,13 @@ def test_batches_split_at_the_providers_limit_in_order(provider: str, family: st
     sent = [t for c in calls for t in (body(c).get("input") or
                                        [r["content"]["parts"][0]["text"] for r in body(c)["requests"]])]
     assert sent == texts
+
+
+def test_a_known_host_sets_the_limit_whatever_the_lease_calls_it() -> None:
+    texts = [f"t{i}" for i in range(513)]
+    calls = E.build_calls(request(*texts, model="mistral-embed"),
+                          target("openai_compatible", api_base="https://api.mistral.ai/v1", model="mistral-embed"))
+    assert [c.count for c in calls] == [512, 1] and body(calls[0])["encoding_format"] == "base64"
 
 
 def test_split_is_exact() -> None:
