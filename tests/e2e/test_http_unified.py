@@ -5,12 +5,14 @@ as StreamChat, and `/v1/models` listing what the tenant can reach."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import openai
+import pydantic
 import pytest
 
 from byok.keys.v1 import key_service_pb2 as kpb
@@ -218,3 +220,33 @@ async def test_caller_disconnect_closes_the_provider_stream(system: System) -> N
             break
         await asyncio.sleep(0.01)
     assert len(system.upstream.closed_early) > before
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+async def test_openai_sdk_sends_an_image_and_parses_a_structured_answer_from_any_provider(
+        system: System, provider: str) -> None:
+    """`chat.completions.parse` with a pydantic model (the SDK's own json_schema response_format) and an image_url
+    data part, through /v1 to each family; the provider gets the image in its own form."""
+    class City(pydantic.BaseModel):
+        name: str
+        population: int
+
+    await _tenant_with_all_three(system)
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+    async with mtls_client(system.ids.caller, "acme") as http:
+        client = openai_sdk(system.proxy.http_port, http, provider="v1")
+        parsed = await client.chat.completions.parse(model=MODELS[provider], response_format=City, messages=[
+            {"role": "user", "content": [{"type": "text", "text": "which city?"},
+                                         {"type": "image_url", "image_url": {"url": png}}]}])
+    city = parsed.choices[0].message.parsed
+    assert isinstance(city, City) and isinstance(city.population, int)
+    sent = [r for r in system.upstream.requests if r.family == provider][-1].json
+    if provider == "openai":
+        assert sent["messages"][0]["content"][1]["image_url"]["url"] == png
+        assert sent["response_format"]["json_schema"]["name"] == "City"
+    elif provider == "anthropic":
+        assert sent["messages"][0]["content"][1]["source"]["type"] == "base64"
+        assert sent["output_config"]["format"]["type"] == "json_schema"
+    else:
+        assert sent["contents"][0]["parts"][1]["inlineData"]["mimeType"] == "image/png"
+        assert sent["generationConfig"]["responseMimeType"] == "application/json"
