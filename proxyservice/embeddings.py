@@ -55,10 +55,10 @@ from proxyservice.adapters.base import (
     string,
     unsupported,
 )
-from proxyservice.adapters.gemini import _bare, _model_path
+from proxyservice.adapters.gemini import bare_model, model_path
 from proxyservice.adapters.openai import dialect
 from proxyservice.errors import InvalidArgument
-from proxyservice.validation import _CREDENTIAL, _ID, _MODEL, _PROVIDER
+from proxyservice.validation import validate_route
 
 # Inputs per provider call, by the server (the provider, or a known host: see `_server`), else by wire family (one
 # not named, openai_compatible or OpenRouter, keeps its family's contract). Where each number comes from:
@@ -78,24 +78,12 @@ MAX_DIMENSIONS = 65536
 
 _BASE64_PROVIDERS = frozenset({"openai", "mistral"})  # whose API references document encoding_format "base64"
 _TASK_PREFIX = "EMBED_TASK_TYPE_"  # the proto's enum names are Gemini's TaskType names behind this prefix
-# The routing fields as validation.validate_parameters checks a chat's: (field, pattern, what it must be).
-_ROUTE_RULES = (
-    ("model", _MODEL, "must be at most 256 characters of letters, digits, . _ : / @ + -"),
-    ("provider", _PROVIDER, "must be a provider name such as openai"),
-    ("credential_id", _CREDENTIAL, "must look like cred_ followed by 24 hex digits"),
-)
-
-
 def validate_embed_request(r: pb.EmbedRequest) -> None:
     """The provider-independent checks (INVALID_ARGUMENT naming the field), before a lease is taken. The model is
     required: a credential's default model is a chat model, never an embeddings one."""
-    _validate_tenant(r.tenant)
+    validate_route("", r.tenant, r.model, r.provider, r.credential_id)
     if not r.model:
         raise InvalidArgument("model", "is required (an embeddings model, e.g. text-embedding-3-small)")
-    for name, pattern, what in _ROUTE_RULES:
-        value = getattr(r, name)
-        if value and not pattern.fullmatch(value):
-            raise InvalidArgument(name, what)
     if not r.inputs:
         raise InvalidArgument("inputs", "at least one input is required")
     if len(r.inputs) > MAX_INPUTS:
@@ -112,15 +100,6 @@ def validate_embed_request(r: pb.EmbedRequest) -> None:
         raise InvalidArgument("task_type", "is not a known EmbedTaskType")
     if len(r.request_id) > 128:
         raise InvalidArgument("request_id", "at most 128 characters")
-
-
-def _validate_tenant(t: pb.Tenant) -> None:
-    if not t.org_id:
-        raise InvalidArgument("tenant.org_id", "is required")
-    for name in ("org_id", "project_id", "user_id"):
-        value = getattr(t, name)
-        if value and (not _ID.fullmatch(value) or ".." in value):
-            raise InvalidArgument(f"tenant.{name}", "must be 1-128 letters, digits and . _ : @ -")
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,13 +240,13 @@ def _openai_vectors(obj: dict[str, Any], expected: int) -> EmbedPart:
 # -- Gemini ------------------------------------------------------------------------------------------------------
 
 def _gemini_refusals(r: pb.EmbedRequest, target: Target) -> None:
-    if r.HasField("dimensions") and _bare(target.model).startswith("embedding-001"):
+    if r.HasField("dimensions") and bare_model(target.model).startswith("embedding-001"):
         raise unsupported("dimensions", target.provider, "dimensions for embedding-001")
 
 
 def _gemini_request(texts: list[str], r: pb.EmbedRequest, target: Target) -> UpstreamRequest:
-    path = _model_path(target.model)  # "/models/{quoted name}"
-    one: dict[str, Any] = {"model": "models/" + _bare(target.model)}
+    path = model_path(target.model)  # "/models/{quoted name}"
+    one: dict[str, Any] = {"model": "models/" + bare_model(target.model)}
     if r.task_type:
         one["taskType"] = pb.EmbedTaskType.Name(r.task_type).removeprefix(_TASK_PREFIX)
     if r.HasField("dimensions"):

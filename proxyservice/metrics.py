@@ -10,7 +10,7 @@ from byokcommon.metrics import LATENCY_BUCKETS
 
 class ProxyMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter("byok_proxy_requests_total", "Chat requests, by provider and gRPC code.",
+        self.requests = Counter("byok_proxy_requests_total", "Chat and Embed requests, by provider and gRPC code.",
                                 ["provider", "code"], registry=registry)
         self.ttfb = Histogram("byok_proxy_ttfb_seconds",
                               "Time to the provider's first body byte of a streamed response (StreamChat only).",

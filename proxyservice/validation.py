@@ -28,21 +28,25 @@ MAX_PARTS = 1024
 MAX_URL = 8192
 
 
-def validate_parameters(p: pb.ChatParameters) -> None:
-    t = p.tenant
-    if not t.org_id:
-        raise InvalidArgument("parameters.tenant.org_id", "is required")
-    for name, value in (("org_id", t.org_id), ("project_id", t.project_id), ("user_id", t.user_id)):
+def validate_route(prefix: str, tenant: pb.Tenant, model: str, provider: str, credential_id: str) -> None:
+    """Who a request is for and where it goes, as chat and Embed both name them (fields under `prefix`)."""
+    if not tenant.org_id:
+        raise InvalidArgument(f"{prefix}tenant.org_id", "is required")
+    for name, value in (("org_id", tenant.org_id), ("project_id", tenant.project_id), ("user_id", tenant.user_id)):
         if value and (not _ID.fullmatch(value) or ".." in value):
-            raise InvalidArgument(f"parameters.tenant.{name}", "must be 1-128 letters, digits and . _ : @ -")
+            raise InvalidArgument(f"{prefix}tenant.{name}", "must be 1-128 letters, digits and . _ : @ -")
+    if model and not _MODEL.fullmatch(model):
+        raise InvalidArgument(f"{prefix}model", "must be at most 256 characters of letters, digits, . _ : / @ + -")
+    if provider and not _PROVIDER.fullmatch(provider):
+        raise InvalidArgument(f"{prefix}provider", "must be a provider name such as openai")
+    if credential_id and not _CREDENTIAL.fullmatch(credential_id):
+        raise InvalidArgument(f"{prefix}credential_id", "must look like cred_ followed by 24 hex digits")
+
+
+def validate_parameters(p: pb.ChatParameters) -> None:
+    validate_route("parameters.", p.tenant, p.model, p.provider, p.credential_id)
     if not p.model and not p.provider:
         raise InvalidArgument("parameters.model", "model or provider is required")
-    if p.model and not _MODEL.fullmatch(p.model):
-        raise InvalidArgument("parameters.model", "must be at most 256 characters of letters, digits, . _ : / @ + -")
-    if p.provider and not _PROVIDER.fullmatch(p.provider):
-        raise InvalidArgument("parameters.provider", "must be a provider name such as openai")
-    if p.credential_id and not _CREDENTIAL.fullmatch(p.credential_id):
-        raise InvalidArgument("parameters.credential_id", "must look like cred_ followed by 24 hex digits")
     if not p.messages:
         raise InvalidArgument("parameters.messages", "at least one message is required")
     if len(p.messages) > MAX_MESSAGES:

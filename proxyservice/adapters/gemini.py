@@ -95,13 +95,14 @@ TC = pb.ToolChoiceMode
 PROVIDER = "gemini"
 
 
-def _bare(model: str) -> str:
+def bare_model(model: str) -> str:
     """The model's name without the API's ``models/`` resource prefix (callers may write either)."""
     return model[7:] if model.startswith("models/") else model
 
 
-def _model_path(model: str) -> str:
-    return "/models/" + quote(_bare(model), safe="")
+def model_path(model: str) -> str:
+    """The model's resource path under the API base, its name percent-encoded (it is one path segment)."""
+    return "/models/" + quote(bare_model(model), safe="")
 
 
 # ---- request: the model's generation, which decides the controls it takes --------------------------------------
@@ -121,7 +122,7 @@ class _Model:
 
     @classmethod
     def of(cls, model: str) -> _Model:
-        name = _bare(model)
+        name = bare_model(model)
         m = _MODEL_NAME.match(name)
         if m is None:
             return cls(name)
@@ -648,7 +649,7 @@ class GeminiAdapter:
             body["generationConfig"] = config
         options.merge(body, params.provider_options_json)
         suffix = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
-        url = join_url(api_base, _model_path(model) + suffix)
+        url = join_url(api_base, model_path(model) + suffix)
         return UpstreamRequest("POST", url, self._headers(api_key), dumps(body))
 
     @staticmethod
