@@ -2,7 +2,7 @@
 
 Connection (flags or environment):
   --addr / BYOK_KEYSERVICE_ADDR     keyservice address (default localhost:50051)
-  --proxy-addr / BYOK_PROXY_ADDR    proxyservice address for `chat` (default localhost:50052)
+  --proxy-addr / BYOK_PROXY_ADDR    proxyservice address for `chat` and `embed` (default localhost:50052)
   --cert / BYOK_CLIENT_CERT, --key / BYOK_CLIENT_KEY, --ca / BYOK_CA   client certificate, key and CA (PEM)
   --server-name / BYOK_SERVER_NAME  name to expect in the server certificate (e.g. via kubectl port-forward)
   These, --timeout and --json are accepted before or after the subcommand.
@@ -43,6 +43,7 @@ from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byokctl.commands.access import cmd_bindings, cmd_orgs
 from byokctl.commands.audit import cmd_audit
 from byokctl.commands.chat import EFFORTS, cmd_chat
+from byokctl.commands.embed import TASK_TYPES, cmd_embed
 from byokctl.commands.keys import cmd_keys
 from byokctl.commands.service import cmd_providers, cmd_rewrap
 from byokctl.connect import open_channel
@@ -90,6 +91,8 @@ EXAMPLES = {
              'byokctl chat --org acme --model claude-sonnet-4-5 --image chart.png --reasoning-budget 2048 '
              '"What does this chart show?"',
              'byokctl --proxy-addr proxy:50052 chat --org acme --provider anthropic --model claude-3-5-haiku "Hi"'],
+    "embed": ['byokctl embed --org acme --model text-embedding-3-small "first text" "second text"',
+              "byokctl embed --org acme --model gemini-embedding-001 --task-type retrieval_document < lines.txt"],
 }
 
 
@@ -220,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reasoning-budget", type=int, metavar="TOKENS", help="thinking token budget")
     p.add_argument("--hide-reasoning", action="store_true", help="do not print the model's reasoning (stderr)")
     p.add_argument("prompt", nargs="+")
+
+    p = scoped(leaf(sub, "embed", "embed texts through the proxy (uses --proxy-addr)"))
+    p.add_argument("--model", required=True)
+    p.add_argument("--provider")
+    p.add_argument("--dimensions", type=int)
+    p.add_argument("--task-type", choices=sorted(TASK_TYPES))
+    p.add_argument("text", nargs="*", help="texts to embed (else one per line on stdin)")
     return parser
 
 
@@ -247,6 +257,9 @@ def _run(argv: list[str] | None) -> int:
     try:
         if args.command == "chat":
             cmd_chat(args)
+            return 0
+        if args.command == "embed":
+            cmd_embed(args)
             return 0
         with open_channel(args.addr, args) as channel:
             COMMANDS[args.command](args, kpb_grpc.KeyServiceStub(channel))

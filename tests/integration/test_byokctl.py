@@ -147,7 +147,7 @@ def test_help_shows_examples_and_no_flag_takes_a_key(cli: Cli) -> None:
     # Every leaf command documents examples (checked in-process: the parser is the same object).
     parser = build_parser()
     leaves = _leaf_parsers(parser)
-    assert len(leaves) == 19
+    assert len(leaves) == 20  # 19 and embed
     for path, leaf in leaves.items():
         examples = leaf.format_help().partition("\nexamples:\n")[2]
         assert f"byokctl {path}" in examples, path
@@ -434,3 +434,19 @@ def test_chat_sends_an_image_and_a_pdf_and_shows_the_reasoning_apart(cli: Cli, t
     assert ok(hidden).strip() and "[reasoning]" not in hidden.stderr
     not_an_image = cli("chat", "--org", "seeing", "--model", "claude-sonnet-4-5", "--image", str(pdf), "hi")
     assert not_an_image.returncode != 0 and "is not image" in not_an_image.stderr
+
+
+def test_embed_prints_one_vector_per_text_in_order_from_arguments_or_stdin(cli: Cli) -> None:
+    ok_json(cli("--json", "keys", "add", "--org", "vectors", "--provider", "openai", "--name", "main",
+                stdin=fake_openai_key()))
+    ok(cli("bindings", "add", ADMIN, "--org", "vectors"))
+    run = cli("embed", "--org", "vectors", "--model", "text-embedding-3-small", "--dimensions", "8", "one", "two")
+    lines = [json.loads(line) for line in ok(run).splitlines()]
+    assert [line["index"] for line in lines] == [0, 1] and all(len(line["values"]) == 8 for line in lines)
+    assert lines[0]["values"] != lines[1]["values"] and "[openai text-embedding-3-small" in run.stderr
+    piped = ok_json(cli("--json", "embed", "--org", "vectors", "--model", "text-embedding-3-small", "--dimensions",
+                        "8", stdin="one\n\ntwo\nthree\n"))  # blank lines are not inputs
+    assert len(piped["embeddings"]) == 3 and piped["key_source"] == "tenant"
+    assert piped["embeddings"][1]["values"] == pytest.approx(lines[1]["values"])  # same text, same vector
+    refused = cli("embed", "--org", "vectors", "--model", "text-embedding-3-small", "--task-type", "clustering", "x")
+    assert refused.returncode != 0 and "task_type" in refused.stderr
