@@ -7,8 +7,9 @@ and ``"float"`` carry the same numbers). ``dimensions`` / ``outputDimensionality
 The providers' own request checks that a client's batching depends on are made as they make them: OpenAI takes at
 most 2048 inputs a request (its reference: "any array must be 2048 dimensions or less"; past it the same
 ``'$.input' is invalid`` answer) and refuses a body field it does not know ("Unrecognized request argument
-supplied"); Gemini's batchEmbedContents takes at most 100 requests ("at most 100 requests can be in one batch") and
-a ``taskType`` only among its TaskType names."""
+supplied"); Mistral's (on its route) at most 512 inputs (past them its 400 code 3210, "Too many inputs in request,
+split into more batches.") with ``output_dimension`` for the length; Gemini's batchEmbedContents takes at most 100
+requests ("at most 100 requests can be in one batch") and a ``taskType`` only among its TaskType names."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from devstack.upstream.wire import proto_field
 
 DIMS = 8
 OPENAI_MAX_INPUTS = 2048
+MISTRAL_MAX_INPUTS = 512
 GEMINI_MAX_REQUESTS = 100
 # The body fields of OpenAI's create-embeddings request.
 OPENAI_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
@@ -116,3 +118,19 @@ def gemini_embeddings(action: str, model: str, payload: dict[str, Any]) -> Respo
             return one
         out.append(one)
     return _json(200, {"embeddings": out})
+
+
+def mistral_embeddings(model: str, payload: dict[str, Any]) -> Response:
+    """Mistral's answer (the same body as OpenAI's): its batch limit, its length field (``output_dimension``); the
+    route has already refused fields Mistral does not define."""
+    items = payload.get("input")
+    if isinstance(items, list) and len(items) > MISTRAL_MAX_INPUTS:
+        return _json(400, {"object": "error", "message": "Too many inputs in request, split into more batches.",
+                           "type": "invalid_request_error", "param": None, "code": "3210"})
+    dtype = payload.get("output_dtype", "float")
+    if dtype != "float":
+        return _bad_request("openai", f"output_dtype {dtype!r} is not served by this stand-in")
+    same = {k: v for k, v in payload.items() if k in ("model", "input", "encoding_format")}
+    if "output_dimension" in payload:
+        same["dimensions"] = payload["output_dimension"]
+    return openai_embeddings(model, same)

@@ -33,7 +33,7 @@ from devstack.upstream.answers import (
     _unauthorized,
 )
 from devstack.upstream.checks import refusal
-from devstack.upstream.embeddings import gemini_embeddings, openai_embeddings
+from devstack.upstream.embeddings import gemini_embeddings, mistral_embeddings, openai_embeddings
 from devstack.upstream.frames import _echo_key_frames, _Generator, _json_array, _one
 from devstack.upstream.responses_api import ResponsesGenerator
 
@@ -57,6 +57,9 @@ MISTRAL_CHAT_FIELDS = frozenset({
     "response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty", "n", "prediction",
     "parallel_tool_calls", "prompt_mode", "safe_prompt",
 })
+# Mistral's embeddings request (its API reference), as strictly validated.
+MISTRAL_EMBEDDING_FIELDS = frozenset({"model", "input", "output_dimension", "output_dtype", "encoding_format",
+                                      "metadata"})
 
 
 GEMINI_ACTIONS = frozenset({"streamGenerateContent", "generateContent", "embedContent", "batchEmbedContents"})
@@ -193,7 +196,7 @@ class FakeUpstream:
         mistral = path.startswith("/mistral/v1/")
         if mistral:
             path = path[len("/mistral"):]
-        if mistral and path not in ("/v1/chat/completions", "/v1/models"):
+        if mistral and path not in ("/v1/chat/completions", "/v1/models", "/v1/embeddings"):
             return _json(404, {"detail": "Not Found"})
         if (method, path) in ROUTES:
             family, kind = ROUTES[method, path]
@@ -242,7 +245,7 @@ class FakeUpstream:
         if not isinstance(payload, dict):
             return _bad_request(family, "request body must be a JSON object")
         if mistral:
-            extra = sorted(set(payload) - MISTRAL_CHAT_FIELDS)
+            extra = sorted(set(payload) - (MISTRAL_EMBEDDING_FIELDS if kind == "embeddings" else MISTRAL_CHAT_FIELDS))
             if extra:
                 return _mistral_extra_forbidden(extra[0], payload[extra[0]])
         refused = refusal(family, kind, rec.provider, model, payload, headers)
@@ -312,7 +315,7 @@ class FakeUpstream:
                 return _json(404, {"error": {"message": f"no recorded case {base[7:]}"}})
             return Response(200, _sse_headers(), frames=_one(file.read_bytes()), opts=opts)
         if kind == "embeddings":
-            return openai_embeddings(base, payload)
+            return mistral_embeddings(base, payload) if provider == "mistral" else openai_embeddings(base, payload)
         if kind in EMBEDDING_KINDS:
             return gemini_embeddings(kind, base, payload)
         gen = generator()

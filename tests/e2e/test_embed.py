@@ -90,20 +90,26 @@ async def test_a_compatible_provider_gets_float_and_dimensions(system: System) -
     assert (sent.json["encoding_format"], sent.json["dimensions"], sent.key_header) == ("float", 4, "authorization")
 
 
-async def test_mistral_routes_by_model_and_refuses_dimensions_for_mistral_embed(system: System) -> None:
-    # The stand-in's Mistral route serves chat only; its OpenAI-shaped /v1 answers embeddings the same way.
+async def test_mistral_routes_by_model_splits_at_its_limit_and_refuses_dimensions_for_mistral_embed(
+        system: System) -> None:
     await system.admin.CreateCredential(kpb.CreateCredentialRequest(
         provider="mistral", scope=kpb.Scope(org_id="eu"), name="main", api_key=secrets.token_hex(16),
-        api_base=system.upstream.openai_base))
+        api_base=system.upstream.mistral_base))
     await system.bind("eu")
     reply = await system.chat.Embed(embed_request("eu", "mistral-embed", "alpha"))
     assert reply.provider == "mistral" and vectors(reply) == [embedding("alpha")]
     assert system.upstream.requests[-1].json["encoding_format"] == "base64"
+    texts = [f"text {i}" for i in range(600)]  # Mistral takes 512 a request (its 400 code 3210 past them)
+    many = await system.chat.Embed(embed_request("eu", "codestral-embed", *texts, dimensions=4))
+    assert vectors(many) == [embedding(t, 4) for t in texts]
+    sent = [r.json for r in system.upstream.requests[1:]]
+    assert sorted(len(r["input"]) for r in sent) == [88, 512] and {r["output_dimension"] for r in sent} == {4}
+    system.upstream.requests.clear()
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await system.chat.Embed(embed_request("eu", "mistral-embed", "alpha", dimensions=256))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (info.value.details() or "").startswith("dimensions: dimensions for mistral-embed")
-    assert len(system.upstream.requests) == 1
+    assert system.upstream.requests == []
 
 
 @pytest.mark.parametrize(("mutate", "field"), [
