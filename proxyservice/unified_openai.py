@@ -8,7 +8,8 @@ reasoning token counts as OpenAI's usage details. What it accepts is what `ChatP
 text, image (`image_url`) and PDF (`file` with `file_data`) parts, an assistant's earlier `reasoning_content`, tool
 calls and results, function tools and `tool_choice`, `parallel_tool_calls`, `response_format` with a JSON schema,
 `reasoning_effort`, temperature, top_p, seed, the penalties, max tokens and stop sequences; anything else a caller
-needs goes through the native passthrough (`/openai/…`, `/anthropic/…`), unchanged.
+needs goes through the native passthrough (`/openai/…`, `/anthropic/…`), unchanged. `parse_embeddings_request` and
+`embeddings_json` do the same for `/v1/embeddings` (text inputs, dimensions, float or base64 vectors).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
+from array import array
 from typing import Any, NamedTuple
 
 from byok.proxy.v1 import chat_service_pb2 as pb
@@ -349,3 +352,59 @@ def completion_json(reply: pb.ChatResponse, completion_id: str, created: int, mo
     if reply.HasField("usage"):
         body["usage"] = _usage(reply.usage, reply.api_family)
     return json.dumps(body, ensure_ascii=False).encode()
+
+
+# OpenAI's create-embeddings fields the unified endpoint takes (`user` changes nothing here).
+_EMBEDDING_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
+
+
+class EmbeddingsCall(NamedTuple):
+    request: pb.EmbedRequest
+    base64: bool  # encoding_format "base64": the vectors as little-endian float32 bytes, as the openai SDK asks
+
+
+def parse_embeddings_request(body: bytes, tenant: pb.Tenant) -> EmbeddingsCall:
+    """OpenAI's `POST /embeddings` body as an `EmbedRequest` (text inputs; token-id arrays are one tokenizer's)."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        raise UnifiedRequestError("body", "is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise UnifiedRequestError("body", "must be a JSON object")
+    for name in request:
+        if name not in _EMBEDDING_FIELDS and request[name] is not None:
+            raise UnifiedRequestError(name, "is not supported by the unified endpoint" + _NOT_PASSTHROUGH)
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise UnifiedRequestError("model", "is required (an embeddings model, e.g. text-embedding-3-small)")
+    raw = request.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise UnifiedRequestError("input", "must be a string or a non-empty list of strings (token arrays are "
+                                  "one provider's tokenizer" + _NOT_PASSTHROUGH + ")")
+    out = pb.EmbedRequest(tenant=tenant, model=model, inputs=[pb.EmbedInput(text=t) for t in texts])
+    dimensions = request.get("dimensions")
+    if dimensions is not None:
+        if not isinstance(dimensions, int) or isinstance(dimensions, bool):
+            raise UnifiedRequestError("dimensions", "must be an integer")
+        out.dimensions = dimensions
+    encoding = request.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise UnifiedRequestError("encoding_format", "must be float or base64")
+    return EmbeddingsCall(out, encoding == "base64")
+
+
+def embeddings_json(reply: pb.EmbedResponse, *, base64_vectors: bool) -> bytes:
+    """OpenAI's embeddings list for a reply: vectors as float lists, or base64 float32 as the SDK asked."""
+    data = []
+    for e in reply.embeddings:
+        values: Any = list(e.values)
+        if base64_vectors:
+            vector = array("f", e.values)
+            if sys.byteorder == "big":  # the wire's float32 are little-endian
+                vector.byteswap()
+            values = base64.b64encode(vector.tobytes()).decode()
+        data.append({"object": "embedding", "index": e.index, "embedding": values})
+    tokens = reply.usage.input_tokens if reply.HasField("usage") else 0
+    return json.dumps({"object": "list", "data": data, "model": reply.model,
+                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}).encode()

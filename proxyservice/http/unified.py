@@ -1,8 +1,10 @@
-"""The HTTP front's OpenAI-shaped unified endpoints: `POST /v1/chat/completions` and `GET /v1/models`.
+"""The HTTP front's OpenAI-shaped unified endpoints: `POST /v1/chat/completions`, `POST /v1/embeddings` and
+`GET /v1/models`.
 
 Chat completions in OpenAI's format go to any provider, routed by model through the same servicer core and
 adapters as StreamChat (so an OpenAI SDK can call Claude or Gemini); the translation both ways is
-`proxyservice/unified_openai.py`. `/v1/models` lists the models the tenant can reach: per provider, the default
+`proxyservice/unified_openai.py`. Embeddings likewise go through the servicer's Embed core (OpenAI, the
+OpenAI-compatible family, Gemini). `/v1/models` lists the models the tenant can reach: per provider, the default
 model of the credential keyservice would lease, or of the platform's key (keyservice's ListTenantModels).
 Answers carry `x-byok-request-id`, `x-byok-key-source` and `x-byok-credential-id` like the native passthrough.
 """
@@ -23,7 +25,14 @@ from proxyservice.http.front import HttpFront, Refused
 from proxyservice.keyclient import KeyServiceClient
 from proxyservice.native.relay import require_org
 from proxyservice.service import ChatServicer
-from proxyservice.unified_openai import ChunkEncoder, UnifiedRequestError, completion_json, parse_chat_request
+from proxyservice.unified_openai import (
+    ChunkEncoder,
+    UnifiedRequestError,
+    completion_json,
+    embeddings_json,
+    parse_chat_request,
+    parse_embeddings_request,
+)
 
 _KEY_SOURCE: dict[int, str] = {pb.KEY_SOURCE_TENANT: "tenant", pb.KEY_SOURCE_PLATFORM: "platform"}
 
@@ -43,6 +52,8 @@ class UnifiedEndpoint:
         try:
             if path == "/chat/completions" and request.method == "POST":
                 return await self._chat(request, caller, request_id)
+            if path == "/embeddings" and request.method == "POST":
+                return await self._embeddings(request, caller, request_id)
             if path == "/models" and request.method == "GET":
                 return await self._models(request, caller, request_id)
         except errors.ProxyError as exc:
@@ -50,7 +61,8 @@ class UnifiedEndpoint:
         except UnifiedRequestError as exc:
             raise Refused(400, str(exc), param=exc.param) from None
         raise Refused(404, f"no unified endpoint {request.method} /v1{path[:100]} (the unified endpoints are POST "
-                           f"/v1/chat/completions and GET /v1/models; a provider's own API is under /{{provider}}/)")
+                           f"/v1/chat/completions, POST /v1/embeddings and GET /v1/models; a provider's own API is "
+                           f"under /{{provider}}/)")
 
     @staticmethod
     def _tenant(request: web.Request) -> pb.Tenant:
@@ -79,6 +91,16 @@ class UnifiedEndpoint:
                                                                      include_usage=include_usage))
         finally:
             await messages.aclose()  # on cancellation too: closes the provider's stream
+
+    async def _embeddings(self, request: web.Request, caller: str, request_id: str) -> web.Response:
+        embed, base64_vectors = parse_embeddings_request(await self.front.read_body(request), self._tenant(request))
+        embed.request_id = request_id
+        embed.credential_id = request.headers.get("x-byok-credential", "")
+        embed.provider = request.headers.get("x-byok-provider", "")
+        reply = await self.servicer.embed(embed, caller)
+        return web.Response(body=embeddings_json(reply, base64_vectors=base64_vectors),
+                            content_type="application/json",
+                            headers=_byok_headers(request_id, reply.key_source, reply.credential_id))
 
     @staticmethod
     async def _stream(request: web.Request, messages: AsyncGenerator[pb.StreamChatResponse, None],

@@ -16,7 +16,7 @@ import pydantic
 import pytest
 
 from byok.keys.v1 import key_service_pb2 as kpb
-from devstack.upstream import generated_text
+from devstack.upstream import embedding, generated_text
 from tests.e2e.conftest import System, running_system
 from tests.support.bao import BaoDevServer
 from tests.support.http_front import front_url, mtls_client, openai_sdk
@@ -250,3 +250,30 @@ async def test_openai_sdk_sends_an_image_and_parses_a_structured_answer_from_any
     else:
         assert sent["contents"][0]["parts"][1]["inlineData"]["mimeType"] == "image/png"
         assert sent["generationConfig"]["responseMimeType"] == "application/json"
+
+
+@pytest.mark.parametrize(("provider", "model"), [("openai", "text-embedding-3-small"),
+                                                 ("gemini", "gemini-embedding-001")])
+async def test_openai_sdk_embeds_through_v1_with_any_embeddings_provider(system: System, provider: str,
+                                                                         model: str) -> None:
+    """`embeddings.create` (the SDK asks for base64 float32 and decodes it) and `encoding_format="float"`,
+    routed by model through the Embed core; the vectors are the provider's, in order."""
+    credentials = await _tenant_with_all_three(system)
+    texts = ["alpha", "bravo", "charlie"]
+    async with mtls_client(system.ids.caller, "acme") as http:
+        client = openai_sdk(system.proxy.http_port, http, provider="v1")
+        raw = await client.embeddings.with_raw_response.create(model=model, input=texts, dimensions=4)
+        decoded = raw.parse()
+        floats = await client.embeddings.create(model=model, input="alpha", dimensions=4, encoding_format="float")
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.embeddings.create(model=model, input=[[1, 2, 3]])
+    assert raw.headers["x-byok-credential-id"] == credentials[provider]
+    assert [d.index for d in decoded.data] == [0, 1, 2]
+    assert [d.embedding for d in decoded.data] == [pytest.approx(embedding(t, 4)) for t in texts]
+    assert floats.data[0].embedding == pytest.approx(embedding("alpha", 4)) and decoded.usage is not None
+    assert refused.value.body["param"] == "input"  # type: ignore[index]
+    sent = [r for r in system.upstream.requests if r.family == provider][-2].json
+    if provider == "openai":
+        assert sent["input"] == texts and sent["dimensions"] == 4
+    else:
+        assert [r["content"]["parts"][0]["text"] for r in sent["requests"]] == texts

@@ -1,14 +1,22 @@
-"""OpenAI's chat-completions format to and from the unified schema (proxyservice/unified_openai.py)."""
+"""OpenAI's chat-completions and embeddings formats to and from the unified schema (proxyservice/unified_openai.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import struct
 
 import pytest
 
 from byok.proxy.v1 import chat_service_pb2 as pb
-from proxyservice.unified_openai import ChunkEncoder, UnifiedRequestError, completion_json, parse_chat_request
+from proxyservice.unified_openai import (
+    ChunkEncoder,
+    UnifiedRequestError,
+    completion_json,
+    embeddings_json,
+    parse_chat_request,
+    parse_embeddings_request,
+)
 
 TENANT = pb.Tenant(org_id="acme")
 
@@ -202,3 +210,29 @@ def test_images_files_reasoning_and_the_v2_controls_map_to_the_schema() -> None:
     assert json.loads(params.response_format.schema_json) == {"type": "object"}
     for mode, want in (("none", pb.TOOL_CHOICE_MODE_NONE), ("required", pb.TOOL_CHOICE_MODE_REQUIRED)):
         assert parse(tool_choice=mode)[0].tool_choice.mode == want
+
+
+def test_embeddings_requests_map_and_refuse_by_field() -> None:
+    call = parse_embeddings_request(json.dumps({"model": "text-embedding-3-small", "input": ["a", "b"],
+                                                "dimensions": 4, "encoding_format": "base64",
+                                                "user": "u"}).encode(), TENANT)
+    assert [i.text for i in call.request.inputs] == ["a", "b"] and call.request.dimensions == 4 and call.base64
+    assert not parse_embeddings_request(b'{"model": "m", "input": "x"}', TENANT).base64
+    for body, param in ((b'{"model": "m", "input": []}', "input"), (b'{"model": "m", "input": [1]}', "input"),
+                        (b'{"input": "x"}', "model"),
+                        (b'{"model": "m", "input": "x", "dimensions": "4"}', "dimensions"),
+                        (b'{"model": "m", "input": "x", "encoding_format": "int8"}', "encoding_format"),
+                        (b'{"model": "m", "input": "x", "truncate": true}', "truncate")):
+        with pytest.raises(UnifiedRequestError) as caught:
+            parse_embeddings_request(body, TENANT)
+        assert caught.value.param == param
+
+
+def test_embeddings_answer_in_openai_shape_with_base64_little_endian_float32() -> None:
+    reply = pb.EmbedResponse(model="m", embeddings=[pb.Embedding(index=0, values=[0.5, -1.0])],
+                             usage=pb.Usage(input_tokens=3))
+    as_floats = json.loads(embeddings_json(reply, base64_vectors=False))
+    assert as_floats["data"] == [{"object": "embedding", "index": 0, "embedding": [0.5, -1.0]}]
+    assert as_floats["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    packed = json.loads(embeddings_json(reply, base64_vectors=True))["data"][0]["embedding"]
+    assert struct.unpack("<2f", base64.b64decode(packed)) == (0.5, -1.0)
