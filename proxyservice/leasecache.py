@@ -3,7 +3,8 @@
 - One entry per LeaseKey (caller, tenant, route). A hit is a dict lookup and a clock read.
 - Concurrent misses for one key share one keyservice call (single flight).
 - An entry past `refresh_fraction` of its life is refreshed in the background while still served.
-- An entry is never served after its lease's expiry (converted to the monotonic clock, minus a margin).
+- An entry is never served after its lease's expiry (converted to the monotonic clock, minus a margin), nor after
+  the expiry of the temporary AWS credentials it carries, should keyservice ever lease them for longer.
 - Revocation events drop matching entries at once; a fetch that raced with a revocation is used for the
   request that asked but not cached.
 
@@ -20,7 +21,7 @@ Bounded, because callers choose the tenant (issue 11, finding 4; docs/security.m
   past that its misses fail with RESOURCE_EXHAUSTED and retry-after, without a keyservice call, so one caller
   cycling tenants cannot drive keyservice, Vault and the audit log at will. Hits, joining a call already under
   way, negative hits and background refreshes cost no token.
-The key is in memory only, inside the entry, for the lease's life.
+The key (or a Bedrock lease's session credentials) is in memory only, inside the entry, for the lease's life.
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ class CachedLease:
         return f"CachedLease({self.lease.lease_id}, expires_at={self.expires_at:.1f})"
 
     def scrub(self) -> None:
-        """Past expiry: drop the key from the lease message (the str is freed once nothing else holds it)."""
+        """Past expiry: drop the key and any session credentials from the lease message (the strs are freed once
+        nothing else holds them)."""
         self.lease.ClearField("api_key")
+        self.lease.ClearField("aws_credentials")
         self.expires_at = self.refresh_at = float("-inf")
 
 
@@ -84,6 +87,14 @@ class _Refusal:
 class _Bucket:
     tokens: float
     at: float  # monotonic
+
+
+def _usable_until(lease: kpb.IssueKeyLeaseResponse) -> float:
+    """The wall-clock second the lease stops being usable: its expiry, or its AWS credentials' if sooner."""
+    until = lease.expire_time.ToMicroseconds() / 1e6
+    if lease.HasField("aws_credentials") and lease.aws_credentials.HasField("expire_time"):
+        until = min(until, lease.aws_credentials.expire_time.ToMicroseconds() / 1e6)
+    return until
 
 
 def _replay(error: errors.ProxyError) -> errors.ProxyError:
@@ -206,7 +217,7 @@ class LeaseCache:
                 self._refuse(key, exc)
             raise
         now_mono, now_wall = self._clock(), self._wall()
-        remaining = lease.expire_time.ToMicroseconds() / 1e6 - now_wall - EXPIRY_MARGIN_SECONDS
+        remaining = _usable_until(lease) - now_wall - EXPIRY_MARGIN_SECONDS
         entry = CachedLease(lease=lease, expires_at=now_mono + remaining,
                             refresh_at=now_mono + remaining * self._refresh_fraction)
         if remaining > 0:

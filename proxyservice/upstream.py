@@ -16,6 +16,12 @@ the request goes to the checked address, with the name kept for TLS verification
 request extension) and the Host header. A refused destination is FAILED_PRECONDITION before any connection.
 A provider's refusal of the key is read from its structured evidence only (byokcommon/provider_answers.py):
 the failure then carries the reason, which the servicer reports and fails over on.
+
+A request with `sigv4` credentials (a Bedrock lease's temporary AWS credentials) is signed here, as it is sent,
+with botocore's SigV4 signer over the URL httpx will send (its path bytes exactly: a model id's `%3A` stays
+encoded), the adapter's headers and the body; a failover's second attempt is signed afresh. AWS answers errors as
+`{"message": …}` with their type in `x-amzn-ErrorType`; an authentication refusal (an invalid, expired or
+mis-signed session token) is the credential's refusal, anything else maps by status as for every family.
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ import json
 from collections.abc import AsyncIterator
 
 import httpx
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import ReadOnlyCredentials  # type: ignore[import-untyped]
 
 from byokcommon.egress import EgressPolicy, EgressRefused, PinningResolver, Unresolvable
 from byokcommon.provider_answers import key_rejection
 from byokcommon.wire import BoundedBody
 from proxyservice import errors
-from proxyservice.adapters.base import UpstreamRequest, error_message
+from proxyservice.adapters.base import SigV4Credentials, UpstreamRequest, error_message, safe_text
 from proxyservice.lean_pool import lean_transport
 
 # What tests pass to swap the network out (httpx.MockTransport, or a transport to a local upstream).
@@ -159,6 +168,8 @@ class Upstream:
 
     async def _send(self, req: UpstreamRequest, family: str) -> httpx.Response:
         request = self.client.build_request(req.method, req.url, headers=req.headers, content=req.body or None)
+        if req.sigv4 is not None:
+            request.headers.update(sigv4_headers(req.sigv4, req.method, str(request.url), req.headers, req.body))
         try:
             return await self.client.send(request, stream=True)
         except EgressRefused as exc:
@@ -185,6 +196,38 @@ class Upstream:
         await self.client.aclose()
 
 
+def sigv4_headers(creds: SigV4Credentials, method: str, url: str, headers: dict[str, str], body: bytes
+                  ) -> dict[str, str]:
+    """The headers that sign a request with temporary AWS credentials (botocore's SigV4: `authorization`,
+    `x-amz-date`, `x-amz-security-token`). Signed: `headers` and the host (from `url`, as httpx sends it)."""
+    aws = AWSRequest(method=method, url=url, headers=headers, data=body)
+    SigV4Auth(ReadOnlyCredentials(creds.access_key_id, creds.secret_access_key, creds.session_token),
+              creds.service, creds.region).add_auth(aws)
+    return {"authorization": aws.headers["Authorization"], "x-amz-date": aws.headers["X-Amz-Date"],
+            "x-amz-security-token": aws.headers["X-Amz-Security-Token"]}
+
+
+# AWS's answers refusing the credentials themselves (not the request): an unknown or expired session token, a
+# signature that does not verify.
+_AWS_AUTH_ERRORS = frozenset({"UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
+                              "IncompleteSignatureException", "MissingAuthenticationTokenException"})
+
+
+def _aws_error(response: httpx.Response, body: bytes) -> tuple[str, str]:
+    """(type, safe message) of an AWS JSON error: the type from `x-amzn-ErrorType` (before its ':'), else the
+    body's `__type` (after any '#'); the message from the body's `message` (or `Message`)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    obj = parsed if isinstance(parsed, dict) else {}
+    etype = response.headers.get("x-amzn-errortype", "").split(":", 1)[0] or str(obj.get("__type", "")).split("#")[-1]
+    message = obj.get("message") or obj.get("Message") or ""
+    etype = safe_text(etype, 60)
+    return etype, f"bedrock upstream error {etype or response.status_code}" + (f": {safe_text(message)}"
+                                                                                if message else "")
+
+
 def _mid_body_error(exc: httpx.HTTPError, family: str) -> errors.ProxyError:
     """An httpx failure while reading a body (the caller may already have part of it)."""
     if isinstance(exc, httpx.TimeoutException):
@@ -195,11 +238,16 @@ def _mid_body_error(exc: httpx.HTTPError, family: str) -> errors.ProxyError:
 def _status_error(response: httpx.Response, body: bytes, family: str) -> errors.ProxyError:
     status = response.status_code
     retry_after = response.headers.get("retry-after", "")[:32]
-    try:
-        parsed = json.loads(body)
-        detail = error_message(parsed, family)[1] if isinstance(parsed, dict) else ""
-    except ValueError:
-        detail = ""
+    if family == "bedrock":
+        etype, detail = _aws_error(response, body)
+        if status in (401, 403) and etype in _AWS_AUTH_ERRORS:
+            return errors.KeyRejected(f"bedrock rejected the credentials ({etype})")
+    else:
+        try:
+            parsed = json.loads(body)
+            detail = error_message(parsed, family)[1] if isinstance(parsed, dict) else ""
+        except ValueError:
+            detail = ""
     detail = detail or f"{family} upstream answered HTTP {status}"
     if status == 429:
         return errors.RateLimited(detail, retry_after=retry_after or "1")

@@ -12,16 +12,18 @@ from proxyservice.adapters.base import (
     UpstreamStreamError,
     normalise_finish,
 )
+from proxyservice.adapters.bedrock import BedrockAdapter
 from proxyservice.adapters.gemini import GeminiAdapter
 from proxyservice.adapters.openai import OpenAIAdapter
 from proxyservice.errors import FailedPrecondition
 
-FAMILIES = ("openai", "anthropic", "gemini")
+FAMILIES = ("openai", "anthropic", "gemini", "bedrock")
 
 _ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
+    "bedrock": BedrockAdapter(),
 }
 
 
@@ -40,6 +42,7 @@ __all__ = [
     "Adapter",
     "AdapterError",
     "AnthropicAdapter",
+    "BedrockAdapter",
     "GeminiAdapter",
     "OpenAIAdapter",
     "RequestMappingError",

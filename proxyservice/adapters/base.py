@@ -3,16 +3,28 @@
 Adapters are pure translation (no I/O): the proxy's upstream module executes the ``UpstreamRequest``
 with httpx and feeds the response body to the adapter's decoder. Errors raised here carry messages
 safe to return to callers: they never contain the API key (nor a provider message unredacted).
+
+A lease says how its credential is presented (``auth_scheme``, byokcommon/wire.py): a header the request carries,
+or temporary AWS credentials the request is signed with when it is sent (``UpstreamRequest.sigv4``: upstream signs
+it at the last moment, so the signature's time is the sending time, on a retry too). ``presentation`` reads that
+from the lease, once for every family. ``build_request`` takes the lease as a keyword (``lease``) for what its
+other arguments do not carry (the scheme, AWS credentials, the cloud providers' routing settings); without it an
+adapter presents ``api_key`` in its family's header, as before leases carried more.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byokcommon.redaction import redact_text
+from byokcommon.wire import AUTH_SCHEMES, SIGV4, auth_headers
+from proxyservice.errors import FailedPrecondition
 
 FR = pb.FinishReason
 
@@ -40,6 +52,9 @@ _FINISH: dict[str, pb.FinishReason] = {
     "PROHIBITED_CONTENT": FR.FINISH_REASON_CONTENT_FILTER,
     "SPII": FR.FINISH_REASON_CONTENT_FILTER,
     "IMAGE_SAFETY": FR.FINISH_REASON_CONTENT_FILTER,
+    # Bedrock Converse (StopReason; end_turn, tool_use, max_tokens, stop_sequence as Anthropic's)
+    "guardrail_intervened": FR.FINISH_REASON_CONTENT_FILTER,
+    "content_filtered": FR.FINISH_REASON_CONTENT_FILTER,
 }
 
 
@@ -51,16 +66,63 @@ def normalise_finish(reason: str) -> pb.FinishReason:
 
 
 @dataclass(frozen=True, slots=True)
+class SigV4Credentials:
+    """Temporary AWS credentials (a lease's ``aws_credentials``) and the scope they sign in: region and service."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    region: str
+    service: str = "bedrock"  # bedrock-runtime's signing name
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamRequest:
     """An HTTP request for the upstream module to execute. ``body`` is JSON (empty for GET).
 
-    ``headers`` hold the API key: never log this object (its repr hides them).
+    ``headers`` hold the API key, ``sigv4`` the credentials upstream signs the request with when it sends it (None:
+    the headers already present the key): never log this object (its repr hides them).
     """
 
     method: str
     url: str
     headers: dict[str, str] = field(repr=False)
     body: bytes = field(default=b"", repr=False)
+    sigv4: SigV4Credentials | None = field(default=None, repr=False)
+
+
+# A Bedrock runtime host names its region: bedrock-runtime.us-east-1.amazonaws.com (also -fips, and .com.cn).
+_BEDROCK_HOST = re.compile(r"bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
+
+
+def signing_region(lease: kpb.IssueKeyLeaseResponse) -> str:
+    """The region a SigV4 lease signs in: its ``region`` setting, else the one its api_base's host names."""
+    region = lease.settings.get("region", "")
+    if not region:
+        match = _BEDROCK_HOST.fullmatch(urlsplit(lease.api_base).hostname or "")
+        region = match.group(1) if match else ""
+    if not region:
+        raise FailedPrecondition(f"the {lease.provider[:32]} credential's lease has no region to sign in "
+                                 "(its region setting)")
+    return region
+
+
+def presentation(lease: kpb.IssueKeyLeaseResponse | None, *, family: str, api_key: str, provider: str = ""
+                 ) -> tuple[dict[str, str], SigV4Credentials | None]:
+    """How a request presents the lease's credential: (headers, None), or ({}, the credentials upstream signs the
+    request with). Without a lease: ``api_key`` in the family's header (the servicer's call before leases said)."""
+    if lease is None:
+        return auth_headers(family, api_key, provider=provider), None
+    scheme = lease.auth_scheme
+    if scheme not in AUTH_SCHEMES:
+        raise FailedPrecondition(f"this proxy does not know the auth scheme {scheme[:32]!r} of the leased "
+                                 "credential; upgrade the proxy")
+    if scheme != SIGV4:
+        return auth_headers(family, lease.api_key, scheme=scheme, provider=lease.provider), None
+    aws = lease.aws_credentials
+    if not (aws.access_key_id and aws.secret_access_key and aws.session_token):
+        raise FailedPrecondition(f"the {lease.provider[:32]} lease says aws_sigv4 but carries no session credentials")
+    return {}, SigV4Credentials(aws.access_key_id, aws.secret_access_key, aws.session_token, signing_region(lease))
 
 
 class AdapterError(Exception):
@@ -121,7 +183,7 @@ class StreamDecoder(Protocol):
 
 
 class Adapter(Protocol):
-    """One wire family ("openai" | "anthropic" | "gemini")."""
+    """One wire family ("openai" | "anthropic" | "gemini" | "bedrock")."""
 
     family: str
 
@@ -130,7 +192,9 @@ class Adapter(Protocol):
         provider: str = "",
     ) -> UpstreamRequest:
         """The request for ``model``; ``provider`` (the lease's provider name) lets a family adapter
-        leave out what one provider of the family refuses."""
+        leave out what one provider of the family refuses. The adapters of families with cloud providers (openai:
+        Azure, gemini: Vertex, bedrock) also take ``lease=`` (see the module docstring); once every adapter does, it
+        joins this signature and the servicer passes it."""
         ...
 
     def stream_decoder(self) -> StreamDecoder: ...
@@ -164,6 +228,25 @@ def error_message(obj: dict[str, Any], family: str) -> tuple[str, str]:
     if msg:
         text += f": {safe_text(msg)}"
     return etype, text
+
+
+def json_object(data: str | bytes, what: str) -> dict[str, Any]:
+    """``loads`` of a body that must be one JSON object (a response, an event's payload), else a safe AdapterError."""
+    obj = loads(data, what)
+    if not isinstance(obj, dict):
+        raise AdapterError(f"unexpected JSON in {what} from upstream")
+    return obj
+
+
+def add_turn(turns: list[dict[str, Any]], role: str, key: str, items: list[Any]) -> None:
+    """Append a turn of ``role`` with ``items`` under ``key``, or extend the last one when it has the same role: the
+    APIs that want roles to alternate (and parallel calls' results in one turn) get consecutive turns merged."""
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})
 
 
 def schema(parameters_json: str) -> dict[str, Any]:
