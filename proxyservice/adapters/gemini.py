@@ -3,6 +3,11 @@
 Streaming is ``models/{model}:streamGenerateContent?alt=sse``: each event is a whole
 GenerateContentResponse (``candidates[].content.parts[]`` with ``text`` or ``functionCall``,
 ``finishReason``, ``usageMetadata``, ``modelVersion``). The key goes only in ``x-goog-api-key``.
+Vertex AI (provider ``vertex_ai``) serves the same API, bodies and streams under a Google Cloud project and location:
+``{api_base}/projects/{project}/locations/{location}/publishers/google/models/{model}:streamGenerateContent?alt=sse``
+(api_base ``https://{location}-aiplatform.googleapis.com/v1``, the global endpoint's for ``global``), with the
+OAuth2 access token keyservice minted from the tenant's service account as a bearer (the lease's settings and
+auth scheme: ``vertex_model_url``).
 
 Mapping choices worth knowing:
 - a ``functionCall`` part is a whole call: it becomes one tool-call fragment whose arguments are the
@@ -60,12 +65,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
-from byokcommon.wire import auth_headers
 from proxyservice.accumulate import to_chat_response
 from proxyservice.adapters import options
 from proxyservice.adapters.base import (
@@ -80,6 +86,7 @@ from proxyservice.adapters.base import (
     join_url,
     loads,
     normalise_finish,
+    presentation,
     schema,
     string,
     unsupported,
@@ -87,6 +94,7 @@ from proxyservice.adapters.base import (
 )
 from proxyservice.adapters.partial_args import OpenCall
 from proxyservice.adapters.stream import SSEJsonDecoder
+from proxyservice.errors import FailedPrecondition
 
 R = pb.Role
 FR = pb.FinishReason
@@ -103,6 +111,29 @@ def bare_model(model: str) -> str:
 def model_path(model: str) -> str:
     """The model's resource path under the API base, its name percent-encoded (it is one path segment)."""
     return "/models/" + quote(bare_model(model), safe="")
+
+
+# ---- Vertex AI: the same generateContent API under a Google Cloud project and location -------------------------
+
+VERTEX_AI = "vertex_ai"
+
+
+def vertex_api_base(location: str) -> str:
+    """Vertex AI's API root for a location: regional hosts, and the global endpoint's own host for "global"."""
+    if location == "global":
+        return "https://aiplatform.googleapis.com/v1"
+    return f"https://{location}-aiplatform.googleapis.com/v1"
+
+
+def vertex_model_url(api_base: str, settings: Mapping[str, str], model: str) -> str:
+    """``{api_base}/projects/{project}/locations/{location}/publishers/google/models/{model}`` of a Vertex AI
+    credential (its ``project`` and ``location`` settings; the location's root when api_base is empty)."""
+    project, location = settings.get("project", ""), settings.get("location", "")
+    if not project or not location:
+        raise FailedPrecondition("the vertex_ai credential's lease has no project and location settings")
+    path = (f"/projects/{quote(project, safe='')}/locations/{quote(location, safe='')}"
+            f"/publishers/google/models/{quote(bare_model(model), safe='')}")
+    return join_url(api_base or vertex_api_base(location), path)
 
 
 # ---- request: the model's generation, which decides the controls it takes --------------------------------------
@@ -625,9 +656,10 @@ class GeminiAdapter:
 
     def build_request(
         self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool,
-        provider: str = "",
+        provider: str = "", lease: kpb.IssueKeyLeaseResponse | None = None,
     ) -> UpstreamRequest:
-        """The generateContent request; every v2 field is sent only when set, provider options merged last."""
+        """The generateContent request; every v2 field is sent only when set, provider options merged last. A Vertex
+        AI lease's request goes under its project and location, with its token (``lease``: module docstring)."""
         target = _Model.of(model)
         system, contents = _convert(params, target)
         body: dict[str, Any] = {"contents": contents}
@@ -649,12 +681,14 @@ class GeminiAdapter:
             body["generationConfig"] = config
         options.merge(body, params.provider_options_json)
         suffix = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
-        url = join_url(api_base, model_path(model) + suffix)
-        return UpstreamRequest("POST", url, self._headers(api_key), dumps(body))
-
-    @staticmethod
-    def _headers(api_key: str) -> dict[str, str]:
-        return {**auth_headers("gemini", api_key), "content-type": "application/json"}
+        if (lease.provider if lease is not None else provider) == VERTEX_AI:
+            if lease is None:
+                raise FailedPrecondition("a vertex_ai request needs its lease's project and location settings")
+            url = vertex_model_url(api_base, lease.settings, model) + suffix
+        else:
+            url = join_url(api_base, model_path(model) + suffix)
+        headers, _ = presentation(lease, family="gemini", api_key=api_key, provider=provider)
+        return UpstreamRequest("POST", url, {**headers, "content-type": "application/json"}, dumps(body))
 
     def stream_decoder(self) -> GeminiStreamDecoder:
         return GeminiStreamDecoder()

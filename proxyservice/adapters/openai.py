@@ -23,6 +23,10 @@ except on providers that refuse the field:
   (usage is always included).
 A provider is recognised by its host when the api_base is a known one (so an openai_compatible lease pointed at
 api.mistral.ai is Mistral), else by the lease's provider name: its "dialect" below.
+Azure OpenAI (provider ``azure_openai``) is the same API at a resource's endpoint: a deployment's own URL with
+``api-version`` when the credential sets one, else Azure's ``/openai/v1`` API (the deployment name is then the
+body's model); the credential's ``deployments`` setting maps model names to deployments (``azure_url``). Its key goes
+in ``api-key``, an Entra ID token as a bearer (the lease's auth scheme).
 
 Citations: OpenAI search models put ``annotations`` (``url_citation`` objects) on the message, and when streaming
 on a delta of their own near the end; Perplexity-style servers (and xAI) send top-level ``citations`` and
@@ -61,12 +65,15 @@ Requests (schema v2). What the family's Chat Completions APIs document, and the 
 from __future__ import annotations
 
 import base64
+import functools
 import json
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
-from byokcommon.wire import auth_headers
+from byokcommon.wire import AZURE_OPENAI
 from proxyservice.adapters import options
 from proxyservice.adapters.base import (
     AdapterError,
@@ -80,12 +87,14 @@ from proxyservice.adapters.base import (
     join_url,
     loads,
     normalise_finish,
+    presentation,
     schema,
     string,
     unsupported,
     usage,
 )
 from proxyservice.adapters.stream import SSEJsonDecoder
+from proxyservice.errors import FailedPrecondition
 
 R = pb.Role
 
@@ -100,6 +109,48 @@ _HOST_DIALECTS = {
 }
 # Providers whose APIs reject ``stream_options`` (see the module docstring).
 _NO_STREAM_OPTIONS = frozenset({"mistral"})
+
+
+# ---- Azure OpenAI: the same API at a resource's endpoint, per deployment ------------------------------------
+
+_AZURE_SUFFIXES = ("/openai/v1", "/openai")
+
+
+def azure_endpoint(settings: Mapping[str, str], api_base: str) -> str:
+    """The resource's endpoint (``https://<resource>.openai.azure.com``): its ``endpoint`` setting, else the
+    lease's api_base without an ``/openai/v1`` or ``/openai`` ending."""
+    endpoint = (settings.get("endpoint") or api_base).rstrip("/")
+    for suffix in _AZURE_SUFFIXES:
+        if endpoint.endswith(suffix):
+            return endpoint[:-len(suffix)]
+    return endpoint
+
+
+@functools.lru_cache(maxsize=1024)
+def _deployments(text: str) -> tuple[tuple[str, str], ...]:
+    """The ``deployments`` setting (a JSON object model → deployment name), parsed once per distinct value."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+        raise FailedPrecondition("the azure_openai credential's deployments setting is not a JSON object of names")
+    return tuple(value.items())
+
+
+def azure_url(settings: Mapping[str, str], api_base: str, model: str, path: str = "/chat/completions"
+              ) -> tuple[str, str]:
+    """(URL, the body's model) of an Azure OpenAI request for ``model``: the deployment it maps to in the
+    ``deployments`` setting (else a deployment of that name). With an ``api_version`` setting, the deployment's own
+    URL ``{endpoint}/openai/deployments/{deployment}{path}?api-version=…``; without, Azure's ``/openai/v1`` API,
+    which takes the deployment name as the body's model."""
+    endpoint = azure_endpoint(settings, api_base)
+    deployment = dict(_deployments(settings.get("deployments", ""))).get(model, model)
+    version = settings.get("api_version", "")
+    if version:
+        return (f"{endpoint}/openai/deployments/{quote(deployment, safe='')}{path}"
+                f"?api-version={quote(version, safe='')}", model)
+    return f"{endpoint}/openai/v1{path}", deployment
 
 
 def dialect(provider: str, api_base: str) -> str:
@@ -561,9 +612,14 @@ class OpenAIAdapter:
 
     def build_request(
         self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool,
-        provider: str = "",
+        provider: str = "", lease: kpb.IssueKeyLeaseResponse | None = None,
     ) -> UpstreamRequest:
+        """The chat completions request; an Azure OpenAI lease's goes to its deployment (``azure_url``) with its
+        key in ``api-key`` or its Entra ID token as a bearer, as the lease says."""
         d = dialect(provider, api_base)
+        url = join_url(api_base, "/chat/completions")
+        if provider == AZURE_OPENAI:
+            url, model = azure_url(lease.settings if lease is not None else {}, api_base, model)
         body: dict[str, Any] = {"model": model, "messages": _messages(params, d), "stream": stream}
         if stream and d not in _NO_STREAM_OPTIONS:
             body["stream_options"] = {"include_usage": True}
@@ -593,12 +649,13 @@ class OpenAIAdapter:
         _reasoning_controls(body, params, d)
         _response_format(body, params, d)
         options.merge(body, params.provider_options_json)  # last: it must see every key the schema set
+        auth, _ = presentation(lease, family="openai", api_key=api_key, provider=provider)
         headers = {
-            **auth_headers("openai", api_key),
+            **auth,
             "content-type": "application/json",
             "accept": "text/event-stream" if stream else "application/json",
         }
-        return UpstreamRequest("POST", join_url(api_base, "/chat/completions"), headers, dumps(body))
+        return UpstreamRequest("POST", url, headers, dumps(body))
 
     def stream_decoder(self) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder()
