@@ -1,11 +1,11 @@
 """Building the proxy's gRPC server apart from running it: `create_server(settings)` wires the lease cache,
-keyservice client, revocation follower and upstream pool, then binds (port 0 in tests); `serve()` adds
-signals and a graceful stop."""
+keyservice client, revocation follower, upstream pool and tracing (off unless BYOK_OTLP_ENDPOINT), then binds
+(port 0 in tests); `serve()` adds signals and a graceful stop, which flushes the spans still queued."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -29,6 +29,7 @@ from proxyservice.native import NativeRelay
 from proxyservice.revocations import follow_revocations
 from proxyservice.service import ChatServicer
 from proxyservice.settings import ProxySettings
+from proxyservice.tracing import Tracing
 from proxyservice.upstream import Transport, Upstream
 
 SERVICE_NAME = chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
@@ -52,6 +53,7 @@ class ProxyApp(ServingApp):
     interceptor: RequestInterceptor
     revocations_connected: asyncio.Event
     http: HttpFront | None = None
+    tracing: Tracing = field(default_factory=Tracing)
 
     @property
     def http_port(self) -> int:
@@ -67,10 +69,14 @@ class ProxyApp(ServingApp):
         await self.keys.close()
         await self.upstream.close()
         await self.close_side_ports()
+        # Last, once no request can end a span any more: exports what is queued (blocking, so off the loop).
+        await asyncio.to_thread(self.tracing.shutdown)
 
 
 async def create_server(settings: ProxySettings, *, upstream_transport: Transport | None = None,
-                        reuse_port: bool = False) -> ProxyApp:
+                        reuse_port: bool = False, tracing: Tracing | None = None) -> ProxyApp:
+    """`tracing`: instead of the one the settings describe (tests: an in-memory exporter)."""
+    tracing = tracing or Tracing.from_settings(settings)
     rpc_metrics = RpcMetrics()
     metrics = ProxyMetrics(rpc_metrics.registry)
     keys = KeyServiceClient(settings.keyservice_addr, settings.tls, server_name=settings.keyservice_server_name,
@@ -88,7 +94,7 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
     servicer = ChatServicer(cache=cache, keys=keys, upstream=upstream, metrics=metrics,
                             native=NativeRelay(failover=KeyFailover(cache=cache, keys=keys, metrics=metrics),
                                                upstream=upstream, metrics=metrics,
-                                               allowlist=settings.http_path_allowlist))
+                                               allowlist=settings.http_path_allowlist), tracing=tracing)
     interceptor = RequestInterceptor(authorize=_any_authenticated_caller, metrics=rpc_metrics,
                                      max_concurrent=settings.max_concurrent_rpcs, log_success=False)
     options: list[tuple[str, Any]] = [
@@ -108,20 +114,20 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
         listen_addr=settings.grpc_addr, on_tls_reload=lambda: _log.info("tls.reloaded"))
     connected = asyncio.Event()
     app = ProxyApp(**parts.fields(), cache=cache, keys=keys, upstream=upstream, interceptor=interceptor,
-                   revocations_connected=connected)
+                   revocations_connected=connected, tracing=tracing)
     app._tasks.append(asyncio.create_task(follow_revocations(keys, cache, on_event=metrics.revocations.inc,
                                                              connected=connected)))
     if settings.http_addr:
         app.http = HttpFront(relay=servicer.native, tls=settings.tls, max_body_bytes=settings.http_max_body_bytes,
-                             max_concurrent=settings.max_concurrent_rpcs)
+                             max_concurrent=settings.max_concurrent_rpcs, tracing=tracing)
         app.http.unified = UnifiedEndpoint(servicer=servicer, keys=keys, front=app.http)
         await app.http.start(settings.http_addr, reuse_port=reuse_port)
     await open_side_ports(app, health_addr=settings.health_addr, metrics_addr=settings.metrics_addr,
                           registry=rpc_metrics.registry)
     await mark_serving(app, SERVICE_NAME)
     _log.info("proxy.started", port=app.port, http_port=app.http_port or None, health_port=app.health_port,
-              metrics_port=app.metrics_port,
-              upstream_pool=pool_in_use())
+              metrics_port=app.metrics_port, upstream_pool=pool_in_use(),
+              otlp_endpoint=settings.otlp_endpoint or None)
     return app
 
 

@@ -8,6 +8,9 @@ confirms it itself) and retries once with another credential.
 Embed takes the same path with one lease for the whole batch: proxyservice/embeddings.py turns it into the
 provider's calls (split to its batch limit), which go out at most `embeddings.MAX_CONCURRENT_CALLS` at a time; the
 first failure cancels the others and fails the request (a refusal of the key fails the whole batch over).
+
+Traces (proxyservice/tracing.py): each RPC method opens its request's span around the core, which records the
+outcome on it in `_finish` (the HTTP front hands the core its own span the same way).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
 from byokcommon.tls import peer_identity
-from proxyservice import embeddings, errors
+from proxyservice import embeddings, errors, tracing
 from proxyservice.accumulate import coalesce
 from proxyservice.adapters import adapter_for
 from proxyservice.adapters.base import Adapter, AdapterError, RequestMappingError, UpstreamRequest
@@ -38,6 +41,7 @@ from proxyservice.leasecache import CachedLease, LeaseCache
 from proxyservice.metrics import ProxyMetrics
 from proxyservice.native import NativeAnswer, NativeRelay, NativeRequest
 from proxyservice.sse import SSEEventTooLarge
+from proxyservice.tracing import RequestSpan, Tracing
 from proxyservice.upstream import Upstream, UpstreamFailure, UpstreamResponse
 from proxyservice.validation import validate_parameters
 
@@ -48,7 +52,7 @@ T = TypeVar("T")
 
 @dataclass
 class _Outcome:
-    """What the per-request log line and metrics say about one request."""
+    """What the per-request log line, metrics and span say about one request."""
 
     request_id: str
     caller: str
@@ -61,11 +65,15 @@ class _Outcome:
     upstream_status: int = 0
     ttfb: float | None = None
     usage: pb.Usage | None = None
+    span: RequestSpan | None = None  # None when tracing is off
+    stream: bool = False
+    response_model: str = ""
+    finish_reasons: list[str] = field(default_factory=list)
 
 
 class ChatServicer(pb_grpc.ChatServiceServicer):
     def __init__(self, *, cache: LeaseCache, keys: KeyServiceClient, upstream: Upstream,
-                 metrics: ProxyMetrics, native: NativeRelay | None = None) -> None:
+                 metrics: ProxyMetrics, native: NativeRelay | None = None, tracing: Tracing | None = None) -> None:
         self.cache = cache
         self.keys = keys
         self.upstream = upstream
@@ -73,17 +81,24 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         self.native = native or NativeRelay(failover=KeyFailover(cache=cache, keys=keys, metrics=metrics),
                                             upstream=upstream, metrics=metrics)
         self.failover = self.native.failover
+        self.tracing = tracing or Tracing()
 
     async def StreamChat(self, request: pb.StreamChatRequest, context: grpc.aio.ServicerContext
                          ) -> AsyncIterator[pb.StreamChatResponse]:
-        async for message in self.stream_chat(request.parameters, peer_identity(context)):
-            yield message
+        params = request.parameters
+        async with self.tracing.grpc_span(context, "StreamChat", "chat", params.model) as span:
+            # aclosing: the core's outcome is on the span before the span ends, however the stream stops.
+            async with contextlib.aclosing(self.stream_chat(params, peer_identity(context), span=span)) as messages:
+                async for message in messages:
+                    yield message
 
     async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
-        return await self.chat(request.parameters, peer_identity(context))
+        async with self.tracing.grpc_span(context, "Chat", "chat", request.parameters.model) as span:
+            return await self.chat(request.parameters, peer_identity(context), span=span)
 
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
-        return await self.embed(request, peer_identity(context))
+        async with self.tracing.grpc_span(context, "Embed", "embeddings", request.model) as span:
+            return await self.embed(request, peer_identity(context), span=span)
 
     async def Forward(self, request: pb.ForwardRequest, context: grpc.aio.ServicerContext
                       ) -> AsyncIterator[pb.ForwardResponse]:
@@ -97,28 +112,32 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             headers=tuple((h.name.lower(), h.value) for h in request.headers), body=request.body)
         answer: NativeAnswer | None = None
         outcome = "CANCELLED"
-        try:
-            answer = await self.native.open(native, started)
-            yield pb.ForwardResponse(start=pb.ForwardStart(
-                request_id=native.request_id, provider=answer.provider, credential_id=answer.credential_id,
-                key_source=pb.KEY_SOURCE_PLATFORM if answer.key_source == "platform" else pb.KEY_SOURCE_TENANT,
-                status=answer.status, headers=[pb.Header(name=n, value=v) for n, v in answer.headers]))
-            async for chunk in answer.chunks():
-                yield pb.ForwardResponse(body=chunk)
-            outcome = str(answer.status)
-        except errors.ProxyError as exc:
-            outcome = exc.code.name if answer is None else "upstream_dropped"
-            raise
-        finally:
-            if answer is not None:
-                await answer.aclose()
-            self.native.record(native, "forward", outcome, started, answer)
+        async with self.tracing.grpc_span(context, "Forward", native_path=native.path) as span:
+            try:
+                answer = await self.native.open(native, started)
+                yield pb.ForwardResponse(start=pb.ForwardStart(
+                    request_id=native.request_id, provider=answer.provider, credential_id=answer.credential_id,
+                    key_source=pb.KEY_SOURCE_PLATFORM if answer.key_source == "platform" else pb.KEY_SOURCE_TENANT,
+                    status=answer.status, headers=[pb.Header(name=n, value=v) for n, v in answer.headers]))
+                async for chunk in answer.chunks():
+                    yield pb.ForwardResponse(body=chunk)
+                outcome = str(answer.status)
+            except errors.ProxyError as exc:
+                outcome = exc.code.name if answer is None else "upstream_dropped"
+                if span is not None:
+                    tracing.fail(span, exc.code.name, exc.message)
+                raise
+            finally:
+                if answer is not None:
+                    await answer.aclose()
+                self.native.record(native, "forward", outcome, started, answer, span=span)
 
     # -- the unified schema, for any surface (gRPC above, the HTTP front's OpenAI-shaped endpoint) ----------
-    async def stream_chat(self, params: pb.ChatParameters, caller: str
+    async def stream_chat(self, params: pb.ChatParameters, caller: str, *, span: RequestSpan | None = None
                           ) -> AsyncGenerator[pb.StreamChatResponse, None]:
-        """A streamed completion for `caller` (an authenticated identity): StreamStart first, then deltas."""
-        outcome = self._begin(params, caller)
+        """A streamed completion for `caller` (an authenticated identity): StreamStart first, then deltas. `span`:
+        the surface's span of the request, which the outcome is recorded on (None: tracing is off)."""
+        outcome = self._begin(params, caller, span=span, stream=True)
         with self._tracking(outcome):
             validate_parameters(params)
             entry, response, adapter = await self._open(params, outcome, stream=True)
@@ -138,8 +157,12 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                     for message in messages if len(messages) == 1 else coalesce(messages):
                         if message.HasField("usage"):
                             outcome.usage = message.usage
+                        if span is not None:
+                            _answered(outcome, message)
                         yield message
                 for message in coalesce(decoder.close()):
+                    if span is not None:
+                        _answered(outcome, message)
                     yield message
                 if not decoder.complete:  # a clean end of the body before the provider's end of answer
                     raise errors.Unavailable(f"{lease.api_family} upstream ended the stream before it was complete")
@@ -152,9 +175,10 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             finally:
                 await response.aclose()  # on cancellation too: closes the upstream stream at once
 
-    async def chat(self, params: pb.ChatParameters, caller: str) -> pb.ChatResponse:
-        """A whole completion for `caller` (an authenticated identity)."""
-        outcome = self._begin(params, caller)
+    async def chat(self, params: pb.ChatParameters, caller: str, *, span: RequestSpan | None = None
+                   ) -> pb.ChatResponse:
+        """A whole completion for `caller` (an authenticated identity); `span` as for `stream_chat`."""
+        outcome = self._begin(params, caller, span=span)
         with self._tracking(outcome):
             validate_parameters(params)
             entry, response, adapter = await self._open(params, outcome, stream=False)
@@ -168,10 +192,11 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
             reply.api_family = entry.lease.api_family
             return reply
 
-    async def embed(self, request: pb.EmbedRequest, caller: str) -> pb.EmbedResponse:
+    async def embed(self, request: pb.EmbedRequest, caller: str, *, span: RequestSpan | None = None
+                    ) -> pb.EmbedResponse:
         """One vector per input, in input order, for `caller` (an authenticated identity); see the module
-        docstring for how a batch is split, sent and failed over."""
-        outcome = self._begin(request, caller, event="embed")
+        docstring for how a batch is split, sent and failed over. `span` as for `stream_chat`."""
+        outcome = self._begin(request, caller, event="embed", span=span)
         with self._tracking(outcome):
             embeddings.validate_embed_request(request)
             return await self.failover.run(self._lease_key(request, outcome),
@@ -183,25 +208,29 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         """Metrics and the per-request log line, whatever way the request ends (a request refused by validation
         included). Codes agree with what the interceptor sends: a ProxyError's own, CANCELLED when the caller
         went away (task cancelled, generator closed), INTERNAL for anything else."""
-        code = "OK"
+        code, message = "OK", ""
         try:
             yield
         except errors.ProxyError as exc:
-            code = exc.code.name
+            code, message = exc.code.name, exc.message
             raise
         except (asyncio.CancelledError, GeneratorExit):
-            code = "CANCELLED"
+            code, message = "CANCELLED", "the caller went away"
             raise
         except BaseException:
-            code = "INTERNAL"
+            code, message = "INTERNAL", "internal error"  # what the interceptor tells the caller, no more
             raise
         finally:
             self._finish(outcome, code)
+            if outcome.span is not None:
+                tracing.record_request(outcome.span, outcome, code, message)
 
-    def _begin(self, params: pb.ChatParameters | pb.EmbedRequest, caller: str, event: str = "chat") -> _Outcome:
+    def _begin(self, params: pb.ChatParameters | pb.EmbedRequest, caller: str, event: str = "chat", *,
+               span: RequestSpan | None = None, stream: bool = False) -> _Outcome:
         """One request id per request: the caller's request_id when set, else the one the interceptor bound
         (x-request-id, or its fresh uuid). Rebinding it makes the interceptor's rpc line say the same."""
-        return _Outcome(request_id=self._request_id(params.request_id), caller=caller, params=params, event=event)
+        return _Outcome(request_id=self._request_id(params.request_id), caller=caller, params=params, event=event,
+                        span=span, stream=stream)
 
     @staticmethod
     def _request_id(given: str) -> str:
@@ -302,6 +331,17 @@ def _served(reply: pb.ChatResponse | pb.EmbedResponse, outcome: _Outcome, lease:
     reply.credential_id = lease.credential_id
     if reply.HasField("usage"):
         outcome.usage = reply.usage
+    if outcome.span is not None:
+        _answered(outcome, reply)
+
+
+def _answered(outcome: _Outcome, message: pb.StreamChatResponse | pb.ChatResponse | pb.EmbedResponse) -> None:
+    """What the span says the provider answered: the model that served, and why each choice ended (traced
+    requests only: this is read off every streamed message)."""
+    if message.model:
+        outcome.response_model = message.model[:128]
+    if not isinstance(message, pb.EmbedResponse) and message.choices and len(outcome.finish_reasons) < 16:
+        outcome.finish_reasons += tracing.finish_reasons(message.choices)
 
 
 @contextlib.contextmanager

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from byokcommon.egress import EgressPolicy
 from byokcommon.settings import SettingsError, env_addr, env_bool, env_choice, env_float, env_int, env_str
@@ -76,6 +78,15 @@ class ProxySettings:
     # seconds streams in flight get to finish (BYOK_SHUTDOWN_GRACE_SECONDS).
     shutdown_drain_seconds: float = 0.0
     shutdown_grace_seconds: float = 10.0
+    # Traces (docs/tracing.md): the OTLP/gRPC collector spans are exported to (BYOK_OTLP_ENDPOINT: `http://HOST:4317`
+    # plaintext, `https://HOST:4317` TLS with the system CAs or OTEL_EXPORTER_OTLP_CERTIFICATE; "" = tracing off: no
+    # exporter, no thread, no span); the gRPC metadata sent with every export, e.g. a collector's auth token
+    # (`name=value,…`, values URL-encoded as in OTEL_EXPORTER_OTLP_HEADERS) from BYOK_OTLP_HEADERS or, kept out of
+    # the environment, from the file BYOK_OTLP_HEADERS_FILE names (never logged, never in repr); and the share of
+    # new traces recorded (BYOK_TRACE_SAMPLE_RATIO, 0-1; a caller's sampled flag in `traceparent` is followed).
+    otlp_endpoint: str = ""
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    trace_sample_ratio: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProxySettings:
@@ -117,6 +128,9 @@ class ProxySettings:
                                                        minimum=0, maximum=86400),
             shutdown_drain_seconds=env_float(env, "BYOK_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0, maximum=300),
             shutdown_grace_seconds=env_float(env, "BYOK_SHUTDOWN_GRACE_SECONDS", 10.0, minimum=0, maximum=3600),
+            otlp_endpoint=_otlp_endpoint(env),
+            otlp_headers=_otlp_headers(env),
+            trace_sample_ratio=env_float(env, "BYOK_TRACE_SAMPLE_RATIO", 1.0, minimum=0.0, maximum=1.0),
         )
 
 
@@ -125,6 +139,48 @@ def _path_allowlist(env: Mapping[str, str]) -> PathAllowlist:
         return PathAllowlist.parse(env_str(env, "BYOK_HTTP_PATH_ALLOWLIST"))
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+
+
+def _otlp_endpoint(env: Mapping[str, str]) -> str:
+    """`http(s)://HOST:PORT`: the scheme says plaintext or TLS (the exporter would take a bare HOST:PORT as TLS, a
+    surprise); credentials belong in BYOK_OTLP_HEADERS, not in a URL that the exporter's error lines print."""
+    value = env_str(env, "BYOK_OTLP_ENDPOINT")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise SettingsError(f"BYOK_OTLP_ENDPOINT: expected http://HOST:PORT or https://HOST:PORT (OTLP/gRPC, "
+                            f"usually port 4317), got {value[:120]!r}")
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError("BYOK_OTLP_ENDPOINT: must not hold credentials; put them in BYOK_OTLP_HEADERS(_FILE)")
+    return value.rstrip("/")
+
+
+# A gRPC metadata name (lower case: the exporter sends these as metadata) and a value without control characters.
+_HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+
+
+def _otlp_headers(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """BYOK_OTLP_HEADERS, else the contents of BYOK_OTLP_HEADERS_FILE, as (name, value) pairs. Errors name the
+    variable and the entry's position, never its text: a value is usually a token."""
+    name, text = "BYOK_OTLP_HEADERS", env_str(env, "BYOK_OTLP_HEADERS")
+    if not text and (path := env_str(env, "BYOK_OTLP_HEADERS_FILE")):
+        name = "BYOK_OTLP_HEADERS_FILE"
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read().strip()
+        except OSError as exc:
+            raise SettingsError(f"{name}: cannot read {path} ({exc.strerror})") from None
+    pairs = []
+    for position, entry in enumerate(filter(None, (e.strip() for e in text.split(","))), start=1):
+        key, eq, value = entry.partition("=")
+        key, value = unquote(key).strip().lower(), unquote(value).strip()
+        if not eq or not _HEADER_NAME.fullmatch(key) or not _HEADER_VALUE.fullmatch(value):
+            raise SettingsError(f"{name}: entry {position} is not name=value (a lower-case metadata name, a "
+                                f"printable value; URL-encode ',' and '=')")
+        pairs.append((key, value))
+    return tuple(pairs)
 
 
 # gRPC name-resolver schemes a keyservice target may use (grpc/doc/naming.md).

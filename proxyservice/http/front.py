@@ -9,6 +9,10 @@ away cancels its handler (aiohttp's handler cancellation), which closes the prov
 
 aiohttp's access log is off: its line would carry the query string, where an SDK may have put a key (`?key=`);
 the proxy writes its own line per request (`NativeRelay.record`), without the query.
+
+Traced (proxyservice/tracing.py), every request has a span, child of the caller's `traceparent`; every answer carries
+the span's own `traceparent` header (set as its headers go out, streamed answers included), and the core that
+serves the request records its outcome on the span.
 """
 
 from __future__ import annotations
@@ -26,21 +30,26 @@ import structlog
 from aiohttp import web
 
 from byokcommon.tls import TlsFiles, identity_from_der, reload_ssl_context, server_ssl_context, validity_from_der
-from proxyservice import errors
+from proxyservice import errors, tracing
 from proxyservice.http.error_shapes import error_body, shape_for, status_of
 from proxyservice.native import NativeAnswer, NativeRelay, NativeRequest
+from proxyservice.tracing import RequestSpan, Tracing
 
 _log = structlog.get_logger("byok.proxy")
 TENANT_HEADERS = ("x-byok-org", "x-byok-project", "x-byok-user", "x-byok-credential")
 # How often the certificate files are checked for a rotation (new handshakes then use the new ones).
 TLS_RELOAD_INTERVAL = 5.0
-
+# The unified endpoints by path (a span's http.route); any other /v1 path is "/v1/{path}".
+UNIFIED_ROUTES = frozenset({"/chat/completions", "/embeddings", "/models"})
+# Where a traced request keeps its span and the `traceparent` its answer carries (aiohttp's per-request mapping).
+_TRACEPARENT = web.RequestKey("byok_traceparent", str)
 
 
 class UnifiedEndpoint(Protocol):
     """The OpenAI-shaped `/v1/…` endpoints (`proxyservice/http/unified.py`)."""
 
-    async def handle(self, request: web.Request, caller: str, request_id: str, path: str) -> web.StreamResponse: ...
+    async def handle(self, request: web.Request, caller: str, request_id: str, path: str,
+                     span: RequestSpan | None) -> web.StreamResponse: ...
 
 
 class Refused(Exception):
@@ -72,12 +81,13 @@ class HttpFront:
     """The aiohttp application and its listener. `await start(addr)`, `port`, `await stop()`."""
 
     def __init__(self, *, relay: NativeRelay, tls: TlsFiles, max_body_bytes: int, max_concurrent: int,
-                 unified: UnifiedEndpoint | None = None) -> None:
+                 unified: UnifiedEndpoint | None = None, tracing: Tracing | None = None) -> None:
         self.relay = relay
         self.tls = tls
         self.max_body_bytes = max_body_bytes
         self.max_concurrent = max_concurrent
         self.unified = unified
+        self.tracing = tracing or Tracing()
         self.in_flight = 0
         self.port = 0
         self._ssl = server_ssl_context(tls)
@@ -87,6 +97,8 @@ class HttpFront:
         # client_max_size past our own limit: the handler refuses big bodies itself, in the provider's shape.
         self.app = web.Application(client_max_size=max_body_bytes + 1)
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
+        if self.tracing.enabled:
+            self.app.on_response_prepare.append(_traceparent_header)
 
     async def start(self, addr: str, *, reuse_port: bool = False) -> None:
         host, _, port = addr.rpartition(":")
@@ -134,21 +146,41 @@ class HttpFront:
         raw_path, _, query = request.raw_path.partition("?")
         first, _, rest = raw_path[1:].partition("/")
         unified = first == "v1" and self.unified is not None
+        if not self.tracing.enabled:
+            return await self._answer(request, request_id, started, unified, first, "/" + rest, query, None)
+        route = (f"/v1/{rest}" if "/" + rest in UNIFIED_ROUTES else "/v1/{path}") if unified else "/{provider}/{path}"
+        span = self.tracing.start(f"{request.method} {route}", request.headers.items(), {
+            "http.request.method": request.method, "http.route": route, "byok.request_id": request_id})
+        request[_TRACEPARENT] = tracing.traceparent(span)
+        status = 0
+        try:
+            response = await self._answer(request, request_id, started, unified, first, "/" + rest, query, span)
+            status = response.status
+            return response
+        finally:
+            tracing.end_http(span, status)
+
+    async def _answer(self, request: web.Request, request_id: str, started: float, unified: bool, first: str,
+                      path: str, query: str, span: RequestSpan | None) -> web.StreamResponse:
         provider = "" if unified else first
         shape = "openai" if unified else shape_for(provider)
         if self.in_flight >= self.max_concurrent:
-            return refusal_response(shape, Refused(429, "the proxy is at its concurrency limit; retry shortly",
-                                                   retry_after="1"), request_id)
+            refused = Refused(429, "the proxy is at its concurrency limit; retry shortly", retry_after="1")
+            if span is not None:
+                tracing.fail(span, "429", refused.message)
+            return refusal_response(shape, refused, request_id)
         self.in_flight += 1
         try:
             caller = self._caller(request)
             if unified:
                 assert self.unified is not None
-                return await self.unified.handle(request, caller, request_id, "/" + rest)
-            return await self._native(request, caller, request_id, provider, "/" + rest, query, started)
+                return await self.unified.handle(request, caller, request_id, path, span)
+            return await self._native(request, caller, request_id, provider, path, query, started, span)
         except Refused as refused:
             if not unified:
-                self._record_refusal(request, request_id, provider, "/" + rest, refused, started)
+                self._record_refusal(request, request_id, provider, path, refused, started, span)
+            if span is not None:
+                tracing.fail(span, str(refused.status), refused.message)
             return refusal_response(shape, refused, request_id)
         finally:
             self.in_flight -= 1
@@ -180,7 +212,7 @@ class HttpFront:
         return body
 
     async def _native(self, request: web.Request, caller: str, request_id: str, provider: str, path: str,
-                      query: str, started: float) -> web.StreamResponse:
+                      query: str, started: float, span: RequestSpan | None) -> web.StreamResponse:
         headers = request.headers
         native = NativeRequest(
             caller=caller, org_id=headers.get("x-byok-org", ""), project_id=headers.get("x-byok-project", ""),
@@ -203,7 +235,7 @@ class HttpFront:
             raise
         finally:
             await answer.aclose()
-            self.relay.record(native, "http", outcome, started, answer)
+            self.relay.record(native, "http", outcome, started, answer, span=span)
 
     @staticmethod
     async def _relay(request: web.Request, answer: NativeAnswer, request_id: str) -> web.StreamResponse:
@@ -220,9 +252,16 @@ class HttpFront:
         return response
 
     def _record_refusal(self, request: web.Request, request_id: str, provider: str, path: str, refused: Refused,
-                        started: float) -> None:
+                        started: float, span: RequestSpan | None) -> None:
         headers = request.headers
         native = NativeRequest(caller="", org_id=headers.get("x-byok-org", ""), provider=provider,
                                method=request.method, path=path, request_id=request_id)
-        self.relay.record(native, "http", str(refused.status), started, None)
+        self.relay.record(native, "http", str(refused.status), started, None, span=span)
+
+
+async def _traceparent_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer of a traced request names its span (replacing any `traceparent` a provider sent)."""
+    value = request.get(_TRACEPARENT)
+    if value:
+        response.headers["traceparent"] = value
 

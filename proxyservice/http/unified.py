@@ -7,6 +7,7 @@ adapters as StreamChat (so an OpenAI SDK can call Claude or Gemini); the transla
 OpenAI-compatible family, Gemini). `/v1/models` lists the models the tenant can reach: per provider, the default
 model of the credential keyservice would lease, or of the platform's key (keyservice's ListTenantModels).
 Answers carry `x-byok-request-id`, `x-byok-key-source` and `x-byok-credential-id` like the native passthrough.
+A traced request's span (the front's) goes to the servicer's core, which records the outcome on it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from proxyservice.http.front import HttpFront, Refused
 from proxyservice.keyclient import KeyServiceClient
 from proxyservice.native.relay import require_org
 from proxyservice.service import ChatServicer
+from proxyservice.tracing import RequestSpan
 from proxyservice.unified_openai import (
     ChunkEncoder,
     UnifiedRequestError,
@@ -48,12 +50,13 @@ class UnifiedEndpoint:
         self.keys = keys
         self.front = front
 
-    async def handle(self, request: web.Request, caller: str, request_id: str, path: str) -> web.StreamResponse:
+    async def handle(self, request: web.Request, caller: str, request_id: str, path: str,
+                     span: RequestSpan | None = None) -> web.StreamResponse:
         try:
             if path == "/chat/completions" and request.method == "POST":
-                return await self._chat(request, caller, request_id)
+                return await self._chat(request, caller, request_id, span)
             if path == "/embeddings" and request.method == "POST":
-                return await self._embeddings(request, caller, request_id)
+                return await self._embeddings(request, caller, request_id, span)
             if path == "/models" and request.method == "GET":
                 return await self._models(request, caller, request_id)
         except errors.ProxyError as exc:
@@ -72,7 +75,8 @@ class UnifiedEndpoint:
         return pb.Tenant(org_id=org, project_id=headers.get("x-byok-project", ""),
                          user_id=headers.get("x-byok-user", ""))
 
-    async def _chat(self, request: web.Request, caller: str, request_id: str) -> web.StreamResponse:
+    async def _chat(self, request: web.Request, caller: str, request_id: str, span: RequestSpan | None
+                    ) -> web.StreamResponse:
         tenant = self._tenant(request)
         params, stream, include_usage = parse_chat_request(await self.front.read_body(request), tenant)
         params.request_id = request_id
@@ -80,11 +84,11 @@ class UnifiedEndpoint:
         params.provider = request.headers.get("x-byok-provider", "")  # else routed by the model's name
         completion_id, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
         if not stream:
-            reply = await self.servicer.chat(params, caller)
+            reply = await self.servicer.chat(params, caller, span=span)
             return web.Response(body=completion_json(reply, completion_id, created, params.model),
                                 content_type="application/json",
                                 headers=_byok_headers(request_id, reply.key_source, reply.credential_id))
-        messages = self.servicer.stream_chat(params, caller)
+        messages = self.servicer.stream_chat(params, caller, span=span)
         try:
             first = await anext(messages)  # the StreamStart: every refusal comes before it
             return await self._stream(request, messages, first, ChunkEncoder(completion_id, created, params.model,
@@ -92,12 +96,13 @@ class UnifiedEndpoint:
         finally:
             await messages.aclose()  # on cancellation too: closes the provider's stream
 
-    async def _embeddings(self, request: web.Request, caller: str, request_id: str) -> web.Response:
+    async def _embeddings(self, request: web.Request, caller: str, request_id: str, span: RequestSpan | None
+                          ) -> web.Response:
         embed, base64_vectors = parse_embeddings_request(await self.front.read_body(request), self._tenant(request))
         embed.request_id = request_id
         embed.credential_id = request.headers.get("x-byok-credential", "")
         embed.provider = request.headers.get("x-byok-provider", "")
-        reply = await self.servicer.embed(embed, caller)
+        reply = await self.servicer.embed(embed, caller, span=span)
         return web.Response(body=embeddings_json(reply, base64_vectors=base64_vectors),
                             content_type="application/json",
                             headers=_byok_headers(request_id, reply.key_source, reply.credential_id))

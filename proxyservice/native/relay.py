@@ -5,8 +5,9 @@ Per request: the provider name and path are checked (`paths`), the lease comes f
 credential: the body is bounded, so it can be sent again), the caller's headers are filtered and the lease's key
 set (`headers`), and the provider's answer comes back open, whatever its status: its errors are the provider's
 own, in its own shape, so SDKs raise their usual exceptions. The answer's bytes pass through a `UsageTap` as they
-are relayed; `record` writes the request's log line and metrics once it is over. A key the provider echoes never reaches
-the caller (`scrub`).
+are relayed; `record` writes the request's log line and metrics once it is over, and the outcome on the request's span
+when it is traced. A key the provider echoes never reaches the caller (`scrub`); the caller's trace context never
+reaches the provider (`tracing.without_trace_context`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import structlog
 from byok.keys.v1 import key_service_pb2 as kpb
 from byokcommon.provider_answers import key_rejection
 from byokcommon.wire import sdk_root
-from proxyservice import errors
+from proxyservice import errors, tracing
 from proxyservice.adapters.base import UpstreamRequest
 from proxyservice.failover import KeyFailover
 from proxyservice.keyclient import LeaseKey
@@ -30,6 +31,7 @@ from proxyservice.native import headers as native_headers
 from proxyservice.native.paths import PROVIDER_NAME, PathAllowlist, check_path, upstream_url
 from proxyservice.native.scrub import KeyInBody, KeyScrubber
 from proxyservice.native.usage_tap import NativeUsage, UsageTap
+from proxyservice.tracing import RequestSpan
 from proxyservice.upstream import NativeResponse, Upstream, UpstreamFailure
 
 _log = structlog.get_logger("byok.proxy")
@@ -144,7 +146,7 @@ class NativeRelay:
         family = lease.api_family
         upstream_request = UpstreamRequest(
             req.method, upstream_url(sdk_root(family, lease.api_base), req.path, req.query),
-            native_headers.to_provider(req.headers, family, lease.api_key), req.body)
+            native_headers.to_provider(tracing.without_trace_context(req.headers), family, lease.api_key), req.body)
         response = await self.upstream.open_native(upstream_request, family)
         status = response.status_code
         self.metrics.upstream_status.labels(lease.provider, str(status)).inc()
@@ -157,9 +159,11 @@ class NativeRelay:
         return NativeAnswer(response, lease, started, prefetched=body)
 
     def record(self, req: NativeRequest, surface: str, outcome: str, started: float,
-               answer: NativeAnswer | None) -> None:
-        """The request's log line and metrics; `outcome` is what the caller got (an HTTP status, or a gRPC code
-        for a Forward refused before any answer)."""
+               answer: NativeAnswer | None, *, span: RequestSpan | None = None) -> None:
+        """The request's log line, metrics and span (when traced); `outcome` is what the caller got (an HTTP status,
+        or a gRPC code for a Forward refused before any answer)."""
+        if span is not None:
+            tracing.record_native(span, req, answer, outcome)
         elapsed = time.perf_counter() - started
         provider = answer.provider if answer else (req.provider if PROVIDER_NAME.fullmatch(req.provider)
                                                    else "unknown")
