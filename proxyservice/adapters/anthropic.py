@@ -68,6 +68,7 @@ from proxyservice.accumulate import to_chat_response
 from proxyservice.adapters import options
 from proxyservice.adapters.base import (
     AdapterError,
+    R,
     RequestMappingError,
     UpstreamRequest,
     UpstreamStreamError,
@@ -86,7 +87,6 @@ from proxyservice.adapters.base import (
 )
 from proxyservice.adapters.stream import SSEJsonDecoder
 
-R = pb.Role
 PROVIDER = "anthropic"
 DEFAULT_MAX_TOKENS = 1024
 MIN_THINKING_BUDGET = 1024  # ThinkingConfigEnabledParam: "Must be ≥1024 and less than max_tokens"

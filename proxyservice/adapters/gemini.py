@@ -76,6 +76,7 @@ from proxyservice.accumulate import to_chat_response
 from proxyservice.adapters import options
 from proxyservice.adapters.base import (
     AdapterError,
+    R,
     RequestMappingError,
     UpstreamRequest,
     UpstreamStreamError,
@@ -96,7 +97,6 @@ from proxyservice.adapters.partial_args import OpenCall
 from proxyservice.adapters.stream import SSEJsonDecoder
 from proxyservice.errors import FailedPrecondition
 
-R = pb.Role
 FR = pb.FinishReason
 RE = pb.ReasoningEffort
 TC = pb.ToolChoiceMode

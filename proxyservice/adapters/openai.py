@@ -77,6 +77,7 @@ from byokcommon.wire import AZURE_OPENAI
 from proxyservice.adapters import options
 from proxyservice.adapters.base import (
     AdapterError,
+    R,
     RequestMappingError,
     UpstreamRequest,
     UpstreamStreamError,
@@ -95,8 +96,6 @@ from proxyservice.adapters.base import (
 )
 from proxyservice.adapters.stream import SSEJsonDecoder
 from proxyservice.errors import FailedPrecondition
-
-R = pb.Role
 
 # Servers known by their host, whatever the lease calls them (an openai_compatible lease at api.mistral.ai is
 # Mistral's API, with Mistral's rules).
@@ -411,6 +410,8 @@ _TOP_CITATIONS = ("citations", "search_results")
 
 
 def _top_citations(obj: dict[str, Any]) -> dict[str, Any]:
+    if "citations" not in obj and "search_results" not in obj:  # the common chunk: no comprehension run
+        return {}
     return {k: obj[k] for k in _TOP_CITATIONS if obj.get(k)}
 
 
@@ -531,10 +532,11 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             if cd is not None:
                 resp.choices.append(cd)
                 any_ = True
-        cited = self._citations(0, top)  # top-level citations in a chunk without choice 0
-        if cited:
-            resp.choices.append(pb.ChoiceDelta(index=0, citations_json=cited))
-            any_ = True
+        if top:  # top-level citations in a chunk without choice 0
+            cited = self._citations(0, top)
+            if cited:
+                resp.choices.append(pb.ChoiceDelta(index=0, citations_json=cited))
+                any_ = True
         u = _usage(obj)
         if u is not None:
             resp.usage.CopyFrom(u)
@@ -556,10 +558,11 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         delta = c.get("delta") or {}
         cd = pb.ChoiceDelta(index=idx)
         any_ = False
-        cited = self._citations(idx, _choice_citations(delta, top))
-        if cited:
-            cd.citations_json = cited
-            any_ = True
+        if top or "annotations" in delta:  # most chunks carry none: no dicts built for them
+            cited = self._citations(idx, _choice_citations(delta, top))
+            if cited:
+                cd.citations_json = cited
+                any_ = True
         text, reasoning = _text_and_reasoning(delta)
         if reasoning:
             cd.reasoning = reasoning
