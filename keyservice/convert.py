@@ -7,6 +7,7 @@ import datetime as dt
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from byok.keys.v1 import key_service_pb2 as pb
+from keyservice.derive import AwsSession
 from keyservice.store import AuditRow, BindingRow, CredentialRow
 
 HEALTH_TO_PB = {
@@ -45,7 +46,15 @@ def credential(row: CredentialRow) -> pb.Credential:
                                       transit_key=row.transit_key, transit_key_version=row.transit_key_version),
         create_time=timestamp(row.created_at), update_time=timestamp(row.updated_at),
         last_verify_time=timestamp(row.last_verified_at), last_rotate_time=timestamp(row.last_rotated_at),
+        settings=dict(row.settings),
     )
+
+
+def aws_session(session: AwsSession | None) -> pb.AwsSessionCredentials | None:
+    if session is None:
+        return None
+    return pb.AwsSessionCredentials(access_key_id=session.access_key_id, secret_access_key=session.secret_access_key,
+                                    session_token=session.session_token, expire_time=timestamp(session.expires_at))
 
 
 def audit_event(row: AuditRow) -> pb.AuditEvent:

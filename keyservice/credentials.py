@@ -21,18 +21,19 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
 from byokcommon.egress import EgressPolicy
 from byokcommon.redaction import redact_text
-from keyservice import audit, validation
-from keyservice.errors import Aborted, AlreadyExists, FailedPrecondition, KeyServiceError, NotFound
+from keyservice import audit, cloud_fields, validation
+from keyservice.cloud_fields import CheckedCredential
+from keyservice.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, KeyServiceError, NotFound
 from keyservice.providers import ProviderSpec, get_provider
-from keyservice.secrets_display import fingerprint, key_hint
 from keyservice.store import CredentialRow, NewRevocation, Store
-from keyservice.vault import MANAGED_BY, VaultClient
+from keyservice.vault import MANAGED_BY, StoredSecret, VaultClient
 
 _log = structlog.get_logger("byok.credentials")
 
@@ -51,6 +52,12 @@ class NewCredential:
     api_base: str
     default_model: str
     primary: bool
+    # A cloud credential's non-secret settings (keyservice/cloud_fields.py), checked with its secret.
+    settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+# A new secret: one API key (as the api_key field of the RPCs), or a cloud credential's named fields.
+Secret = str | Mapping[str, str]
 
 
 class CredentialManager:
@@ -63,9 +70,9 @@ class CredentialManager:
         self.egress = egress or EgressPolicy()  # where api_base may point (byokcommon/egress.py)
 
     # -- create -----------------------------------------------------------------------------------------
-    def create(self, actor: str, new: NewCredential, api_key: str) -> CredentialRow:
+    def create(self, actor: str, new: NewCredential, secret: Secret) -> CredentialRow:
         spec = get_provider(new.provider)
-        spec.check_key(api_key)
+        checked = self._check_secret(spec, secret, new.settings)
         self._check_api_base(spec, new.api_base)
         self._check_name_free(new)
         credential_id = new_credential_id()
@@ -74,9 +81,9 @@ class CredentialManager:
         started = time.monotonic()
         self.store.reserve_secret(mount, path, credential_id)
         try:
-            stored = self.vault.write_secret(path, api_key, org_id=new.org_id, cas=0,
+            stored = self.vault.write_fields(path, checked.secret, org_id=new.org_id, cas=0,
                                              metadata=self._metadata(new, credential_id))
-            row = self._row(new, credential_id, stored, key_hint(spec, api_key), fingerprint(api_key))
+            row = self._row(new, credential_id, stored, checked)
             if time.monotonic() - started > self.create_deadline_seconds:
                 # Give up before the reconciler does; its reclaim would make the commit below abort anyway.
                 raise Aborted("the create outlived its deadline (BYOK_CREATE_DEADLINE_SECONDS); nothing was "
@@ -84,7 +91,8 @@ class CredentialManager:
             return self.store.insert_credential(
                 row, reserved=True, revocation=NewRevocation("scope_changed", org_id=new.org_id),
                 audit=audit.credential_event(actor, "credential.create", row, provider=new.provider,
-                                             name=new.name, key_hint=row.key_hint, secret_version=stored.version))
+                                             name=new.name, key_hint=row.key_hint, secret_version=stored.version,
+                                             **_field_names(checked)))
         except KeyServiceError:
             # Compensate; the reconciler covers a crash right here (the reservation outlives us).
             self._forget_secret(path)
@@ -92,18 +100,24 @@ class CredentialManager:
             raise
 
     def register(self, actor: str, new: NewCredential, vault_path: str) -> CredentialRow:
-        """Adopt a secret ops wrote with `vault kv put <mount>/<path> api_key=-`; the key never crossed our API."""
+        """Adopt a secret ops wrote with `vault kv put <mount>/<path> api_key=-` (a cloud credential's fields:
+        `access_key_id=… secret_access_key=-`); the secret never crossed our API."""
         spec = get_provider(new.provider)
         validation.vault_path(vault_path, managed_prefix=self.vault.settings.kv_prefix)
         self._check_api_base(spec, new.api_base)
         self._check_name_free(new)
         where = f"{self.vault.settings.kv_mount}/{redact_text(vault_path)}"
         try:
-            api_key = self.vault.read_secret(vault_path, org_id=new.org_id)
+            fields = self.vault.read_fields(vault_path, org_id=new.org_id)
         except NotFound:
             # Echoed masked: a key pasted into the path must not come back in the error or the RPC log.
             raise NotFound(f"vault_path: no secret at {where}") from None
-        spec.check_key(api_key, field="vault_path (its api_key field)")
+        if not spec.fields:  # a single key: its api_key field is the key, other fields are ops' notes
+            if not fields.get("api_key"):
+                raise FailedPrecondition("vault secret has no api_key field")
+            fields = {"api_key": fields["api_key"]}
+        checked = cloud_fields.check(spec, fields, new.settings, self.egress,
+                                     label=lambda name: f"vault_path (its {name} field)", where="vault_path")
         meta = self.vault.read_metadata(vault_path)
         owner = meta.get("custom_metadata") or {}
         if owner.get("managed_by") == MANAGED_BY:
@@ -115,15 +129,13 @@ class CredentialManager:
                                 "each Vault secret serves one credential")
         credential_id = new_credential_id()
         version = int(meta.get("current_version") or 1)
-        from keyservice.vault import StoredSecret
-
         stored = StoredSecret(mount=self.vault.settings.kv_mount, path=vault_path, version=version,
                               transit_key="", transit_key_version=0)
-        row = self._row(new, credential_id, stored, key_hint(spec, api_key), fingerprint(api_key))
+        row = self._row(new, credential_id, stored, checked)
         created = self.store.insert_credential(
             row, revocation=NewRevocation("scope_changed", org_id=new.org_id),
             audit=audit.credential_event(actor, "credential.register", row, provider=new.provider, name=new.name,
-                                         vault_path=vault_path))
+                                         vault_path=vault_path, **_field_names(checked)))
         # Tag the secret only once the row references it: a managed_by tag without a row marks an orphan,
         # and the reconciler would delete ops' own secret if we crashed (or the insert failed) in between.
         try:
@@ -133,17 +145,19 @@ class CredentialManager:
         return created
 
     # -- rotate -----------------------------------------------------------------------------------------
-    def rotate(self, actor: str, credential_id: str, api_key: str, expected_version: int = 0) -> CredentialRow:
+    def rotate(self, actor: str, credential_id: str, secret: Secret, expected_version: int = 0) -> CredentialRow:
+        """A new secret (all its fields) for the credential; its settings stay, and the new secret must suit them."""
         row = self.store.get_credential(credential_id)
         spec = get_provider(row.provider)
-        spec.check_key(api_key)
+        checked = self._check_secret(spec, secret, row.settings)
         if expected_version and expected_version != row.secret_version:
             raise Aborted(f"expected_version {expected_version} is stale: current version is {row.secret_version}")
-        stored = self._write_rotated(row, api_key, strict=bool(expected_version))
+        stored = self._write_rotated(row, checked.secret, strict=bool(expected_version))
         rotated = self.store.update_credential(
             credential_id, expected_version=row.secret_version,
             audit=audit.credential_event(actor, "credential.rotate", row, old_version=row.secret_version,
-                                         new_version=stored.version, key_hint=key_hint(spec, api_key)),
+                                         new_version=stored.version, key_hint=checked.hint,
+                                         **_field_names(checked)),
             revocation="rotated",
             # Both transit fields, from what was just written: a row without a transit key (an import, or a
             # credential created before envelope mode was switched on) now holds ciphertext, and rewrap and
@@ -151,12 +165,12 @@ class CredentialManager:
             # envelope mode off clears them the same way.)
             secret_version=stored.version, transit_key=stored.transit_key,
             transit_key_version=stored.transit_key_version,
-            key_hint=key_hint(spec, api_key), fingerprint=fingerprint(api_key), health="unverified",
+            key_hint=checked.hint, fingerprint=checked.fingerprint, health="unverified",
             last_rotated_at=audit.now())
         self._destroy_old_versions(rotated)
         return rotated
 
-    def _write_rotated(self, row: CredentialRow, api_key: str, *, strict: bool) -> Any:
+    def _write_rotated(self, row: CredentialRow, fields: dict[str, str], *, strict: bool) -> StoredSecret:
         """Write the new KV version with check-and-set on the version the row serves.
 
         Vault ahead of the row means another rotation wrote Vault and has not (yet, or ever) updated the row:
@@ -166,7 +180,7 @@ class CredentialManager:
         written over, so a crashed rotation never wedges the credential."""
         metadata = self._metadata(self._as_new(row), row.credential_id)
         try:
-            return self.vault.write_secret(row.vault_path, api_key, org_id=row.org_id, cas=row.secret_version,
+            return self.vault.write_fields(row.vault_path, fields, org_id=row.org_id, cas=row.secret_version,
                                            metadata=metadata, over_unserved=not strict)
         except Aborted:
             current = int(self.vault.read_metadata(row.vault_path).get("current_version") or 0)
@@ -299,9 +313,15 @@ class CredentialManager:
         validation.api_base(api_base)
         spec.check_api_base(api_base, self.egress)
         if spec.api_base_required and not api_base:
-            from keyservice.errors import InvalidArgument
-
             raise InvalidArgument("api_base", "is required for provider openai_compatible")
+
+    def _check_secret(self, spec: ProviderSpec, secret: Secret, settings: Mapping[str, str]) -> CheckedCredential:
+        """The new secret checked with the settings it will serve under. A lone key (the RPCs' api_key field) is
+        the api_key field, and errors about it name `api_key`; named fields are `secret_fields.<name>`."""
+        if isinstance(secret, str):
+            return cloud_fields.check(spec, {"api_key": secret} if secret else {}, settings, self.egress,
+                                      label=lambda name: name, where="api_key")
+        return cloud_fields.check(spec, secret, settings, self.egress)
 
     def _metadata(self, new: NewCredential, credential_id: str) -> dict[str, str]:
         fields = {"org_id": new.org_id, "project_id": new.project_id, "user_id": new.user_id,
@@ -312,17 +332,19 @@ class CredentialManager:
     def _as_new(row: CredentialRow) -> NewCredential:
         return NewCredential(provider=row.provider, org_id=row.org_id, project_id=row.project_id,
                              user_id=row.user_id, name=row.name, api_base=row.api_base,
-                             default_model=row.default_model, primary=row.primary)
+                             default_model=row.default_model, primary=row.primary, settings=row.settings)
 
-    def _row(self, new: NewCredential, credential_id: str, stored: Any, hint: str, fp: str) -> CredentialRow:
+    def _row(self, new: NewCredential, credential_id: str, stored: StoredSecret,
+             checked: CheckedCredential) -> CredentialRow:
         now = audit.now()
         return CredentialRow(
             credential_id=credential_id, provider=new.provider, org_id=new.org_id, project_id=new.project_id,
             user_id=new.user_id, name=new.name, api_base=new.api_base, default_model=new.default_model,
-            active=True, primary=new.primary, health="unverified", key_hint=hint, fingerprint=fp,
-            vault_mount=stored.mount, vault_path=stored.path, secret_version=stored.version,
-            transit_key=stored.transit_key, transit_key_version=stored.transit_key_version,
-            created_at=now, updated_at=now, last_verified_at=None, last_rotated_at=None)
+            active=True, primary=new.primary, health="unverified", key_hint=checked.hint,
+            fingerprint=checked.fingerprint, vault_mount=stored.mount, vault_path=stored.path,
+            secret_version=stored.version, transit_key=stored.transit_key,
+            transit_key_version=stored.transit_key_version, created_at=now, updated_at=now, last_verified_at=None,
+            last_rotated_at=None, settings=checked.settings)
 
     def _release(self, mount: str, path: str, credential_id: str) -> None:
         try:
@@ -336,3 +358,11 @@ class CredentialManager:
             self.vault.delete_secret(path)
         except KeyServiceError as exc:
             _log.warning("credential.vault_delete_deferred", path=path, error=exc.message)
+
+
+def _field_names(checked: CheckedCredential) -> dict[str, Any]:
+    """For the audit event of a write: which secret fields and settings it had (names only: the settings' values
+    are on the credential, the secret's nowhere outside Vault). Nothing for a lone api_key."""
+    if set(checked.secret) == {"api_key"} and not checked.settings:
+        return {}
+    return {"secret_fields": sorted(checked.secret), "settings": sorted(checked.settings)}

@@ -8,6 +8,7 @@ Hierarchy::
     ├── AlreadyExists               ALREADY_EXISTS
     ├── Aborted                     ABORTED            check-and-set lost a race
     ├── FailedPrecondition          FAILED_PRECONDITION state forbids it (e.g. transit min version)
+    │   └── CredentialRejected                         a cloud's token service refused the stored credential
     ├── PermissionDenied            PERMISSION_DENIED  wrong role, caller not bound, Vault refused
     ├── ResourceExhausted           RESOURCE_EXHAUSTED too much concurrent work
     └── Unavailable                 UNAVAILABLE        a dependency is down; safe to retry
@@ -16,7 +17,8 @@ Hierarchy::
 
 This module imports no foreign library (as httpx's `_exceptions.py`): each adapter maps its library's
 exceptions where it meets them, with `translating(table)` and a table of its own (the Vault adapter hvac's and
-requests', the store SQLAlchemy's; verify handles httpx's itself). Their text is never kept: hvac puts whole
+requests', the store SQLAlchemy's, each derivation in keyservice/derive/ its cloud library's; verify handles
+httpx's itself). Their text is never kept: hvac puts whole
 Vault response bodies, which can hold decrypted secrets, into its messages, and SQLAlchemy's include bound
 parameters. Only the exception's class name is logged.
 """
@@ -61,6 +63,18 @@ class Aborted(KeyServiceError):
 
 class FailedPrecondition(KeyServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class CredentialRejected(FailedPrecondition):
+    """AWS STS, Google's or Entra ID's token endpoint refused the stored long-lived credential (a wrong or deleted
+    key, a wrong secret, a role it may not assume): the cloud's equivalent of a provider's confirmed 401. `reason`
+    is the cloud's error code (`InvalidClientTokenId`, `invalid_grant`, `AADSTS7000215`, …), checked to be a
+    short word, never its message text."""
+
+    def __init__(self, cloud: str, reason: str) -> None:
+        super().__init__(f"{cloud} refused the stored credential ({reason})")
+        self.cloud = cloud
+        self.reason = reason
 
 
 class PermissionDenied(KeyServiceError):

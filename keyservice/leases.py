@@ -8,22 +8,41 @@ Resolution order (documented in the README):
   5. the platform's key from the environment (OPENAI_API_KEY, …), only if the org allows platform fallback.
 Within a level the primary credential comes first, then the oldest. Inactive credentials and credentials
 marked invalid are skipped, as are those the caller asks to exclude (failover after a provider 401/403).
+
+A cloud credential's lease carries what keyservice derived from its stored secret (keyservice/derive/: STS
+session credentials, an access token), never the secret. When the cloud refuses the stored secret itself, the
+credential is marked invalid as a confirmed provider 401 does (health, audit, revocation) and the lease fails over
+to the next credential in the order above; a named credential fails with FAILED_PRECONDITION instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
+import structlog
+
+from byokcommon.egress import EgressPolicy
 from byokcommon.redaction import redact_text
 from keyservice import audit, validation
 from keyservice.audit_writer import AuditWriter
-from keyservice.errors import InvalidArgument, NotFound, PermissionDenied
+from keyservice.derive import AwsSession, Derivations, DeriveSettings, LeaseCredential
+from keyservice.errors import (
+    CredentialRejected,
+    FailedPrecondition,
+    InvalidArgument,
+    KeyServiceError,
+    NotFound,
+    PermissionDenied,
+)
 from keyservice.providers import PROVIDERS, ProviderSpec, get_provider, provider_for_model
 from keyservice.store import CredentialRow, Store
 from keyservice.vault import VaultClient
+
+_log = structlog.get_logger("byok.leases")
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,9 @@ class Lease:
     api_base: str
     default_model: str
     secret_version: int
+    auth_scheme: str = ""  # keyservice/cloud_fields.py: "", "api_key", "bearer", "aws_sigv4"
+    aws: AwsSession | None = None
+    settings: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never print the key
         return f"Lease({self.lease_id}, {self.provider}, credential={self.credential_id or 'platform'})"
@@ -62,15 +84,22 @@ class ReachableModel(NamedTuple):
     credential_id: str
 
 
+# Marks a credential invalid: (actor, credential_id, health, action=…, **details), as CredentialManager.record_health.
+MarkHealth = Callable[..., Any]
+
+
 class LeaseIssuer:
     def __init__(self, store: Store, vault: VaultClient, *, ttl_seconds: int, platform_keys: dict[str, str],
-                 provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None) -> None:
+                 provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None,
+                 derivations: Derivations | None = None, mark_health: MarkHealth | None = None) -> None:
         self.store = store
         self._audit = audit_writer.add if audit_writer is not None else store.append_audit
         self.vault = vault
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self._platform_keys = platform_keys
         self._base_urls = provider_base_urls
+        self.derivations = derivations or Derivations(DeriveSettings(), EgressPolicy(), lease_ttl=self.ttl)
+        self._mark_health = mark_health
 
     def issue(self, actor: str, req: LeaseRequest) -> Lease:
         self._check_caller(actor, req)
@@ -82,18 +111,51 @@ class LeaseIssuer:
         else:
             spec = self._provider(req)
             row = self._resolve(req, spec)
-        if row is None:
-            return self._platform_lease(actor, req, spec)
-        api_key = self.vault.read_secret(row.vault_path, row.secret_version, org_id=row.org_id)
+        refused: set[str] = set()
+        while row is not None:
+            try:
+                return self._tenant_lease(actor, req, row, spec)
+            except CredentialRejected as exc:
+                self._refused(actor, req, row, exc)
+                if req.credential_id:
+                    raise FailedPrecondition(f"credential {row.credential_id}: {exc.message}; it is now marked "
+                                             "invalid") from None
+                refused.add(row.credential_id)
+                row = self._resolve(req, spec, refused)
+        return self._platform_lease(actor, req, spec)
+
+    def _tenant_lease(self, actor: str, req: LeaseRequest, row: CredentialRow, spec: ProviderSpec) -> Lease:
+        carried = self.derivations.cached(row, spec)  # a warm derived credential needs no Vault read
+        if carried is None:
+            secret = self.vault.read_fields(row.vault_path, row.secret_version, org_id=row.org_id)
+            carried = self.derivations.lease_credential(row, spec, secret)
+            del secret
+        expires_at = audit.now() + self.ttl
+        if carried.expires_at is not None:
+            expires_at = min(expires_at, carried.expires_at)  # never past the derived credential's own end
         lease = Lease(
-            lease_id="lease_" + uuid.uuid4().hex, expires_at=audit.now() + self.ttl, key_source="tenant",
-            credential_id=row.credential_id, provider=row.provider, family=spec.family, api_key=api_key,
-            api_base=row.api_base or self._base(spec), default_model=row.default_model or spec.default_model,
-            secret_version=row.secret_version)
+            lease_id="lease_" + uuid.uuid4().hex, expires_at=expires_at, key_source="tenant",
+            credential_id=row.credential_id, provider=row.provider, family=spec.family, api_key=carried.api_key,
+            api_base=row.api_base or self._base(spec, row.settings),
+            default_model=row.default_model or spec.default_model, secret_version=row.secret_version,
+            auth_scheme=carried.auth_scheme, aws=carried.aws, settings=carried.settings)
         self._audit(audit.event(actor, "lease.issue", credential_id=row.credential_id, **_scope(req),
                                 lease_id=lease.lease_id, caller=req.caller_identity, provider=row.provider,
-                                secret_version=row.secret_version))
+                                secret_version=row.secret_version, **_derived(carried)))
         return lease
+
+    def _refused(self, actor: str, req: LeaseRequest, row: CredentialRow, exc: CredentialRejected) -> None:
+        """The cloud refused the stored secret: the credential goes invalid exactly as after a provider's confirmed
+        401 (health, audit event, 'invalid' revocation to every proxy). If that cannot be recorded now, the lease
+        still fails over; the next lease's derivation finds the same answer."""
+        details = {"cloud": exc.cloud, "reason": exc.reason, "confirmed": True}
+        self._audit_refusal(actor, req, "credential_rejected", credential_id=row.credential_id, reason=exc.reason)
+        if self._mark_health is None:
+            return
+        try:
+            self._mark_health(actor, row.credential_id, "invalid", action="credential.derive_refused", **details)
+        except KeyServiceError as error:
+            _log.warning("lease.mark_invalid_failed", credential_id=row.credential_id, error=error.message)
 
     def reachable_models(self, actor: str, req: LeaseRequest) -> list[ReachableModel]:
         """The models the tenant's requests can reach, per provider in name order: each resolvable credential's
@@ -156,10 +218,11 @@ class LeaseIssuer:
             raise NotFound(f"credential {req.credential_id} is inactive or invalid")
         return row
 
-    def _resolve(self, req: LeaseRequest, spec: ProviderSpec) -> CredentialRow | None:
+    def _resolve(self, req: LeaseRequest, spec: ProviderSpec, refused: frozenset[str] | set[str] = frozenset()
+                 ) -> CredentialRow | None:
         for row in self.store.lease_candidates(org_id=req.org_id, project_id=req.project_id,
                                                user_id=req.user_id, provider=spec.name):
-            if row.credential_id not in req.exclude:
+            if row.credential_id not in req.exclude and row.credential_id not in refused:
                 return row
         return None
 
@@ -177,12 +240,17 @@ class LeaseIssuer:
                                 caller=req.caller_identity, provider=spec.name, key_source="platform"))
         return lease
 
-    def _base(self, spec: ProviderSpec) -> str:
-        return self._base_urls.get(spec.name) or spec.default_api_base
+    def _base(self, spec: ProviderSpec, settings: Mapping[str, str] | None = None) -> str:
+        return self._base_urls.get(spec.name) or spec.api_base_for(settings or {})
 
-    def _audit_refusal(self, actor: str, req: LeaseRequest, why: str, **details: str) -> None:
+    def _audit_refusal(self, actor: str, req: LeaseRequest, why: str, **details: Any) -> None:
         self._audit(audit.event(actor, "lease.refuse", **_scope(req), outcome=why,
                                 caller=redact_text(req.caller_identity), **details))
+
+
+def _derived(carried: LeaseCredential) -> dict[str, str]:
+    """What a lease event says of how the lease authenticates (nothing for a key in the family's header)."""
+    return {"auth_scheme": carried.auth_scheme} if carried.auth_scheme else {}
 
 
 def _scope(req: LeaseRequest) -> dict[str, str]:

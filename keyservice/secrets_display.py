@@ -1,8 +1,11 @@
-"""What may be shown of a key: a hint (known prefix and last four characters) and a fingerprint."""
+"""What may be shown of a secret: a hint (a key's known prefix and last four characters; for the cloud
+credentials an identifier that is not secret, see keyservice/cloud_fields.py) and a fingerprint."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 
 from keyservice.providers import ProviderSpec
 
@@ -16,3 +19,11 @@ def key_hint(spec: ProviderSpec, api_key: str) -> str:
 def fingerprint(api_key: str) -> str:
     """A stable identifier of a key that reveals nothing usable: 64 bits of its SHA-256."""
     return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+def fingerprint_secret(secret: Mapping[str, str]) -> str:
+    """The fingerprint of a whole secret: of its api_key when that is all it is (the same as before secrets had
+    fields), else of every field, names included, in one canonical JSON form (a change to any field changes it)."""
+    if set(secret) == {"api_key"}:
+        return fingerprint(secret["api_key"])
+    return fingerprint(json.dumps(dict(secret), sort_keys=True, separators=(",", ":"), ensure_ascii=False))

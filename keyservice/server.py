@@ -5,6 +5,7 @@ graceful stop. Health and reflection are registered on the mTLS port, health als
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from byokcommon.tls import configure_identity
 from keyservice.audit_writer import AuditWriter
 from keyservice.authz import RoleAuthorizer
 from keyservice.credentials import CredentialManager
+from keyservice.derive import Derivations
 from keyservice.leases import LeaseIssuer
 from keyservice.reconciler import run_periodically
 from keyservice.revocation_feed import RevocationFeed
@@ -46,6 +48,7 @@ class KeyServiceApp(ServingApp):
     metrics: RpcMetrics
     _executor: ThreadPoolExecutor | None = None
     audit_writer: AuditWriter | None = None
+    derivations: Derivations | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.cancel_tasks()
@@ -56,6 +59,8 @@ class KeyServiceApp(ServingApp):
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self.audit_writer:
             self.audit_writer.close()
+        if self.derivations:
+            self.derivations.close()
         self.vault.close()
         self.store.close()
 
@@ -78,9 +83,12 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
                                     create_deadline_seconds=settings.create_deadline_seconds,
                                     egress=settings.egress)
     audit_writer = AuditWriter(store, registry=metrics.registry)
+    derivations = Derivations(settings.derive, settings.egress,
+                              lease_ttl=dt.timedelta(seconds=settings.lease_ttl_seconds),
+                              count=_derivation_counter(metrics))
     leases = LeaseIssuer(store, vault, ttl_seconds=settings.lease_ttl_seconds,
                          platform_keys=settings.platform_keys, provider_base_urls=settings.provider_base_urls,
-                         audit_writer=audit_writer)
+                         audit_writer=audit_writer, derivations=derivations, mark_health=credentials.record_health)
     servicer = KeyServicer(store=store, credentials=credentials, leases=leases, feed=feed, executor=executor,
                            verify_timeout=settings.verify_timeout_seconds,
                            provider_base_urls=settings.provider_base_urls, audit_writer=audit_writer,
@@ -96,11 +104,12 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
         ],
         tls_files=settings.tls, listen_addr=settings.grpc_addr, on_tls_reload=lambda: _log.info("tls.reloaded"))
     app = KeyServiceApp(**parts.fields(), store=store, vault=vault, feed=feed, interceptor=interceptor,
-                        metrics=metrics, _executor=executor, audit_writer=audit_writer)
+                        metrics=metrics, _executor=executor, audit_writer=audit_writer, derivations=derivations)
     await open_side_ports(app, health_addr=settings.health_addr, metrics_addr=settings.metrics_addr,
                           registry=metrics.registry)
     await mark_serving(app, SERVICE_NAME)
     app._tasks.append(asyncio.create_task(_watch_dependencies(app.health, store, vault, executor)))
+    app._tasks.append(asyncio.create_task(_forget_revoked(feed, derivations)))
     if reconcile:
         async def run_blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
             return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args, **kwargs))
@@ -125,6 +134,31 @@ async def _watch_dependencies(health: Any, store: Store, vault: VaultClient, exe
             await health.set(SERVICE_NAME, wanted)
             _log.warning("keyservice.dependencies", serving=ok)
         await asyncio.sleep(5)
+
+
+async def _forget_revoked(feed: RevocationFeed, derivations: Derivations) -> None:
+    """Drop a credential's derived credentials on any revocation of it (rotated, deactivated, deleted, invalid),
+    committed by this replica or another: they must not outlive their need in this process's memory."""
+    queue = feed.subscribe()
+    try:
+        while True:
+            row = await queue.get()
+            if row.credential_id:
+                derivations.forget(row.credential_id)
+    finally:
+        feed.unsubscribe(queue)
+
+
+def _derivation_counter(metrics: RpcMetrics) -> Any:
+    from prometheus_client import Counter
+
+    counted = Counter("byok_derived_credentials_total", "Leases' derived cloud credentials, by derivation and "
+                      "outcome: hit (from the cache), miss (derived), error.", ["derivation", "outcome"],
+                      registry=metrics.registry)
+
+    def count(derivation: str, outcome: str) -> None:
+        counted.labels(derivation, outcome).inc()
+    return count
 
 
 def _lease_counter(metrics: RpcMetrics) -> Any:

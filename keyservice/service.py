@@ -18,12 +18,12 @@ from byok.keys.v1 import key_service_pb2_grpc as pb_grpc
 from byokcommon.egress import EgressPolicy, PinningResolver
 from byokcommon.provider_answers import reported_rejection_counts
 from byokcommon.tls import peer_identity
-from keyservice import audit, convert, validation
+from keyservice import audit, cloud_fields, convert, validation
 from keyservice.audit_writer import AuditWriter
 from keyservice.credentials import CredentialManager, NewCredential
-from keyservice.errors import FailedPrecondition, InvalidArgument, KeyServiceError
+from keyservice.errors import CredentialRejected, FailedPrecondition, InvalidArgument, KeyServiceError, Unavailable
 from keyservice.leases import LeaseIssuer, LeaseRequest, requested_provider
-from keyservice.providers import PROVIDERS, get_provider
+from keyservice.providers import PROVIDERS, ProviderSpec, get_provider
 from keyservice.revocation_feed import RevocationFeed
 from keyservice.store import CredentialRow, Store
 from keyservice.tenancy import Tenancy
@@ -84,7 +84,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
     async def CreateCredential(self, request: pb.CreateCredentialRequest, context: grpc.aio.ServicerContext
                                ) -> pb.CreateCredentialResponse:
         new = _new_credential(request)
-        row = await self._run(self.credentials.create, peer_identity(context), new, request.api_key)
+        row = await self._run(self.credentials.create, peer_identity(context), new, _secret(request))
         return pb.CreateCredentialResponse(credential=convert.credential(row))
 
     async def RegisterCredential(self, request: pb.RegisterCredentialRequest, context: grpc.aio.ServicerContext
@@ -131,7 +131,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         credential_id = validation.credential_id(request.credential_id)
         if request.expected_version < 0:
             raise InvalidArgument("expected_version", "must not be negative")
-        row = await self._run(self.credentials.rotate, peer_identity(context), credential_id, request.api_key,
+        row = await self._run(self.credentials.rotate, peer_identity(context), credential_id, _secret(request),
                               request.expected_version)
         return pb.RotateCredentialSecretResponse(credential=convert.credential(row))
 
@@ -163,8 +163,11 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
 
     async def _verify(self, row: CredentialRow) -> tuple[str, int]:
         """The provider's own answer to the stored key (its list-models call), sent only where the api_base and
-        egress rules allow (a row stored before them is refused with FAILED_PRECONDITION)."""
+        egress rules allow (a row stored before them is refused with FAILED_PRECONDITION). A cloud credential
+        keyservice derives from is checked by a fresh derivation: the cloud's token service judges the secret."""
         spec = get_provider(row.provider)
+        if spec.fields:
+            return await self._verify_cloud(row, spec)
         if row.api_base:
             try:
                 spec.check_api_base(row.api_base, self.egress)
@@ -178,6 +181,24 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
                                    timeout=self.verify_timeout, resolver=self.resolver)
         finally:
             del api_key
+
+    async def _verify_cloud(self, row: CredentialRow, spec: ProviderSpec) -> tuple[str, int]:
+        derivations = self.leases.derivations
+        secret = await self._run(self.credentials.vault.read_fields, row.vault_path, row.secret_version,
+                                 org_id=row.org_id)
+        try:
+            kind = cloud_fields.derivation(spec, set(secret))
+            if not kind:
+                raise FailedPrecondition(f"VerifyCredential checks credentials keyservice derives from; {spec.title} "
+                                         "keys are checked by the provider on first use")
+            await self._run(derivations.derive, kind, row, secret)
+        except CredentialRejected:
+            return "invalid", 401
+        except Unavailable:
+            return "unreachable", 0
+        finally:
+            del secret
+        return "active", 200
 
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: grpc.aio.ServicerContext
                               ) -> pb.ListAuditEventsResponse:
@@ -198,7 +219,9 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         return pb.ListProvidersResponse(providers=[
             pb.Provider(name=p.name, default_api_base=self.base_urls.get(p.name) or p.default_api_base,
                         default_model=p.default_model, model_pattern=p.model_pattern, key_format=p.key_format,
-                        platform_key_env=p.platform_key_env, api_family=p.family, display_name=p.title)
+                        platform_key_env=p.platform_key_env, api_family=p.family, display_name=p.title,
+                        fields=[pb.ProviderField(name=f.name, secret=f.secret, required=f.required,
+                                                 description=f.description) for f in p.fields])
             for p in PROVIDERS.values()])
 
     async def SetOrgPolicy(self, request: pb.SetOrgPolicyRequest, context: grpc.aio.ServicerContext
@@ -266,7 +289,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             lease_id=lease.lease_id, expire_time=convert.timestamp(lease.expires_at),
             key_source=KEY_SOURCE_TO_PB[lease.key_source], credential_id=lease.credential_id,
             provider=lease.provider, api_key=lease.api_key, api_base=lease.api_base,
-            default_model=lease.default_model, secret_version=lease.secret_version, api_family=lease.family)
+            default_model=lease.default_model, secret_version=lease.secret_version, api_family=lease.family,
+            auth_scheme=lease.auth_scheme, aws_credentials=convert.aws_session(lease.aws), settings=lease.settings)
 
     async def ListTenantModels(self, request: pb.ListTenantModelsRequest, context: grpc.aio.ServicerContext
                                ) -> pb.ListTenantModelsResponse:
@@ -372,6 +396,15 @@ def _new_credential(request: Any) -> NewCredential:
         api_base=validation.api_base(request.api_base),
         default_model=validation.model(request.default_model),
         primary=request.primary,
+        settings=dict(request.settings),  # checked with the secret (keyservice/cloud_fields.py)
     )
+
+
+def _secret(request: Any) -> str | dict[str, str]:
+    """A Create or Rotate request's secret: its api_key, or its secret_fields (a cloud credential's)."""
+    fields = dict(request.secret_fields)
+    if fields and request.api_key:
+        raise InvalidArgument("api_key", "give either api_key or secret_fields, not both")
+    return fields or request.api_key
 
 

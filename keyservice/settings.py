@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ from byokcommon.settings import (
     env_str,
 )
 from byokcommon.tls import TlsFiles
+from keyservice.derive.settings import ENTRA_AUTHORITY_HOST, DeriveSettings
+from keyservice.errors import InvalidArgument
 from keyservice.vault import VaultSettings
 
 ROLES = ("admin", "proxy")
@@ -47,6 +50,23 @@ def _read_secret_file(env: Mapping[str, str], name: str) -> str | None:
     if not value:
         raise SettingsError(f"{name}: {path} is empty")
     return value
+
+
+def _derive_settings(env: Mapping[str, str], egress: EgressPolicy) -> DeriveSettings:
+    ca_file = env_str(env, "BYOK_CLOUD_AUTH_CA_FILE")
+    if ca_file and not os.path.isfile(ca_file):
+        raise SettingsError(f"BYOK_CLOUD_AUTH_CA_FILE: {ca_file} is not a file")
+    settings = DeriveSettings(
+        aws_sts_endpoint=env_str(env, "BYOK_AWS_STS_ENDPOINT").rstrip("/"),
+        aws_session_seconds=env_int(env, "BYOK_AWS_SESSION_SECONDS", 3600, minimum=900, maximum=43200),
+        entra_authority_host=(env_str(env, "BYOK_ENTRA_AUTHORITY_HOST") or ENTRA_AUTHORITY_HOST).rstrip("/"),
+        ca_file=ca_file,
+        timeout_seconds=env_float(env, "BYOK_DERIVE_TIMEOUT_SECONDS", 10.0, minimum=0.5, maximum=120))
+    try:
+        settings.check(egress)
+    except InvalidArgument as exc:
+        raise SettingsError(exc.message) from None
+    return settings
 
 
 @dataclass(frozen=True)
@@ -96,6 +116,9 @@ class KeyServiceSettings:
     # provider's, and non-public CIDRs that may be connected to) and BYOK_DEV_LOOPBACK_HTTP (development only:
     # plain http and loopback destinations, for the local provider stand-in).
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    # Derivations of short-lived cloud credentials (BYOK_AWS_STS_ENDPOINT, BYOK_AWS_SESSION_SECONDS,
+    # BYOK_ENTRA_AUTHORITY_HOST, BYOK_CLOUD_AUTH_CA_FILE, BYOK_DERIVE_TIMEOUT_SECONDS): keyservice/derive/settings.py.
+    derive: DeriveSettings = field(default_factory=DeriveSettings)
     # Log level (BYOK_LOG_LEVEL).
     log_level: str = "info"
     # On SIGTERM: seconds to report NOT_SERVING while still serving, so load balancers stop sending work
@@ -136,6 +159,8 @@ class KeyServiceSettings:
             if not sep or name not in PROVIDERS or not url.startswith(("http://", "https://")):
                 raise SettingsError(f"BYOK_PROVIDER_BASE_URLS: expected PROVIDER=URL entries, got {item[:80]!r}")
             base_urls[name] = url.rstrip("/")
+        egress = EgressPolicy.from_env(env)
+        derive = _derive_settings(env, egress)
         roles = parse_roles(env_str(env, "BYOK_ROLES"))
         if not roles:
             raise SettingsError("BYOK_ROLES is required: e.g. spiffe://byok.local/admin=admin,spiffe://byok.local/proxy=proxy")
@@ -162,7 +187,8 @@ class KeyServiceSettings:
             platform_keys={p.platform_key_env: env[p.platform_key_env] for p in PROVIDERS.values()
                            if env.get(p.platform_key_env)},
             provider_base_urls=base_urls,
-            egress=EgressPolicy.from_env(env),
+            egress=egress,
+            derive=derive,
             log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             shutdown_drain_seconds=env_float(env, "BYOK_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0, maximum=300),
             shutdown_grace_seconds=env_float(env, "BYOK_SHUTDOWN_GRACE_SECONDS", 5.0, minimum=0, maximum=3600),

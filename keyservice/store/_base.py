@@ -123,6 +123,7 @@ def _credential(m: Mapping[Any, Any]) -> CredentialRow:
         transit_key=m["transit_key"], transit_key_version=m["transit_key_version"],
         created_at=m["created_at"], updated_at=m["updated_at"],
         last_verified_at=m["last_verified_at"], last_rotated_at=m["last_rotated_at"],
+        settings=json.loads(m["settings_json"] or "{}"),
     )
 
 
@@ -149,9 +150,16 @@ def _binding(m: Mapping[Any, Any]) -> BindingRow:
 
 
 def _credential_values(row: CredentialRow) -> dict[str, Any]:
-    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(row) if f.name != "primary"}
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(row) if f.name not in ("primary", "settings")}
     values["is_primary"] = row.primary
+    if row.settings:  # else the column's default, "{}" (and a row without settings fits any schema revision)
+        values["settings_json"] = settings_json(row.settings)
     return values
+
+
+def settings_json(settings: Mapping[str, str]) -> str:
+    """A credential's settings as stored: one JSON object, keys sorted (equal settings, equal text)."""
+    return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +50,8 @@ class CredentialRow:
     updated_at: datetime
     last_verified_at: datetime | None = None
     last_rotated_at: datetime | None = None
+    # Non-secret settings of a cloud credential (keyservice/cloud_fields.py); empty for single-key providers.
+    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

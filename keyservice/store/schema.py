@@ -59,6 +59,9 @@ credentials = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("last_verified_at", UTCDateTime, nullable=True),
     sa.Column("last_rotated_at", UTCDateTime, nullable=True),
+    # A cloud credential's non-secret settings (region, endpoint, deployments, …) as a JSON object of strings
+    # (migration 0005); "{}" for a single-key provider.
+    sa.Column("settings_json", sa.Text, nullable=False, server_default="{}"),
     sa.UniqueConstraint("provider", "org_id", "project_id", "user_id", "name", name="uq_credentials_name"),
     sa.CheckConstraint(
         "health IN ('unverified', 'active', 'invalid', 'rate_limited', 'unreachable')",

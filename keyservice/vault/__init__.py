@@ -5,6 +5,9 @@ It stores each provider API key as a KV v2 secret at `<kv_prefix>/<org_id>/<cred
 - envelope mode: the KV value is `{"ciphertext": "vault:vN:...", "transit_key": name}`, the key encrypted by
   a *derived* transit key with the tenant's org id as context, so the KV value alone reveals nothing and one
   tenant's ciphertext cannot be decrypted under another tenant's context.
+A cloud credential's secret is the same, field by field: plain `{"access_key_id": ..., "secret_access_key": ...}`,
+or in envelope mode `{"ciphertext.access_key_id": "vault:vN:...", "ciphertext.secret_access_key": ..., "transit_key":
+name}` (each field encrypted on its own, in one batch call).
 Writes use KV check-and-set; the secret's custom_metadata names its owner so that operators can find it with
 `vault kv metadata get`.
 

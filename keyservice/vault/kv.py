@@ -1,8 +1,10 @@
-"""KV v2: the secrets themselves, their metadata and versions, and the per-credential layout."""
+"""KV v2: the secrets themselves (one api_key, or a cloud credential's named fields), their metadata and versions,
+and the per-credential layout."""
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +13,12 @@ import hvac.exceptions
 
 from keyservice import errors
 from keyservice.vault._call import log
-from keyservice.vault.transit import TransitOps, _ciphertext_version, _context
+from keyservice.vault.transit import TransitOps, _ciphertext_version
 
 MANAGED_BY = "byok-keyservice"
+API_KEY = "api_key"  # the one field of every provider's secret but the cloud ones'
+_CIPHERTEXT = "ciphertext"
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 # Vault's limits on custom_metadata (KV v2).
@@ -43,25 +48,34 @@ class KvOps(TransitOps):
 
     def write_secret(self, path: str, api_key: str, *, org_id: str, metadata: dict[str, str],
                      cas: int | None, over_unserved: bool = False) -> StoredSecret:
-        """Tag the secret with custom_metadata, then write a new version of it (cas=0: must not exist yet;
-        cas=N: N must be the current version; None: no check). CAS mismatch -> errors.Aborted. With
+        """`write_fields` of a secret that is one api_key (every provider but the cloud ones)."""
+        if not api_key:
+            raise errors.InvalidArgument("api_key", "must not be empty")
+        return self.write_fields(path, {API_KEY: api_key}, org_id=org_id, metadata=metadata, cas=cas,
+                                 over_unserved=over_unserved)
+
+    def write_fields(self, path: str, fields: dict[str, str], *, org_id: str, metadata: dict[str, str],
+                     cas: int | None, over_unserved: bool = False) -> StoredSecret:
+        """Tag the secret with custom_metadata, then write a new version of it holding `fields` (cas=0: must not
+        exist yet; cas=N: N must be the current version; None: no check). CAS mismatch -> errors.Aborted. With
         `over_unserved`, `cas` is the version a credential's row serves and newer versions are written over
-        (see `_kv_write_over`).
+        (see `_kv_write_over`). In envelope mode each field is encrypted on its own (`ciphertext` for api_key,
+        `ciphertext.<name>` for the others), so the KV value names the fields but holds none of them.
 
         The tag goes first: KV v2 accepts metadata on a path that has no data yet, so a crash between the
         two steps leaves a tagged, data-less entry that the reconciler recognises as ours and removes. The
         other order would leave an untagged secret, indistinguishable from ops' own, that is never removed."""
         s = self._settings
         _check_path(path)
-        if not api_key:
-            raise errors.InvalidArgument("api_key", "must not be empty")
+        _check_fields(fields)
         custom = _custom_metadata({**metadata, "org": _check_org(org_id)})  # checked before any write
         if s.transit_key:
-            ciphertext = self._encrypt(s.transit_key, api_key, org_id)
-            value: dict[str, str] = {"ciphertext": ciphertext, "transit_key": s.transit_key}
-            key_version = _ciphertext_version(ciphertext)
+            ciphertexts = self._encrypt_fields(s.transit_key, fields, org_id)
+            value: dict[str, str] = {_ciphertext_name(n): c for n, c in ciphertexts.items()}
+            value["transit_key"] = s.transit_key
+            key_version = min(_ciphertext_version(c) for c in ciphertexts.values())
         else:
-            value, key_version = {"api_key": api_key}, 0
+            value, key_version = dict(fields), 0
         self._write_custom_metadata(path, custom)
         if over_unserved and cas:
             version = self._kv_write_over(path, value, cas)
@@ -70,19 +84,29 @@ class KvOps(TransitOps):
         return StoredSecret(s.kv_mount, path, version, s.transit_key, key_version)
 
     def read_secret(self, path: str, version: int | None = None, *, org_id: str) -> str:
-        """The plaintext key of `version` (None: current). Decrypts envelope values; also accepts a plain
-        `{"api_key": ...}` value (e.g. written by ops with `vault kv put`). Missing -> errors.NotFound."""
+        """The plaintext key of `version` (None: current): the api_key field of `read_fields`.
+        Missing -> errors.NotFound; no api_key field -> errors.FailedPrecondition."""
+        api_key = self.read_fields(path, version, org_id=org_id).get(API_KEY)
+        if not api_key:
+            raise errors.FailedPrecondition("vault secret has no api_key field")
+        return api_key
+
+    def read_fields(self, path: str, version: int | None = None, *, org_id: str) -> dict[str, str]:
+        """Every field of the secret at `version` (None: current), decrypted in envelope mode (one transit call).
+        Also accepts a plain value (e.g. written by ops with `vault kv put … access_key_id=… secret_access_key=-`):
+        then every string field is a field of the secret. Missing -> errors.NotFound."""
         _check_path(path)
         value, _ = self._kv_read(path, version)
-        if "ciphertext" in value:
+        ciphertexts = {field: c for name, c in value.items() if (field := _field_of(name)) and isinstance(c, str)}
+        if ciphertexts:
             key = value.get("transit_key") or self._settings.transit_key
             if not key:
                 raise errors.FailedPrecondition("secret is transit-encrypted but names no transit key")
-            return self._decrypt(key, value["ciphertext"], _check_org(org_id))
-        api_key = value.get("api_key")
-        if not isinstance(api_key, str) or not api_key:
-            raise errors.FailedPrecondition("vault secret has no api_key field")
-        return api_key
+            return self._decrypt_fields(key, ciphertexts, _check_org(org_id))
+        fields = {name: v for name, v in value.items() if isinstance(v, str) and v}
+        if not fields:
+            raise errors.FailedPrecondition("vault secret has no fields")
+        return fields
 
     def read_metadata(self, path: str) -> dict[str, Any]:
         """`{"current_version": int, "created_time": str, "custom_metadata": {str: str},
@@ -162,32 +186,29 @@ class KvOps(TransitOps):
         if not s.transit_key:
             return None
         value, kv_version = self._kv_read(path, version)
-        ciphertext = value.get("ciphertext")
-        if not ciphertext:
+        ciphertexts = {name: c for name, c in value.items() if _field_of(name) and isinstance(c, str)}
+        if not ciphertexts:
             return None
         key = value.get("transit_key") or s.transit_key
-        if _ciphertext_version(ciphertext) >= self._key_info(key)["latest_version"]:
+        if min(_ciphertext_version(c) for c in ciphertexts.values()) >= self._key_info(key)["latest_version"]:
             return None
-        transit = self._client.secrets.transit
-        rewrapped = self._call("transit_rewrap", lambda: transit.rewrap_data(
-            name=key, ciphertext=ciphertext, context=_context(_check_org(org_id)),
-            mount_point=s.transit_mount))["data"]["ciphertext"]
-        new_value = {**value, "ciphertext": rewrapped, "transit_key": key}
+        rewrapped = self._rewrap_fields(key, ciphertexts, _check_org(org_id))
+        new_value = {**value, **rewrapped, "transit_key": key}
         if version is None:
             new_version = self._kv_write(path, new_value, kv_version)
         else:
             new_version = self._kv_write_over(path, new_value, kv_version)
-        return StoredSecret(s.kv_mount, path, new_version, key, _ciphertext_version(rewrapped))
+        return StoredSecret(s.kv_mount, path, new_version, key, min(_ciphertext_version(c) for c in rewrapped.values()))
 
     def envelope_ref(self, path: str, version: int) -> tuple[str, int] | None:
-        """(transit key name, transit key version) of the ciphertext stored at KV `version`, read without
+        """(transit key name, lowest transit key version) of the ciphertexts stored at KV `version`, read without
         decrypting; None for a plain value. Missing -> errors.NotFound."""
         _check_path(path)
         value, _ = self._kv_read(path, version)
-        ciphertext = value.get("ciphertext")
-        if not ciphertext:
+        versions = [_ciphertext_version(c) for name, c in value.items() if _field_of(name) and isinstance(c, str)]
+        if not versions:
             return None
-        return str(value.get("transit_key") or self._settings.transit_key), _ciphertext_version(ciphertext)
+        return str(value.get("transit_key") or self._settings.transit_key), min(versions)
 
     def _kv_read(self, path: str, version: int | None) -> tuple[dict[str, Any], int]:
         kv = self._client.secrets.kv.v2
@@ -228,6 +249,29 @@ class KvOps(TransitOps):
         kv = self._client.secrets.kv.v2
         self._call("kv_metadata_write", lambda: kv.update_metadata(
             path=path, custom_metadata=custom, mount_point=self._settings.kv_mount))
+
+
+def _ciphertext_name(field: str) -> str:
+    """Where a field's ciphertext goes in an envelope value: `ciphertext` for api_key (as envelope values have
+    always been written), `ciphertext.<name>` for a structured secret's other fields."""
+    return _CIPHERTEXT if field == API_KEY else f"{_CIPHERTEXT}.{field}"
+
+
+def _field_of(name: str) -> str:
+    """The field an envelope value's entry holds the ciphertext of; "" for entries that are not ciphertexts."""
+    if name == _CIPHERTEXT:
+        return API_KEY
+    return name[len(_CIPHERTEXT) + 1:] if name.startswith(_CIPHERTEXT + ".") else ""
+
+
+def _check_fields(fields: dict[str, str]) -> None:
+    if not fields:
+        raise errors.InvalidArgument("secret", "must have at least one field")
+    for name, value in fields.items():
+        if not _FIELD_NAME.fullmatch(name) or name == "transit_key":
+            raise errors.InvalidArgument("secret", "field names must be 1-64 lower-case letters, digits or '_'")
+        if not isinstance(value, str) or not value:
+            raise errors.InvalidArgument(name, "must not be empty")
 
 
 def _check_path(path: str) -> None:
