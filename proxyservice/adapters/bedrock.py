@@ -55,7 +55,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError  # type: ignore[import-untyped]
+from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
@@ -130,7 +130,7 @@ def document_name(filename: str, number: int) -> str:
     """A name Converse accepts for a document (see the module docstring): the filename without its extension, each
     character it does not allow made a hyphen, runs of spaces made one; "document-<number>" for none."""
     stem = filename.rsplit(".", 1)[0] if "." in filename[1:] else filename
-    kept = "".join(c if c.isascii() and (c.isalnum() or c in "-()[] ") else "-" for c in stem)
+    kept = "".join(" " if c.isspace() else c if c.isascii() and (c.isalnum() or c in "-()[]") else "-" for c in stem)
     name = " ".join(kept.split())[:_NAME_MAX].strip()
     return name or f"document-{number}"
 
