@@ -30,9 +30,9 @@ import json
 from collections.abc import AsyncIterator
 
 import httpx
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import ReadOnlyCredentials  # type: ignore[import-untyped]
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
 
 from byokcommon.egress import EgressPolicy, EgressRefused, PinningResolver, Unresolvable
 from byokcommon.provider_answers import key_rejection

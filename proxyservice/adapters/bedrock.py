@@ -67,6 +67,7 @@ from proxyservice.adapters.anthropic import _reasoning as anthropic_thinking
 from proxyservice.adapters.anthropic import claude_version
 from proxyservice.adapters.base import (
     AdapterError,
+    R,
     RequestMappingError,
     UpstreamRequest,
     UpstreamStreamError,
@@ -85,7 +86,6 @@ from proxyservice.adapters.base import (
     usage,
 )
 
-R = pb.Role
 PROVIDER = "bedrock"
 FAMILY = "bedrock"
 STREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"

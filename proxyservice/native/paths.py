@@ -1,5 +1,10 @@
 """Which paths of a provider's API a native request may name, and the URL they make under the lease's root.
 
+The root is the provider's API root as its official SDK knows it (`native_root`): the lease's api_base as
+byokcommon/wire.py's `sdk_root` makes it, a Bedrock runtime's host as is (boto3 sends `/model/{id}/converse`), an
+Azure OpenAI resource's endpoint (its SDKs send `/openai/deployments/…` or `/openai/v1/…`), Vertex AI's location
+host (google-genai sends `/v1beta1/projects/…`).
+
 A path is taken as the caller sent it (percent-encoded), and refused unless it is plainly a path under the root:
 it starts with "/", holds no dot segment ("." or "..", raw or percent-encoded), no encoded slash or backslash,
 no empty segment, no control character, and is not an absolute URL. So joined to the root it can never leave the
@@ -13,7 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from byok.keys.v1 import key_service_pb2 as kpb
+from byokcommon.wire import AZURE_OPENAI, sdk_root
 from proxyservice import errors
+from proxyservice.adapters.gemini import VERTEX_AI, vertex_api_base
+from proxyservice.adapters.openai import azure_endpoint
 
 # Provider names as the catalog spells them; anything else is not a provider (and never reaches keyservice).
 PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -41,6 +50,15 @@ def check_path(path: str) -> str:
     if any(not segment for segment in segments[:-1]):
         raise errors.InvalidArgument("path", "contains an empty segment ('//')")
     return path
+
+
+def native_root(lease: kpb.IssueKeyLeaseResponse) -> str:
+    """The root a lease's native requests go under (see the module docstring)."""
+    if lease.provider == AZURE_OPENAI:
+        return azure_endpoint(lease.settings, lease.api_base)
+    if lease.provider == VERTEX_AI and not lease.api_base:
+        return sdk_root("gemini", vertex_api_base(lease.settings.get("location", "global")))
+    return sdk_root(lease.api_family, lease.api_base)
 
 
 def upstream_url(root: str, path: str, query: str) -> str:

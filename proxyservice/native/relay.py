@@ -20,15 +20,14 @@ import structlog
 
 from byok.keys.v1 import key_service_pb2 as kpb
 from byokcommon.provider_answers import key_rejection
-from byokcommon.wire import sdk_root
 from proxyservice import errors, tracing
-from proxyservice.adapters.base import UpstreamRequest
+from proxyservice.adapters.base import UpstreamRequest, presentation
 from proxyservice.failover import KeyFailover
 from proxyservice.keyclient import LeaseKey
 from proxyservice.leasecache import CachedLease
 from proxyservice.metrics import ProxyMetrics
 from proxyservice.native import headers as native_headers
-from proxyservice.native.paths import PROVIDER_NAME, PathAllowlist, check_path, upstream_url
+from proxyservice.native.paths import PROVIDER_NAME, PathAllowlist, check_path, native_root, upstream_url
 from proxyservice.native.scrub import KeyInBody, KeyScrubber
 from proxyservice.native.usage_tap import NativeUsage, UsageTap
 from proxyservice.tracing import RequestSpan
@@ -69,10 +68,12 @@ class NativeAnswer:
         self.credential_id = lease.credential_id
         self.key_source = "platform" if lease.key_source == kpb.KEY_SOURCE_PLATFORM else "tenant"
         response_headers = response.headers
-        self.headers = native_headers.to_caller(response_headers, lease.api_key)
+        # What a provider could echo: the key, or the session token a signed request carries.
+        secret = lease.api_key or lease.aws_credentials.session_token
+        self.headers = native_headers.to_caller(response_headers, secret)
         content_type = next((value for name, value in response_headers if name == "content-type"), "")
         self._tap = UsageTap(content_type.lower())
-        self._scrubber = KeyScrubber(lease.api_key)
+        self._scrubber = KeyScrubber(secret)
         self.ttfb: float | None = None
 
     @property
@@ -144,9 +145,11 @@ class NativeRelay:
     async def _attempt(self, req: NativeRequest, entry: CachedLease, started: float) -> NativeAnswer:
         lease = entry.lease
         family = lease.api_family
+        auth, sigv4 = presentation(lease, family=family, api_key=lease.api_key)
         upstream_request = UpstreamRequest(
-            req.method, upstream_url(sdk_root(family, lease.api_base), req.path, req.query),
-            native_headers.to_provider(tracing.without_trace_context(req.headers), family, lease.api_key), req.body)
+            req.method, upstream_url(native_root(lease), req.path, req.query),
+            native_headers.to_provider(tracing.without_trace_context(req.headers), family, lease.api_key, auth),
+            req.body, sigv4)
         response = await self.upstream.open_native(upstream_request, family)
         status = response.status_code
         self.metrics.upstream_status.labels(lease.provider, str(status)).inc()

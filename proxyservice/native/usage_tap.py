@@ -5,7 +5,9 @@ embeddings (`usage.prompt_tokens`, `prompt_tokens_details.cached_tokens`,
 `completion_tokens_details.reasoning_tokens`), OpenAI's Responses API (`usage.input_tokens`,
 `input_tokens_details`, `output_tokens_details`, inside `response` when streamed), Anthropic's messages
 (`usage` in `message_start` and `message_delta`, with `cache_read_input_tokens` and
-`cache_creation_input_tokens`) and Gemini's `usageMetadata`. The tap sees the bytes the caller gets, parses only
+`cache_creation_input_tokens`), Gemini's `usageMetadata`, and Bedrock Converse's `usage` (`inputTokens`,
+`outputTokens`, `cacheReadInputTokens`, `cacheWriteInputTokens`; in a ConverseStream, an AWS event stream, the
+`metadata` event's, read by the Bedrock adapter's decoder). The tap sees the bytes the caller gets, parses only
 the events that mention usage or a model, and keeps the last value of each count (providers report running
 totals). A body it cannot read (compressed, not JSON, over the bound) just yields no usage.
 """
@@ -16,6 +18,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from proxyservice.adapters.base import AdapterError
+from proxyservice.adapters.bedrock import STREAM_CONTENT_TYPE, ConverseStreamDecoder
 from proxyservice.sse import SSEEventTooLarge, SSEParser
 
 _MAX_JSON_BODY = 4 << 20  # a whole JSON answer is buffered only up to this (an embeddings batch fits)
@@ -48,11 +52,14 @@ class UsageTap:
     def __init__(self, content_type: str) -> None:
         self.usage = NativeUsage()
         self._sse = SSEParser() if content_type.startswith("text/event-stream") else None
+        self._converse = ConverseStreamDecoder() if content_type.startswith(STREAM_CONTENT_TYPE) else None
         self._body: list[bytes] | None = [] if self._sse is None and "json" in content_type else None
         self._size = 0
 
     def feed(self, chunk: bytes) -> None:
-        if self._sse is not None:
+        if self._converse is not None:
+            self._converse_usage(self._converse, chunk)
+        elif self._sse is not None:
             try:
                 events = self._sse.feed(chunk)
             except SSEEventTooLarge:
@@ -98,6 +105,21 @@ class UsageTap:
             if isinstance(metadata, dict):
                 self._gemini(metadata)
 
+    def _converse_usage(self, decoder: ConverseStreamDecoder, chunk: bytes) -> None:
+        try:
+            responses = decoder.feed(chunk)
+        except AdapterError:  # an in-stream error or a broken frame: the caller gets it as it is; no more usage
+            self._converse = None
+            return
+        for response in responses:
+            if response.HasField("usage"):
+                u = response.usage
+                self.usage.input_tokens, self.usage.output_tokens = u.input_tokens, u.output_tokens
+                if u.HasField("cached_input_tokens"):
+                    self.usage.cached_input_tokens = u.cached_input_tokens
+                if u.HasField("cache_creation_input_tokens"):
+                    self.usage.cache_creation_input_tokens = u.cache_creation_input_tokens
+
     def _counts(self, usage: dict[str, Any]) -> None:
         u = self.usage
         u.input_tokens = _int(usage.get("prompt_tokens", usage.get("input_tokens")), u.input_tokens)
@@ -110,6 +132,11 @@ class UsageTap:
             u.reasoning_tokens = _int(completion_details.get("reasoning_tokens"), u.reasoning_tokens)
         u.cached_input_tokens = _int(usage.get("cache_read_input_tokens"), u.cached_input_tokens)
         u.cache_creation_input_tokens = _int(usage.get("cache_creation_input_tokens"), u.cache_creation_input_tokens)
+        # Bedrock Converse's names.
+        u.input_tokens = _int(usage.get("inputTokens"), u.input_tokens)
+        u.output_tokens = _int(usage.get("outputTokens"), u.output_tokens)
+        u.cached_input_tokens = _int(usage.get("cacheReadInputTokens"), u.cached_input_tokens)
+        u.cache_creation_input_tokens = _int(usage.get("cacheWriteInputTokens"), u.cache_creation_input_tokens)
 
     def _gemini(self, metadata: dict[str, Any]) -> None:
         u = self.usage

@@ -7,6 +7,7 @@ refuses once anything signed changes. Also: a lease is never used past its AWS c
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byokcommon.wire import auth_headers, presented_key
-from devstack.cloudfakes import SessionCredentials, verify
+from devstack.cloudfakes import SessionCredentials, event, verify
 from proxyservice import errors
 from proxyservice.adapters import adapter_for
 from proxyservice.adapters.base import presentation, signing_region
@@ -25,6 +26,9 @@ from proxyservice.adapters.gemini import vertex_api_base, vertex_model_url
 from proxyservice.adapters.openai import azure_endpoint, azure_url
 from proxyservice.keyclient import LeaseKey
 from proxyservice.leasecache import LeaseCache
+from proxyservice.native.headers import to_provider
+from proxyservice.native.paths import native_root
+from proxyservice.native.usage_tap import UsageTap
 from proxyservice.upstream import sigv4_headers
 
 # Fakes shaped like the real things: an Azure key (32 hex), an Entra token (a JWT), an AWS session (ASIA…).
@@ -283,3 +287,42 @@ async def test_a_lease_is_not_used_past_its_aws_credentials_expiry() -> None:
     assert cache.sweep() == 1  # past the session's end (and the margin): dropped, its secrets cleared
     assert not first.lease.HasField("aws_credentials") and not first.lease.api_key
     await cache.close()
+
+
+# ---- the native passthrough -----------------------------------------------------------------------------------
+
+def test_native_roots_are_the_sdks_roots() -> None:
+    assert native_root(aws_lease()) == "https://bedrock-runtime.eu-central-1.amazonaws.com"
+    azure = lease("azure_openai", "openai", api_base="https://acme.openai.azure.com/openai/v1",
+                  settings={"endpoint": "https://acme.openai.azure.com"})
+    assert native_root(azure) == "https://acme.openai.azure.com"
+    vertex = lease("vertex_ai", "gemini", api_base="https://us-central1-aiplatform.googleapis.com/v1")
+    assert native_root(vertex) == "https://us-central1-aiplatform.googleapis.com"
+    assert native_root(lease("vertex_ai", "gemini", settings={"location": "global"})) == \
+        "https://aiplatform.googleapis.com"
+    assert native_root(lease("openai", "openai", api_base="https://api.openai.com/v1")) == "https://api.openai.com/v1"
+
+
+def test_an_aws_sdks_own_signature_never_reaches_bedrock() -> None:
+    caller = [("authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/x, Signature=abc"),
+              ("x-amz-security-token", "caller-token"), ("x-amz-date", "20260101T000000Z"),
+              ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"), ("content-type", "application/json"),
+              ("x-amzn-bedrock-trace", "ENABLED")]
+    sent_headers = to_provider(caller, "bedrock", "", {})
+    assert sent_headers == {"content-type": "application/json", "x-amzn-bedrock-trace": "ENABLED",
+                            "accept-encoding": "identity"}
+    azure = to_provider([("api-key", "caller-key")], "openai", AZURE_KEY, {"api-key": AZURE_KEY})
+    assert azure["api-key"] == AZURE_KEY
+
+
+def test_the_usage_tap_reads_bedrocks_counts_in_both_shapes() -> None:
+    stream = UsageTap("application/vnd.amazon.eventstream")
+    body = event("messageStop", {"stopReason": "end_turn"}) + event("metadata", {"usage": {
+        "inputTokens": 11, "outputTokens": 4, "totalTokens": 15, "cacheReadInputTokens": 8}, "metrics": {}})
+    for i in range(0, len(body), 7):
+        stream.feed(body[i:i + 7])
+    assert stream.close().fields() == {"input_tokens": 11, "output_tokens": 4, "cached_input_tokens": 8}
+    whole = UsageTap("application/json")
+    whole.feed(json.dumps({"output": {}, "usage": {"inputTokens": 3, "outputTokens": 2, "totalTokens": 5,
+                                                   "cacheWriteInputTokens": 1}}).encode())
+    assert whole.close().fields() == {"input_tokens": 3, "output_tokens": 2, "cache_creation_input_tokens": 1}
