@@ -4,9 +4,9 @@
 One MSAL application per credential and secret version, kept until the credential is rotated or revoked: MSAL's
 own token cache (one per application) answers until shortly before a token expires, and its authority metadata is
 fetched once. The authority is BYOK_ENTRA_AUTHORITY_HOST/<tenant_id>; for a host MSAL does not know (Azure
-Government's are known; a test stand-in is not), instance discovery asks that host itself rather than
-login.microsoftonline.com. MSAL's HTTP goes through keyservice/derive/http.py: the client secret is posted only to
-a token endpoint on the authority's host (or one ops allow), whatever a discovery document names.
+Government's are known; a test stand-in is not), instance discovery is off, since MSAL would ask
+login.microsoftonline.com about it. MSAL's HTTP goes through keyservice/derive/http.py: the client secret is
+posted only to a token endpoint on the authority's host (or one ops allow), whatever a discovery document names.
 
 Errors: Entra ID refusing the application (invalid_client: AADSTS7000215 wrong secret, AADSTS7000222 expired
 secret; unauthorized_client: AADSTS700016 no such application in the tenant; invalid_tenant: AADSTS90002) is
@@ -77,9 +77,10 @@ class EntraDeriver:
             return found[0]
         client = _HttpClient(calls)
         authority = f"{self._authority_host}/{settings['tenant_id']}"
-        # MSAL asks login.microsoftonline.com about hosts it does not know; ask the configured host itself.
-        discovery = None if self._host in WELL_KNOWN_AUTHORITY_HOSTS else \
-            f"{self._authority_host}/common/discovery/instance"
+        # MSAL asks login.microsoftonline.com about hosts it does not know (also after a refused token request, to
+        # look for aliases), which the egress rules refuse: for such a host, instance discovery is off and MSAL
+        # reads the tenant's OpenID configuration from the host itself.
+        discovery = None if self._host in WELL_KNOWN_AUTHORITY_HOSTS else False
         app = msal.ConfidentialClientApplication(
             settings["client_id"], client_credential=secret["client_secret"], authority=authority,
             http_client=client, instance_discovery=discovery, token_cache=msal.TokenCache())
