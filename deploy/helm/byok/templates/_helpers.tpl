@@ -266,6 +266,65 @@ BYOK_HTTP_ADDR: ""
 {{- end }}
 {{- end }}
 
+{{/* proxyservice's traces (docs/tracing.md): the collector and the sampling ratio, and the files the headers Secret and
+the collector's CA are mounted at; nothing when tracing is off (no endpoint). */}}
+{{- define "byok.proxyservice.tracingConfig" -}}
+{{- $t := .Values.proxyservice.tracing }}
+{{- if $t.otlpEndpoint }}
+BYOK_OTLP_ENDPOINT: {{ $t.otlpEndpoint | quote }}
+BYOK_TRACE_SAMPLE_RATIO: {{ $t.sampleRatio | toString | quote }}
+{{- if $t.headers.secretName }}
+BYOK_OTLP_HEADERS_FILE: /etc/byok/otlp-headers/headers
+{{- end }}
+{{- if or $t.caCert.secretName $t.caCert.configMapName }}
+OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: {{ printf "/etc/byok/otlp-ca/%s" $t.caCert.key | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* proxyservice's volumes for traces: the export headers (a Secret, as a file: never in the environment) and the
+collector's CA; mounts with "mounts" true, volumes otherwise. */}}
+{{- define "byok.proxyservice.tracingVolumes" -}}
+{{- $t := .ctx.Values.proxyservice.tracing }}
+{{- if $t.otlpEndpoint }}
+{{- if $t.headers.secretName }}
+{{- if .mounts }}
+- name: otlp-headers
+  mountPath: /etc/byok/otlp-headers
+  readOnly: true
+{{- else }}
+- name: otlp-headers
+  secret:
+    secretName: {{ $t.headers.secretName }}
+    defaultMode: 0440
+    items:
+      - key: {{ $t.headers.key }}
+        path: headers
+{{- end }}
+{{- end }}
+{{- if or $t.caCert.secretName $t.caCert.configMapName }}
+{{- if .mounts }}
+- name: otlp-ca
+  mountPath: /etc/byok/otlp-ca
+  readOnly: true
+{{- else }}
+- name: otlp-ca
+  {{- if $t.caCert.secretName }}
+  secret:
+    secretName: {{ $t.caCert.secretName }}
+  {{- else }}
+  configMap:
+    name: {{ $t.caCert.configMapName }}
+  {{- end }}
+    defaultMode: 0444
+    items:
+      - key: {{ $t.caCert.key }}
+        path: {{ $t.caCert.key }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* BYOK_HTTP_PATH_ALLOWLIST from the map provider → patterns: `anthropic=/v1/messages*;openai=/a,/b*` (providers
 in name order); the empty map gives "" (every path under each provider's root). */}}
 {{- define "byok.proxyservice.pathAllowlist" -}}
@@ -409,6 +468,20 @@ BYOK_SHUTDOWN_GRACE_SECONDS: {{ sub (sub (int $c.terminationGracePeriodSeconds) 
   to:
     {{- $to | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/* Egress rule from proxyservice to the OTLP collector, when tracing is on. */}}
+{{- define "byok.otlpEgress" -}}
+{{- if .Values.proxyservice.tracing.otlpEndpoint }}
+{{- $o := .Values.networkPolicy.otlp }}
+{{- $to := include "byok.networkPolicyPeers" (dict "cidrs" $o.cidrs "peers" $o.peers) | trim }}
+- ports:
+    {{- include "byok.networkPolicyPorts" $o.ports | trim | nindent 4 }}
+  {{- if $to }}
+  to:
+    {{- $to | nindent 4 }}
+  {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Ingress rules shared by both services: the helm test pod on the health port, scrapers on metrics. */}}
