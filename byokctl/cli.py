@@ -9,7 +9,9 @@ Connection (flags or environment):
   (`make run` writes .byok/env with these set for the local stack: `source .byok/env`)
 
 Secrets are never read from argv: `keys add` and `keys rotate` read the key from stdin when it is not a
-terminal, else prompt for it without echo.
+terminal, else prompt for it without echo; a cloud credential's secret fields come from files or stdin
+(`--secret-field secret_access_key=-`, `--secret-field service_account_json=@key.json`), its settings from
+`--setting region=us-east-1`.
 
 Exit codes: 0 ok; 1 other error; 2 usage; 3 not found; 4 permission denied or unauthenticated;
 5 invalid argument; 6 unavailable (retry later); 7 already exists or conflict (aborted, precondition);
@@ -61,15 +63,26 @@ EXIT_CODES = {
 EXAMPLES = {
     "keys add": ["byokctl keys add --org acme --provider openai --name main < key.txt",
                  'id=$(byokctl keys add --org acme --provider openai --name main -q < key.txt)',
-                 "pass show acme/openai | byokctl keys add --org acme --project web --provider openai --name web"],
+                 "pass show acme/openai | byokctl keys add --org acme --project web --provider openai --name web",
+                 "byokctl keys add --org acme --provider bedrock --name aws --setting region=us-east-1 "
+                 "--secret-field access_key_id=@key-id.txt --secret-field secret_access_key=- < secret.txt",
+                 "byokctl keys add --org acme --provider vertex_ai --name gcp --setting location=us-central1 "
+                 "--secret-field service_account_json=@sa-key.json",
+                 "byokctl keys add --org acme --provider azure_openai --name az "
+                 "--setting endpoint=https://acme.openai.azure.com --setting api_version=2024-10-21 < azure-key.txt"],
     "keys import": ["vault kv put secret/byok/imports/acme-openai api_key=- < key.txt",
                     "byokctl keys import --org acme --provider openai --name imported "
-                    "--vault-path byok/imports/acme-openai"],
+                    "--vault-path byok/imports/acme-openai",
+                    "vault kv put secret/byok/imports/acme-aws access_key_id=AKIA… secret_access_key=- < secret.txt",
+                    "byokctl keys import --org acme --provider bedrock --name aws --setting region=us-east-1 "
+                    "--vault-path byok/imports/acme-aws"],
     "keys list": ["byokctl keys list --org acme", "byokctl keys list --active no --json"],
     "keys get": ["byokctl keys get cred_0123456789abcdef01234567 --json"],
     "keys update": ["byokctl keys update cred_0123456789abcdef01234567 --default-model gpt-4o --primary yes"],
     "keys rotate": ["byokctl keys rotate cred_0123456789abcdef01234567 < new-key.txt",
-                    "byokctl keys rotate cred_0123456789abcdef01234567 --expected-version 3 < new-key.txt"],
+                    "byokctl keys rotate cred_0123456789abcdef01234567 --expected-version 3 < new-key.txt",
+                    "byokctl keys rotate cred_0123456789abcdef01234567 --secret-field access_key_id=@key-id.txt "
+                    "--secret-field secret_access_key=- < secret.txt"],
     "keys activate": ["byokctl keys activate cred_0123456789abcdef01234567"],
     "keys deactivate": ["byokctl keys deactivate cred_0123456789abcdef01234567"],
     "keys delete": ["byokctl keys delete cred_0123456789abcdef01234567"],
@@ -124,6 +137,17 @@ def _add_connection_options(parser: argparse.ArgumentParser, *, defaults: bool) 
                              "tables")
 
 
+def _cloud_options(p: argparse.ArgumentParser, *, secrets: bool, settings: bool = True) -> None:
+    """A cloud credential's settings and secret fields (`byokctl providers` lists each provider's)."""
+    if settings:
+        p.add_argument("--setting", action="append", metavar="NAME=VALUE",
+                       help="a setting of a cloud credential (region, endpoint, location, …); repeatable")
+    if secrets:
+        p.add_argument("--secret-field", action="append", metavar="NAME=@FILE|NAME=-",
+                       help="a secret field of a cloud credential, from a file (@FILE) or stdin (-, one field); "
+                            "never a value on the command line; repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byokctl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--primary", action="store_true")
         p.add_argument("-q", "--id-only", action="store_true",
                        help="print only the new credential's id (for scripts: id=$(byokctl keys add … -q))")
+        _cloud_options(p, secrets=name == "add")
         if name == "import":
             p.add_argument("--vault-path", required=True, help="path inside the KV mount, e.g. byok/imports/x")
     p = scoped(leaf(keys, "list", "list credentials (all pages)", "keys list"), required=False)
@@ -176,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
              "keys rotate")
     p.add_argument("id", help="credential id (cred_…)")
     p.add_argument("--expected-version", type=int, help="fail unless the current secret version is this")
+    _cloud_options(p, secrets=True, settings=False)
 
     bindings = sub.add_parser("bindings", help="which caller identities may act for which orgs/projects")
     bsub = bindings.add_subparsers(dest="action", required=True)
