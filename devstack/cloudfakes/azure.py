@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -29,7 +29,7 @@ class AzureConfig:
     """What the stand-in's resource has and accepts (mutable: tests may change it between requests)."""
 
     api_keys: set[str] = field(default_factory=set)
-    tokens: set[str] = field(default_factory=set)  # Entra ID access tokens (scope cognitiveservices)
+    tokens: Container[str] = field(default_factory=set)  # Entra ID access tokens (scope cognitiveservices)
     deployments: dict[str, str] = field(default_factory=lambda: {"gpt-4o-prod": "gpt-4o"})  # name → model
     api_versions: frozenset[str] = frozenset({"2024-06-01", "2024-10-21", "2025-04-01-preview"})
 

@@ -13,8 +13,8 @@
 - Errors: ``{"message": …}`` with the type in ``x-amzn-ErrorType`` (``Type:http://internal.amazon.com/coral/…``),
   as Bedrock sends them; 429 ThrottlingException with ``fault:429`` as the model id, an in-stream
   ``modelStreamErrorException`` after the first text with ``fault:stream-error``.
-- The answer: the local upstream's words (``generated_text``), ``frames`` of them (a ``?frames=N`` suffix on the
-  model id, as there), cut at ``inferenceConfig.maxTokens`` (stopReason max_tokens); thinking (``reasoningContent``
+- The answer: the local upstream's words (``generated_text``), its ``frames`` of them (a ``?frames=N`` suffix on
+  the model id, as there), cut at ``inferenceConfig.maxTokens`` (stopReason max_tokens); thinking (``reasoningContent``
   text deltas then a signature) when ``additionalModelRequestFields.thinking`` is enabled or adaptive; a call of the
   first tool (toolUse start and two input fragments, stopReason tool_use) when ``toolChoice`` is any or a named
   tool, or with ``?tool=1``; usage in ``metadata`` (cacheReadInputTokens with ``?cached=N``).
@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -51,12 +51,9 @@ class BedrockConfig:
     """What the stand-in accepts (mutable: tests may change it between requests)."""
 
     region: str = "us-east-1"
-    sessions: dict[str, SessionCredentials] = field(default_factory=dict)  # access key id → valid credentials
-    api_keys: set[str] = field(default_factory=set)  # Bedrock API keys accepted as bearer tokens
-    frames: int = 16
-
-    def accept(self, creds: SessionCredentials) -> None:
-        self.sessions[creds.access_key_id] = creds
+    # Access key id → valid session credentials (a dict, or a live view of what a local STS issued).
+    sessions: Mapping[str, SessionCredentials] = field(default_factory=dict)
+    api_keys: Container[str] = field(default_factory=set)  # Bedrock API keys accepted as bearer tokens
 
 
 @lru_cache(maxsize=1)
@@ -234,7 +231,7 @@ class BedrockRuntime:
         base, _, query = model_id.partition("?")
         if base == "fault:429":
             return aws_error(429, "ThrottlingException", "Too many requests, please wait before trying again.")
-        plan, stop = _plan(payload, dict(parse_qsl(query)), self.config.frames)
+        plan, stop = _plan(payload, dict(parse_qsl(query)), opts.frames)
         request_id = [("x-amzn-requestid", str(uuid.uuid4()))]
         if not stream:
             out = json.dumps(_whole(plan, stop)).encode()

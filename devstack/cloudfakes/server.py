@@ -9,8 +9,8 @@ watching and records are the same) that first routes the cloud paths:
 | ``/openai/deployments/…``, ``/openai/v1/…`` | `azure.AzureOpenAI` (endpoint = ``azure_endpoint``) |
 | ``/v1[beta1]/projects/{p}/locations/{l}/publishers/google/models/…`` | `vertex.VertexAI` (``vertex_base``) |
 
-Each cloud request is recorded in ``cloud_requests`` (`CloudRequest`: the target as sent, which credential header
-came, the status answered), with credential header values never kept.
+Each cloud request is recorded in ``cloud_requests`` (`CloudRequest`: the target as sent, which credential headers
+came, the access key id a SigV4 signature names, the status answered), with credential header values never kept.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class CloudRequest:
     headers: dict[str, str] = field(repr=False)
     body: bytes = field(repr=False)
     credential_headers: tuple[str, ...] = ()  # which of KEY_HEADERS came
+    signed_by: str = ""  # the access key id of a SigV4 signature's credential scope (not a secret)
     status: int = 0
 
 
@@ -76,9 +77,10 @@ class CloudUpstream(FakeUpstream):
                                                                                          body))
         else:
             return super()._route(method, target, headers, body)
+        scope = headers.get("authorization", "").partition("Credential=")[2]
         self.cloud_requests.append(CloudRequest(
             cloud, method, target, {k: v for k, v in headers.items() if k not in KEY_HEADERS}, body,
-            tuple(k for k in KEY_HEADERS if k in headers), answer.status))
+            tuple(k for k in KEY_HEADERS if k in headers), scope.split("/", 1)[0] if scope else "", answer.status))
         return answer
 
     def _opts(self) -> _Opts:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -33,7 +33,7 @@ class VertexConfig:
 
     project: str = "byok-test-project"
     locations: set[str] = field(default_factory=lambda: {"us-central1", "global"})
-    tokens: set[str] = field(default_factory=set)
+    tokens: Container[str] = field(default_factory=set)
 
 
 def google_error(code: int, status: str, message: str, reason: str = "") -> Response:

@@ -85,6 +85,7 @@ from proxyservice.adapters.base import (
     unsupported,
     usage,
 )
+from proxyservice.errors import FailedPrecondition
 
 PROVIDER = "bedrock"
 FAMILY = "bedrock"
@@ -532,6 +533,9 @@ class BedrockAdapter:
         """The Converse request, presented as the lease says: signed with its session credentials (SigV4) or with
         a Bedrock API key as a bearer token (without a lease: ``api_key``, a bearer)."""
         body = converse_body(params, model)
+        if lease is None and not api_key:  # a SigV4 lease whose session credentials were not handed over
+            raise FailedPrecondition("the bedrock request needs its lease's session credentials (aws_sigv4), which "
+                                     "this proxy's servicer did not pass to the adapter")
         headers, sigv4 = presentation(lease, family=FAMILY, api_key=api_key, provider=provider)
         headers = {**headers, "content-type": "application/json",
                    "accept": STREAM_CONTENT_TYPE if stream else "application/json"}

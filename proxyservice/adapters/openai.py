@@ -116,9 +116,10 @@ _AZURE_SUFFIXES = ("/openai/v1", "/openai")
 
 
 def azure_endpoint(settings: Mapping[str, str], api_base: str) -> str:
-    """The resource's endpoint (``https://<resource>.openai.azure.com``): its ``endpoint`` setting, else the
-    lease's api_base without an ``/openai/v1`` or ``/openai`` ending."""
-    endpoint = (settings.get("endpoint") or api_base).rstrip("/")
+    """The resource's endpoint (``https://<resource>.openai.azure.com``): the lease's api_base (keyservice's is the
+    endpoint setting, unless the credential or ops override it) without an ``/openai/v1`` or ``/openai`` ending,
+    else the ``endpoint`` setting."""
+    endpoint = (api_base or settings.get("endpoint", "")).rstrip("/")
     for suffix in _AZURE_SUFFIXES:
         if endpoint.endswith(suffix):
             return endpoint[:-len(suffix)]

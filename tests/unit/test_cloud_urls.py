@@ -72,10 +72,10 @@ def test_azure_urls(settings: dict[str, str], api_base: str, model: str, url: st
     assert azure_url(settings, api_base, model) == (url, body_model)
 
 
-def test_azure_endpoint_takes_the_setting_over_the_api_base() -> None:
+def test_azure_endpoint_is_the_api_base_else_the_setting() -> None:
     assert azure_endpoint({"endpoint": "https://a.openai.azure.com"}, "https://b.openai.azure.com/openai") == \
-        "https://a.openai.azure.com"
-    assert azure_endpoint({}, "https://b.openai.azure.com/openai") == "https://b.openai.azure.com"
+        "https://b.openai.azure.com"
+    assert azure_endpoint({"endpoint": "https://a.openai.azure.com/"}, "") == "https://a.openai.azure.com"
 
 
 @pytest.mark.parametrize("deployments", ['["gpt-4o"]', '{"gpt-4o": 3}', "{not json", '{"gpt-4o": ""}'])
