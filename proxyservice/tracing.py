@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
-from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -181,10 +180,10 @@ def _instance() -> str:
 
 
 def traceparent(span: Span) -> str:
-    """The W3C `traceparent` of `span`, for the caller."""
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-    return carrier.get("traceparent", "")
+    """The W3C `traceparent` of `span`, for the caller: version 00, as the propagator writes it (formatted here: a
+    third of the propagator's cost, which builds a context and a carrier to get the same string)."""
+    context = span.get_span_context()
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
 
 def end_http(span: Span, status: int) -> None:
@@ -397,7 +396,8 @@ def _served_by(attributes: dict[str, Any], provider: str, credential_id: str, ke
                upstream_status: int) -> None:
     if provider:
         attributes["gen_ai.provider.name"] = PROVIDER_NAMES.get(provider, provider)
-        attributes["byok.provider"] = provider
+        if provider in PROVIDER_NAMES:  # the catalog's name, where the conventions spell it otherwise
+            attributes["byok.provider"] = provider
     if credential_id:
         attributes["byok.credential_id"] = credential_id
     if key_source:

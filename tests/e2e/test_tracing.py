@@ -164,7 +164,8 @@ async def test_http_native_passthrough_keeps_the_callers_trace_from_the_provider
     returned(reply.headers["traceparent"], span)
     a = span.attributes
     assert span.name.startswith("chat ") and a["http.route"] == "/{provider}/{path}"
-    assert (a["gen_ai.operation.name"], a["byok.provider"], a["byok.key_source"]) == ("chat", "openai", "tenant")
+    assert (a["gen_ai.operation.name"], a["gen_ai.provider.name"], a["byok.key_source"]) == (
+        "chat", "openai", "tenant")
     assert a["gen_ai.usage.output_tokens"] > 0 and a["gen_ai.response.model"]
 
 

@@ -22,7 +22,7 @@ from byokcommon.tls import TlsFiles
 from proxyservice import errors, tracing
 from proxyservice.leasecache import LeaseCache
 from proxyservice.metrics import ProxyMetrics
-from proxyservice.service import ChatServicer
+from proxyservice.service import ChatServicer, _Outcome
 from proxyservice.settings import ProxySettings
 from proxyservice.tracing import Tracing
 from proxyservice.upstream import UpstreamResponse
@@ -141,7 +141,7 @@ async def test_chat_span_is_the_callers_child_in_genai_terms_and_is_handed_back(
         "gen_ai.usage.input_tokens": 1, "gen_ai.usage.output_tokens": 1,
         "gen_ai.request.max_tokens": 64, "gen_ai.request.temperature": 0.5, "gen_ai.request.top_p": 0.9,
         "gen_ai.request.seed": 7,
-        "byok.provider": "openai", "byok.credential_id": "cred_" + "0" * 24, "byok.key_source": "tenant",
+        "byok.credential_id": "cred_" + "0" * 24, "byok.key_source": "tenant",
         "byok.org_id": "acme", "byok.request_id": "r-1", "byok.status": "OK", "byok.upstream.status_code": 200,
     }  # the stub context names no caller: byok.caller is left out, never empty
 
@@ -251,6 +251,19 @@ def test_a_native_requests_operation_and_model_come_from_its_path(path: str, ope
 def test_the_callers_trace_context_is_not_for_the_provider() -> None:
     headers = (("traceparent", "00-x"), ("tracestate", "a=1"), ("baggage", "user=1"), ("content-type", "json"))
     assert tracing.without_trace_context(headers) == (("content-type", "json"),)
+
+
+def test_a_provider_the_conventions_spell_otherwise_keeps_its_catalog_name() -> None:
+    exporter = InMemorySpanExporter()
+    tracer = Tracing.exporting(exporter)
+    for provider in ("mistral", "openai"):
+        span = tracer.start("chat", (), {})
+        tracing.record_request(span, _Outcome(request_id="r", caller="c", params=params(), provider=provider),
+                               "OK", "")
+        span.end()
+    mistral, openai = (dict(s.attributes or {}) for s in finished(exporter, tracer))
+    assert (mistral["gen_ai.provider.name"], mistral["byok.provider"]) == ("mistral_ai", "mistral")
+    assert openai["gen_ai.provider.name"] == "openai" and "byok.provider" not in openai
 
 
 def test_provider_names_follow_the_conventions_well_known_values() -> None:
