@@ -99,9 +99,10 @@ class Tracing:
 
     def start(self, name: str, carrier: Iterable[tuple[str, Any]], attributes: Mapping[str, Any]) -> Span:
         """A request's span (only when `enabled`), child of the caller's trace context in `carrier` (gRPC metadata or
-        HTTP headers, as name/value pairs; only the trace context headers are read)."""
+        HTTP headers, as name/value pairs, names in any case; only the trace context headers are read)."""
         assert self._tracer is not None, "start() is only called when tracing is enabled"
-        context = {name: value for name, value in carrier if name in TRACE_CONTEXT_HEADERS and isinstance(value, str)}
+        context = {key: value for name, value in carrier
+                   if (key := name.lower()) in TRACE_CONTEXT_HEADERS and isinstance(value, str)}
         return self._tracer.start_span(name, context=_PROPAGATOR.extract(context) if context else None,
                                        kind=SpanKind.CLIENT, attributes=attributes)
 

@@ -214,6 +214,14 @@ async def test_the_key_and_the_prompt_are_in_no_span() -> None:
     assert PROMPT not in text and KEY not in text and "acme=1" not in text  # nor the caller's tracestate
 
 
+def test_http_header_names_are_read_in_any_case() -> None:
+    exporter = InMemorySpanExporter()
+    tracer = Tracing.exporting(exporter)
+    tracer.start("GET /v1/models", (("Traceparent", f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"),), {}).end()
+    (span,) = finished(exporter, tracer)
+    assert f"{span.context.trace_id:032x}" == CALLER_TRACE
+
+
 # --- sampling -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("ratio", "flags", "exported"), [(0.0, None, False), (1.0, None, True),
