@@ -176,8 +176,9 @@ def _resource() -> Resource:
 
 
 def _instance() -> str:
-    """Which process of which pod: the host name (the pod's name in Kubernetes), and the worker's index."""
-    return f"{os.uname().nodename}/{os.environ.get('BYOK_WORKER_INDEX', '0')}"
+    """Which process of which pod: the host name (the pod's name in Kubernetes) and the process id (each of
+    BYOK_WORKERS exports on its own)."""
+    return f"{os.uname().nodename}/{os.getpid()}"
 
 
 def traceparent(span: Span) -> str:
