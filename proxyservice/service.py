@@ -261,7 +261,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         with _refusals():
             upstream_request = adapter.build_request(params, api_base=lease.api_base, api_key=lease.api_key,
                                                      model=params.model or lease.default_model, stream=stream,
-                                                     provider=lease.provider)
+                                                     provider=lease.provider, lease=lease)
         return entry, await self._call(upstream_request, lease, outcome), adapter
 
     async def _embed(self, request: pb.EmbedRequest, entry: CachedLease, outcome: _Outcome) -> pb.EmbedResponse:

@@ -62,8 +62,8 @@ import base64
 import json
 from typing import Any
 
+from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
-from byokcommon.wire import auth_headers
 from proxyservice.accumulate import to_chat_response
 from proxyservice.adapters import options
 from proxyservice.adapters.base import (
@@ -80,6 +80,7 @@ from proxyservice.adapters.base import (
     join_url,
     loads,
     normalise_finish,
+    presentation,
     schema,
     string,
     unsupported,
@@ -617,8 +618,10 @@ class AnthropicAdapter:
 
     def build_request(
         self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool,
-        provider: str = "",
+        provider: str = "", lease: kpb.IssueKeyLeaseResponse | None = None,
     ) -> UpstreamRequest:
+        """The Messages request; the key goes as the lease's auth scheme says (Anthropic's x-api-key by default,
+        a bearer token where the lease says so)."""
         system, messages = _convert(params)
         body: dict[str, Any] = {
             "model": model,
@@ -642,13 +645,14 @@ class AnthropicAdapter:
         schema_keys = frozenset(body)
         options.merge(body, params.provider_options_json)
         _check_thinking(body, schema_keys)
-        return UpstreamRequest("POST", join_url(api_base, "/messages"), self._headers(api_key, stream),
+        return UpstreamRequest("POST", join_url(api_base, "/messages"), self._headers(api_key, stream, lease),
                                dumps(body))
 
     @staticmethod
-    def _headers(api_key: str, stream: bool) -> dict[str, str]:
+    def _headers(api_key: str, stream: bool, lease: kpb.IssueKeyLeaseResponse | None) -> dict[str, str]:
+        key_headers, _ = presentation(lease, family=PROVIDER, api_key=api_key)
         return {
-            **auth_headers("anthropic", api_key),
+            **key_headers,
             "content-type": "application/json",
             "accept": "text/event-stream" if stream else "application/json",
         }

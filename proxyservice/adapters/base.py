@@ -199,12 +199,11 @@ class Adapter(Protocol):
 
     def build_request(
         self, params: pb.ChatParameters, *, api_base: str, api_key: str, model: str, stream: bool,
-        provider: str = "",
+        provider: str = "", lease: kpb.IssueKeyLeaseResponse | None = None,
     ) -> UpstreamRequest:
         """The request for ``model``; ``provider`` (the lease's provider name) lets a family adapter
-        leave out what one provider of the family refuses. The adapters of families with cloud providers (openai:
-        Azure, gemini: Vertex, bedrock) also take ``lease=`` (see the module docstring); once every adapter does, it
-        joins this signature and the servicer passes it."""
+        leave out what one provider of the family refuses; ``lease`` says how the key is presented and carries the
+        cloud providers' session credentials and routing settings (see the module docstring)."""
         ...
 
     def stream_decoder(self) -> StreamDecoder: ...

@@ -10,11 +10,9 @@ Vertex's bearer, project and location.
   converse, parsed by botocore from the relayed event stream) through https://PROXY/bedrock, signed again by the
   proxy; the openai SDK's AzureOpenAI (a deployment URL with api-version); Vertex's streamGenerateContent over
   Forward.
-- The unified schema (StreamChat, Chat) for the kinds the servicer can already serve with what it passes adapters
-  today (a Bedrock API key; an Azure key on Azure's /openai/v1 API), and provider errors in Bedrock's shapes.
-- The kinds that need the lease's auth scheme, session credentials or routing settings in the adapter (SigV4
-  leases, Vertex, Azure deployment URLs) wait for proxyservice/service.py to pass `lease=` to `build_request`: they
-  are strict xfails naming that, so they fail loudly once it does and come off the list.
+- The unified schema (StreamChat, Chat) for every kind: SigV4-signed Bedrock Converse with the STS session, a
+  Bedrock API key, Azure deployment URLs and its /openai/v1 API, Vertex under its project and location; provider
+  errors in Bedrock's shapes.
 """
 
 from __future__ import annotations
@@ -63,8 +61,6 @@ from tests.support.stack import CALLER, Identities, keyservice_settings, proxy_s
 ORG = "acme"
 FRAMES = 6
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
-NEEDS_LEASE = pytest.mark.xfail(strict=True, reason="proxyservice/service.py does not yet pass lease= to "
-                                                    "build_request (the adapters take it; see the report)")
 
 
 class _Issued(Mapping[str, SessionCredentials]):
@@ -318,7 +314,6 @@ async def test_an_azure_key_reaches_the_v1_api_through_the_unified_schema(cloud:
     assert sent.target == "/openai/v1/chat/completions" and sent.credential_headers == ("api-key",)
 
 
-@NEEDS_LEASE
 async def test_a_sigv4_lease_streams_through_the_unified_schema(cloud: Cloud) -> None:
     await cloud.add("bedrock", "iam", {"access_key_id": cloud.pair.access_key_id,
                                        "secret_access_key": cloud.pair.secret_access_key}, region="us-east-1")
@@ -327,14 +322,12 @@ async def test_a_sigv4_lease_streams_through_the_unified_schema(cloud: Cloud) ->
     assert cloud.upstream.cloud_requests[-1].signed_by in cloud.sts.sessions
 
 
-@NEEDS_LEASE
 async def test_vertex_streams_through_the_unified_schema(cloud: Cloud) -> None:
     await cloud.add("vertex_ai", "sa", {"service_account_json": cloud.service_account}, location="us-central1")
     _, text, _ = await streamed(cloud, params("gemini-2.0-flash", "vertex_ai"))
     assert text == generated_text(FRAMES)
 
 
-@NEEDS_LEASE
 async def test_an_azure_deployment_map_and_api_version_route_the_unified_schema(cloud: Cloud) -> None:
     await cloud.add("azure_openai", "main", {"api_key": cloud.azure_key}, endpoint="https://acme.openai.azure.com",
                     api_version="2024-10-21", deployments=json.dumps({"gpt-4o": "gpt-4o-prod"}))
