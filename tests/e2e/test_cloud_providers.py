@@ -1,18 +1,18 @@
 """Bedrock, Azure OpenAI and Vertex AI end to end: real keyservice (SQLite, the shared OpenBao) deriving short-lived
-credentials from the stand-ins of STS and Google's token endpoint (devstack/authfakes), the real proxy, and the
-cloud stand-ins (devstack/cloudfakes) checking what the providers check: SigV4 signatures by the session
-credentials STS issued (recomputed with botocore), Bedrock API keys as bearers, Azure's api-key and api-version,
-Vertex's bearer, project and location.
+credentials from the stand-ins of STS, Google's token endpoint and Entra ID (devstack/authfakes, over https), the
+real proxy, and the cloud stand-ins (devstack/cloudfakes) checking what the providers check: SigV4 signatures by
+the session credentials STS issued (recomputed with botocore), Bedrock API keys as bearers, Azure's api-key, Entra
+tokens and api-version, Vertex's bearer, project and location.
 
 - The lease the proxy holds for each kind carries only what keyservice derived (session credentials, a token) or a
   key leased as is, never the stored long-lived secret.
 - The native front with the providers' own clients: botocore's bedrock-runtime client (converse_stream and
   converse, parsed by botocore from the relayed event stream) through https://PROXY/bedrock, signed again by the
-  proxy; the openai SDK's AzureOpenAI (a deployment URL with api-version); Vertex's streamGenerateContent over
-  Forward.
+  proxy; the openai SDK's AzureOpenAI (a deployment URL with api-version), with a key and with an Entra ID
+  application's token; Vertex's streamGenerateContent over Forward.
 - The unified schema (StreamChat, Chat) for every kind: SigV4-signed Bedrock Converse with the STS session, a
-  Bedrock API key, Azure deployment URLs and its /openai/v1 API, Vertex under its project and location; provider
-  errors in Bedrock's shapes.
+  Bedrock API key, Azure deployment URLs and its /openai/v1 API with a key or an Entra token, Vertex under its
+  project and location; provider errors in Bedrock's shapes.
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
-from devstack.authfakes.google_token import GoogleTokenFake
-from devstack.authfakes.http import FakeHttpServer
+from devstack.authfakes import AuthFakes, StsFake
 from devstack.authfakes.shapes import (
     AccessKeyPair,
+    EntraApp,
     access_key_pair,
     azure_api_key,
     bedrock_api_key,
+    entra_app,
     service_account_key,
 )
-from devstack.authfakes.sts import StsFake
 from devstack.cloudfakes import CloudUpstream, SessionCredentials
 from devstack.upstream import UpstreamConfig, generated_text
 from keyservice.derive.settings import DeriveSettings
@@ -83,16 +83,20 @@ class _Issued(Mapping[str, SessionCredentials]):
 class Cloud:
     ids: Identities
     upstream: CloudUpstream
-    sts: StsFake
-    google: GoogleTokenFake
+    fakes: AuthFakes
     keyservice: KeyServiceApp
     proxy: ProxyApp
     admin: kpb_grpc.KeyServiceStub
     chat: pb_grpc.ChatServiceStub
     pair: AccessKeyPair
+    app: EntraApp
     bedrock_key: str
     azure_key: str
     service_account: str
+
+    @property
+    def sts(self) -> StsFake:
+        return self.fakes.sts
 
     async def add(self, provider: str, name: str, secret: dict[str, str], **settings: str) -> str:
         reply = await self.admin.CreateCredential(kpb.CreateCredentialRequest(
@@ -105,32 +109,35 @@ class Cloud:
 
     def secrets(self) -> list[str]:
         """Every long-lived secret the tenant stored: none may reach the proxy, a log or a provider."""
-        return [self.pair.secret_access_key, json.loads(self.service_account)["private_key"].splitlines()[1]]
+        return [self.pair.secret_access_key, json.loads(self.service_account)["private_key"].splitlines()[1],
+                self.app.client_secret]
 
 
 @contextlib.asynccontextmanager
 async def cloud_system(bao: BaoDevServer, ids: Identities, tmp_path: Path) -> AsyncIterator[Cloud]:
     upstream = CloudUpstream(UpstreamConfig(frames=FRAMES, chunk_size=-1))
     await upstream.start()
-    sts, google = StsFake(), GoogleTokenFake()
-    pair = sts.add_user(access_key_pair())
-    servers: list[FakeHttpServer] = [sts.server().start(), google.server().start()]
-    service_account = service_account_key(google.token_uri)
-    google.add_key(service_account)
+    fakes = AuthFakes.start(tmp_path / "authfakes")  # STS, Google's token endpoint, Entra ID: https, their own CA
+    pair, app = fakes.sts.add_user(access_key_pair()), fakes.entra.add_app(entra_app())
+    service_account = service_account_key(fakes.google.token_uri)
+    fakes.google.add_key(service_account)
     bedrock_key, azure_key = bedrock_api_key(), azure_api_key()
-    upstream.bedrock.config.sessions = _Issued(sts)
+    upstream.bedrock.config.sessions = _Issued(fakes.sts)
     upstream.bedrock.config.api_keys = {bedrock_key}
     upstream.azure.config.api_keys = {azure_key}
-    upstream.vertex.config.tokens = google.tokens  # the tokens Google's stand-in issued, live
+    upstream.azure.config.tokens = fakes.entra.tokens  # the tokens the token services issued, live
+    upstream.vertex.config.tokens = fakes.google.tokens
     bases = {"bedrock": upstream.bedrock_base, "azure_openai": upstream.azure_endpoint,
              "vertex_ai": upstream.vertex_base}
+    env = fakes.keyservice_env()
     keyservice = await create_server(keyservice_settings(
-        bao, ids, f"sqlite:///{tmp_path}/ks.db", provider_base_urls=bases,
-        derive=DeriveSettings(aws_sts_endpoint=servers[0].base_url)))
+        bao, ids, f"sqlite:///{tmp_path}/ks.db", provider_base_urls=bases, derive=DeriveSettings(
+            aws_sts_endpoint=env["BYOK_AWS_STS_ENDPOINT"], entra_authority_host=env["BYOK_ENTRA_AUTHORITY_HOST"],
+            ca_file=env["BYOK_CLOUD_AUTH_CA_FILE"])))
     proxy = await create_proxy(proxy_settings(ids, keyservice.port))
     channels = [secure_channel(keyservice.port, ids.admin), secure_channel(proxy.port, ids.caller)]
-    cloud = Cloud(ids, upstream, sts, google, keyservice, proxy, kpb_grpc.KeyServiceStub(channels[0]),
-                  pb_grpc.ChatServiceStub(channels[1]), pair, bedrock_key, azure_key, service_account)
+    cloud = Cloud(ids, upstream, fakes, keyservice, proxy, kpb_grpc.KeyServiceStub(channels[0]),
+                  pb_grpc.ChatServiceStub(channels[1]), pair, app, bedrock_key, azure_key, service_account)
     await cloud.admin.CreateCallerBinding(kpb.CreateCallerBindingRequest(
         binding=kpb.CallerBinding(caller_identity=CALLER, org_id=ORG)))
     try:
@@ -140,8 +147,7 @@ async def cloud_system(bao: BaoDevServer, ids: Identities, tmp_path: Path) -> As
             await channel.close()
         await proxy.stop(grace=0)
         await keyservice.stop(grace=0)
-        for server in servers:
-            server.stop()
+        fakes.stop()
         await upstream.stop()
 
 
@@ -182,7 +188,7 @@ async def test_each_lease_carries_only_a_derived_credential_or_a_key_leased_as_i
     assert aws.expire_time.ToSeconds() <= aws.aws_credentials.expire_time.ToSeconds()
     assert dict(aws.settings) == {"region": "us-east-1"}
     token = await cloud.lease("vertex_ai", vertex)
-    assert token.auth_scheme == "bearer" and token.api_key in cloud.google.tokens
+    assert token.auth_scheme == "bearer" and token.api_key in cloud.fakes.google.tokens
     assert dict(token.settings) == {"location": "us-central1", "project": "byok-test-project"}
     bearer = await cloud.lease("bedrock", keyed)
     assert (bearer.auth_scheme, bearer.api_key) == ("bearer", cloud.bedrock_key)
@@ -236,13 +242,38 @@ async def test_botocore_converses_through_the_native_front_signed_by_the_proxy(c
     assert session.session_token not in dumped and session.secret_access_key not in dumped
 
 
+def azure_sdk(cloud: Cloud, http: Any) -> openai.AsyncAzureOpenAI:
+    return openai.AsyncAzureOpenAI(azure_endpoint=f"{front_url(cloud.proxy.http_port)}/azure_openai",
+                                   api_version="2024-10-21", api_key="unused-sdk-key", http_client=http, max_retries=0)
+
+
+async def add_entra(cloud: Cloud) -> str:
+    app = cloud.app
+    return await cloud.add("azure_openai", "entra", {"client_secret": app.client_secret},
+                           endpoint="https://acme.openai.azure.com", tenant_id=app.tenant_id, client_id=app.client_id)
+
+
+async def test_an_entra_application_reaches_azure_with_only_its_token(cloud: Cloud) -> None:
+    lease = await cloud.lease("azure_openai", await add_entra(cloud))
+    assert lease.auth_scheme == "bearer" and lease.api_key in cloud.fakes.entra.tokens
+    assert cloud.app.client_secret.encode() not in lease.SerializeToString()
+    async with mtls_client(cloud.ids.caller, ORG) as http:
+        reply = await azure_sdk(cloud, http).chat.completions.create(
+            model="gpt-4o-prod", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == generated_text(FRAMES)
+    _, text, _ = await streamed(cloud, params("gpt-4o-prod", "azure_openai"))
+    assert text == generated_text(FRAMES)
+    native, unified = cloud.upstream.cloud_requests
+    assert native.target == "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
+    assert unified.target == "/openai/v1/chat/completions"
+    assert all(r.credential_headers == ("authorization",) and r.status == 200 for r in (native, unified))
+
+
 async def test_the_azure_sdk_reaches_a_deployment_with_the_leased_key(cloud: Cloud) -> None:
     await cloud.add("azure_openai", "main", {"api_key": cloud.azure_key}, endpoint="https://acme.openai.azure.com",
                     api_version="2024-10-21")
     async with mtls_client(cloud.ids.caller, ORG) as http:
-        sdk = openai.AsyncAzureOpenAI(azure_endpoint=f"{front_url(cloud.proxy.http_port)}/azure_openai",
-                                      api_version="2024-10-21", api_key="unused-sdk-key", http_client=http,
-                                      max_retries=0)
+        sdk = azure_sdk(cloud, http)
         reply = await sdk.chat.completions.create(model="gpt-4o-prod", messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content == generated_text(FRAMES)
         with pytest.raises(openai.NotFoundError):  # Azure's own answer for a deployment the resource lacks
