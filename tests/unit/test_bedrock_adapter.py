@@ -271,7 +271,7 @@ def test_a_lease_presents_its_credential() -> None:
         api_base="https://bedrock-runtime.us-west-2.amazonaws.com", aws_credentials=kpb.AwsSessionCredentials(
             access_key_id="ASIAZ7FAKEEXAMPLE123", secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYFAKEKEY123",
             session_token="IQoJb3JpZ2luX2VjFAKE"))
-    request = adapter_for("bedrock").build_request(  # type: ignore[call-arg]
+    request = adapter_for("bedrock").build_request(
         chat(), api_base=sigv4.api_base, api_key="", model=CLAUDE, stream=True, provider="bedrock", lease=sigv4)
     assert request.sigv4 is not None and request.sigv4.region == "us-west-2"
     assert request.headers == {"content-type": "application/json", "accept": "application/vnd.amazon.eventstream"}

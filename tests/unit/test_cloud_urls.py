@@ -49,7 +49,7 @@ def lease(provider: str, family: str, scheme: str = "", **kw: Any) -> kpb.IssueK
 
 
 def build(lease_: kpb.IssueKeyLeaseResponse, model: str, stream: bool = True) -> Any:
-    return adapter_for(lease_.api_family).build_request(  # type: ignore[call-arg]
+    return adapter_for(lease_.api_family).build_request(
         params(model), api_base=lease_.api_base, api_key=lease_.api_key, model=model, stream=stream,
         provider=lease_.provider, lease=lease_)
 
