@@ -12,7 +12,7 @@ Its life: the surface starts it (`grpc_span`, `start`) with the caller's W3C tra
 span's `traceparent` (gRPC initial metadata, the HTTP answer's header), so the caller can find the trace; the core
 sets the attributes from the request's outcome (`record_request` from the servicer's `_finish`, `record_native`
 from `NativeRelay.record`); the surface ends it. The caller's trace context is never sent on to a provider
-(`without_trace_context`): it would hand a third party the ids of the caller's internal traces.
+(`native/headers.py` drops it): it would hand a third party the ids of the caller's internal traces.
 
 What a span holds is listed in docs/tracing.md. What it never holds: message or part contents, tool arguments, stop
 sequences, provider error bodies, any header value (the caller's or the provider's), a key, a URL's query. Errors
@@ -195,12 +195,6 @@ def end_http(span: Span, status: int) -> None:
     else:
         fail(span, "cancelled", "the caller went away")
     span.end()
-
-
-def without_trace_context(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """The caller's headers minus its trace context, for a provider (which has no business with the caller's trace
-    ids); `baggage` too, which callers use for internal key-values."""
-    return tuple(h for h in headers if h[0] not in TRACE_CONTEXT_HEADERS and h[0] != "baggage")
 
 
 def span_name(operation: str, model: str, fallback: str) -> str:

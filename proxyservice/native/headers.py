@@ -25,7 +25,9 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 _NOT_TO_PROVIDER = HOP_BY_HOP | frozenset(KEY_HEADERS) | frozenset({
     "host", "content-length", "expect", "cookie", "accept-encoding", "forwarded", "via", "x-forwarded-for",
     "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip", "openai-organization",
-    "openai-project", "x-goog-user-project", "x-amz-date", "x-amz-content-sha256"})
+    "openai-project", "x-goog-user-project", "x-amz-date", "x-amz-content-sha256",
+    # The caller's trace context (and baggage, its internal key-values) is no third party's business.
+    "traceparent", "tracestate", "baggage"})
 _NOT_TO_CALLER = HOP_BY_HOP | frozenset(KEY_HEADERS) | frozenset({
     "content-length", "set-cookie", "set-cookie2", "server", "date", "alt-svc", "strict-transport-security", "via",
     "www-authenticate"})

@@ -7,7 +7,7 @@ set (`headers`), and the provider's answer comes back open, whatever its status:
 own, in its own shape, so SDKs raise their usual exceptions. The answer's bytes pass through a `UsageTap` as they
 are relayed; `record` writes the request's log line and metrics once it is over, and the outcome on the request's span
 when it is traced. A key the provider echoes never reaches the caller (`scrub`); the caller's trace context never
-reaches the provider (`tracing.without_trace_context`).
+reaches the provider (`headers.to_provider` drops it).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class NativeRelay:
         auth, sigv4 = presentation(lease, family=family, api_key=lease.api_key)
         upstream_request = UpstreamRequest(
             req.method, upstream_url(native_root(lease), req.path, req.query),
-            native_headers.to_provider(tracing.without_trace_context(req.headers), family, lease.api_key, auth),
+            native_headers.to_provider(req.headers, family, lease.api_key, auth),
             req.body, sigv4)
         response = await self.upstream.open_native(upstream_request, family)
         status = response.status_code

@@ -21,6 +21,7 @@ OWNERS = {
     "alembic": {"keyservice/store/*"},
     "httpx": {"keyservice/verify.py", "proxyservice/upstream.py", "proxyservice/lean_pool.py"},
     "httpcore": {"proxyservice/lean_pool.py"},
+    "opentelemetry": {"proxyservice/tracing.py"},
 }
 # Package -> packages it must never import.
 APART = {
