@@ -15,7 +15,10 @@ import structlog
 
 from byokcommon.redaction import redact_value
 
-_NOISY_LIBRARIES = ("httpx", "httpcore", "hvac", "urllib3", "requests", "grpc", "alembic", "sqlalchemy")
+# botocore's signer logs the canonical request, session token included, at DEBUG; msal and google.auth log token
+# exchanges.
+_NOISY_LIBRARIES = ("httpx", "httpcore", "hvac", "urllib3", "requests", "grpc", "alembic", "sqlalchemy",
+                    "botocore", "msal", "google.auth")
 
 
 def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,12 @@ _SECRET_PATTERNS = [
     r"AIza[0-9A-Za-z_\-]{20,}",            # Google / Gemini
     r"hv[sbr]\.[A-Za-z0-9_\-]{16,}",       # Vault service/batch/recovery tokens
     r"s\.[A-Za-z0-9]{20,}",                # legacy Vault tokens
+    r"(?:AKIA|ASIA)[A-Z0-9]{16}",          # AWS access key ids (long-lived and STS session): too short for the run rule
+    r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",  # AWS secret access keys (base64ish, 40)
+    r"(?:IQoJb3JpZ2lu|FwoGZXIvYXdz)[A-Za-z0-9/+=]{16,}",      # AWS session tokens
+    r"ya29\.[A-Za-z0-9_\-]{16,}",           # Google OAuth2 access tokens
+    r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*",  # JWTs (Entra ID tokens, assertions)
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",  # a service account's key
     r"(?i:bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*",
     r"(?<=(?i:api[_-]key)[=:])[^\s\"',}]{8,}",
     r"(?<=(?i:x-api-key): )\S+",
@@ -45,6 +51,8 @@ _SECRET_RE = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS))
 SENSITIVE_KEYS = frozenset({
     "api_key", "apikey", "key", "secret", "secret_id", "token", "vault_token", "authorization", "password",
     "x-api-key", "x-goog-api-key", "ciphertext", "plaintext",
+    # The cloud credentials' secret fields and what keyservice derives from them.
+    "secret_access_key", "session_token", "client_secret", "private_key", "service_account_json", "access_token",
 })
 
 

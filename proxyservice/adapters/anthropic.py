@@ -303,8 +303,9 @@ def _level_budget(effort: pb.ReasoningEffort, params: pb.ChatParameters) -> int:
     return budget
 
 
-def _reasoning(body: dict[str, Any], params: pb.ChatParameters, model: str) -> None:
-    """thinking (and output_config.effort) from the reasoning controls; see the module docstring."""
+def thinking_controls(body: dict[str, Any], params: pb.ChatParameters, model: str) -> None:
+    """thinking (and output_config.effort) from the reasoning controls, with Anthropic's limits checked; see the
+    module docstring. Claude on Bedrock takes the same (bedrock.py), so the rules live here once."""
     r = params.reasoning
     has_budget = r.HasField("budget_tokens")
     if r.effort == E.REASONING_EFFORT_NONE:
@@ -370,7 +371,7 @@ def _controls(body: dict[str, Any], params: pb.ChatParameters, model: str) -> No
     if choice is not None:
         body["tool_choice"] = choice
     if params.HasField("reasoning"):
-        _reasoning(body, params, model)
+        thinking_controls(body, params, model)
     if params.HasField("response_format"):
         _response_format(body, params.response_format)
 

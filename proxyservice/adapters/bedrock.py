@@ -63,8 +63,8 @@ from proxyservice.accumulate import to_chat_response
 from proxyservice.adapters import options
 
 # Claude on Bedrock takes the Messages API's thinking controls with the same budgets and limits: one rule for both.
-from proxyservice.adapters.anthropic import _reasoning as anthropic_thinking
 from proxyservice.adapters.anthropic import claude_version
+from proxyservice.adapters.anthropic import thinking_controls as anthropic_thinking
 from proxyservice.adapters.base import (
     AdapterError,
     R,

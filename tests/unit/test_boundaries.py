@@ -22,6 +22,8 @@ OWNERS = {
     "httpx": {"keyservice/verify.py", "proxyservice/upstream.py", "proxyservice/lean_pool.py"},
     "httpcore": {"proxyservice/lean_pool.py"},
     "opentelemetry": {"proxyservice/tracing.py"},
+    "botocore": {"proxyservice/upstream.py", "proxyservice/adapters/bedrock.py", "keyservice/derive/*",
+                 "devstack/cloudfakes/*", "devstack/authfakes/*"},
 }
 # Package -> packages it must never import.
 APART = {

@@ -21,7 +21,15 @@ from keyservice.settings import KeyServiceSettings, parse_roles
 KEYS = ["sk-proj-" + "Ab12" * 10, "sk-ant-api03-" + "Zz99" * 10, "AIza" + "SyD3" * 9, "gsk_" + "G7h8" * 10,
         "fw_" + "F1r3" * 6, "sk-or-v1-" + "0a1b" * 16, "hvs." + "T0k3n" * 6,
         "M1stRaLk3y" * 3 + "Qz",            # Mistral: 32 letters and digits, no prefix
-        "9f3e" * 16]                         # Together: 64 hex digits
+        "9f3e" * 16,                         # Together: 64 hex digits
+        # The cloud providers' secrets and what keyservice derives from them (fakes shaped like the real ones).
+        "AKIA" + "Q3EXAMPLE7K2N4WZ",          # an IAM user's access key id (too short for the run rule)
+        "ASIA" + "Y5EXAMPLE2M8P3QX",          # an STS session's access key id
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",  # a secret access key: 40 base64ish characters with slashes
+        "IQoJb3JpZ2luX2VjEXAMPLE/session+token==",   # an STS session token
+        "ya29.a0AfH6SMBexampleaccesstoken",          # a Google OAuth2 access token
+        "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJleGFtcGxlIn0.c2lnbmF0dXJl",  # an Entra ID token (a JWT)
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"]
 
 
 @pytest.mark.parametrize("key", KEYS)

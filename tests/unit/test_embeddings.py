@@ -148,8 +148,8 @@ def test_anthropic_has_no_embeddings_and_an_unknown_family_is_failed_preconditio
     with pytest.raises(RequestMappingError) as info:
         E.build_calls(request("alpha", model="claude-3-5-haiku"), target("anthropic", "anthropic"))
     assert info.value.field == "model" and "not supported by anthropic" in str(info.value)
-    with pytest.raises(errors.FailedPrecondition, match="does not speak the API family 'bedrock'"):
-        E.build_calls(request("alpha"), target("bedrock", "bedrock"))
+    with pytest.raises(errors.FailedPrecondition, match="does not speak the API family 'cohere'"):
+        E.build_calls(request("alpha"), target("cohere", "cohere"))
 
 
 # ---- Gemini's request ----------------------------------------------------------------------------------------
