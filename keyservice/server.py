@@ -136,14 +136,19 @@ async def _watch_dependencies(health: Any, store: Store, vault: VaultClient, exe
         await asyncio.sleep(5)
 
 
+# Revocations after which a credential's derived credentials have no use (a scope change, e.g. an activation or a
+# new api_base, leaves its secret as it was).
+_SECRET_GONE = frozenset({"rotated", "deactivated", "deleted", "invalid"})
+
+
 async def _forget_revoked(feed: RevocationFeed, derivations: Derivations) -> None:
-    """Drop a credential's derived credentials on any revocation of it (rotated, deactivated, deleted, invalid),
-    committed by this replica or another: they must not outlive their need in this process's memory."""
+    """Drop a credential's derived credentials when it is rotated, deactivated, deleted or marked invalid, by this
+    replica or another: they must not outlive their need in this process's memory."""
     queue = feed.subscribe()
     try:
         while True:
             row = await queue.get()
-            if row.credential_id:
+            if row.credential_id and row.reason in _SECRET_GONE:
                 derivations.forget(row.credential_id)
     finally:
         feed.unsubscribe(queue)

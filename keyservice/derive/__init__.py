@@ -60,7 +60,7 @@ class Derivations:
                  count: Callable[[str, str], None] | None = None) -> None:
         self.http = CheckedHttp(policy, ca_file=settings.ca_file)
         self.cache = DerivedCache(refresh_before=lease_ttl + REFRESH_MARGIN, count=count)
-        self._sts = StsDeriver(settings)
+        self._sts = StsDeriver(settings, policy)
         self._google = GoogleDeriver(self.http, settings.timeout_seconds)
         self._entra = EntraDeriver(self.http, settings.entra_authority_host, settings.timeout_seconds)
 

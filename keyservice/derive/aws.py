@@ -26,10 +26,12 @@ import botocore.configprovider
 import botocore.exceptions
 import botocore.session
 
+from byokcommon.egress import EgressPolicy
 from keyservice.cloud_fields import DERIVE_STS
 from keyservice.derive.cache import AwsSession, Derived
-from keyservice.derive.settings import DeriveSettings
-from keyservice.errors import CredentialRejected, FailedPrecondition, Unavailable
+from keyservice.derive.settings import DeriveSettings, is_sts_host
+from keyservice.errors import CredentialRejected, FailedPrecondition, InvalidArgument, Unavailable
+from keyservice.providers import check_destination
 
 # STS's answers that mean the stored credential itself is refused (an unknown or deactivated key id, a wrong
 # secret, a role this user may not assume or whose external id does not match).
@@ -51,13 +53,21 @@ class StsDeriver:
     """Thread-safe. One botocore session for the process (its service models load once); a client per derivation,
     since a client is bound to one key pair."""
 
-    def __init__(self, settings: DeriveSettings) -> None:
+    def __init__(self, settings: DeriveSettings, policy: EgressPolicy) -> None:
         self._settings = settings
+        self._policy = policy
         self._lock = threading.Lock()
         self._session: Any = None
 
     def derive(self, credential_id: str, secret: Mapping[str, str], settings: Mapping[str, str]) -> Derived:
-        client = self._client(secret, settings["region"])
+        region = settings["region"]
+        endpoint = self._settings.aws_sts_endpoint or f"https://sts.{region}.amazonaws.com"
+        try:  # checked at start too; again here, as every destination of a secret is
+            check_destination(endpoint, self._policy, field="BYOK_AWS_STS_ENDPOINT", official=is_sts_host,
+                              expected="an AWS STS host")
+        except InvalidArgument as exc:
+            raise FailedPrecondition(exc.message) from None
+        client = self._client(secret, region)
         duration = self._settings.aws_session_seconds
         try:
             if settings.get("role_arn"):

@@ -41,11 +41,15 @@ class DeriveSettings:
         from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS  # Entra ID's own hosts, as MSAL knows them
 
         checks: list[tuple[str, str, Callable[[str], bool], str]] = [
-            ("BYOK_AWS_STS_ENDPOINT", self.aws_sts_endpoint, lambda host: bool(_STS_HOST.fullmatch(host)),
-             "an AWS STS host"),
+            ("BYOK_AWS_STS_ENDPOINT", self.aws_sts_endpoint, is_sts_host, "an AWS STS host"),
             ("BYOK_ENTRA_AUTHORITY_HOST", self.entra_authority_host, WELL_KNOWN_AUTHORITY_HOSTS.__contains__,
              "an Entra ID authority host")]
         for name, url, official, expected in checks:
             if url:
                 validation.api_base(url, name)
                 check_destination(url, policy, field=name, official=official, expected=expected)
+
+
+def is_sts_host(host: str) -> bool:
+    """sts.amazonaws.com, sts.<region>.amazonaws.com(.cn), and their FIPS twins."""
+    return _STS_HOST.fullmatch(host) is not None

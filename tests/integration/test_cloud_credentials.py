@@ -37,14 +37,18 @@ ENDPOINT = "https://contoso-east.openai.azure.com"
 
 
 # -- harness (shared with test_derived_leases.py) -----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthFakes]:
-    """A local STS, Google token endpoint and Entra ID, over https with a CA of their own."""
-    started = AuthFakes.start(tmp_path_factory.mktemp("authfakes"))
+def serve_fakes(directory: Path) -> Iterator[AuthFakes]:
+    """A local STS, Google token endpoint and Entra ID, over https with a CA of their own (for a fixture)."""
+    started = AuthFakes.start(directory)
     try:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="module")
+def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthFakes]:
+    yield from serve_fakes(tmp_path_factory.mktemp("authfakes"))
 
 
 def derive_settings(fakes: AuthFakes, **overrides: Any) -> DeriveSettings:
@@ -134,12 +138,17 @@ class Kinds:
                 info["private_key"].split("\n")[5], info["private_key_id"]]
 
 
-@pytest.fixture
-def transit_mount(bao: BaoDevServer) -> Iterator[str]:
+def transit(bao: BaoDevServer) -> Iterator[str]:
+    """A transit engine of the test's own on the shared OpenBao (for a fixture)."""
     mount = unique("transit-cloud")
     bao.cli("secrets", "enable", f"-path={mount}", "transit")
     yield mount
     bao.cli("secrets", "disable", mount, check=False)
+
+
+@pytest.fixture
+def transit_mount(bao: BaoDevServer) -> Iterator[str]:
+    yield from transit(bao)
 
 
 def detail(info: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> str:
