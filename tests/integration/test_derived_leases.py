@@ -257,6 +257,25 @@ async def test_a_lease_never_outlives_its_derived_credential(bao: BaoDevServer, 
         assert again.aws_credentials.access_key_id != lease.aws_credentials.access_key_id
 
 
+async def test_a_provider_refusing_a_derived_token_gets_a_fresh_one(bao: BaoDevServer, ids: Identities,
+                                                                   tmp_path: Path, fakes: AuthFakes) -> None:
+    """The proxy reports Vertex's 401 for a leased token (revoked at Google, say): the next lease derives anew, and
+    the stored key, which Google still takes, stays in service."""
+    kinds = Kinds.made(fakes)
+    async with running(cloud_settings(bao, ids, sqlite(tmp_path), fakes), ids) as ks:
+        org = unique("report")
+        creds = await create_all(ks, kinds, org)
+        cid = creds["vertex"].credential_id
+        first = await ks.lease(org, credential_id=cid)
+        assert (await ks.lease(org, credential_id=cid)).api_key == first.api_key  # cached
+        await ks.proxy.ReportKeyFailure(pb.ReportKeyFailureRequest(
+            lease_id=first.lease_id, credential_id=cid, http_status=401, provider_reason="UNAUTHENTICATED"))
+        fresh = await ks.lease(org, credential_id=cid)
+        assert fresh.api_key != first.api_key and fresh.api_key in fakes.google.tokens
+        health = (await ks.admin.GetCredential(pb.GetCredentialRequest(credential_id=cid))).credential.health
+        assert health != pb.CREDENTIAL_HEALTH_INVALID
+
+
 # -- refusals, outages ------------------------------------------------------------------------------------------------
 async def test_a_refused_secret_marks_the_credential_invalid_and_the_lease_fails_over(
         bao: BaoDevServer, ids: Identities, database_url: str, fakes: AuthFakes) -> None:
