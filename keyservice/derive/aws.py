@@ -90,9 +90,11 @@ class StsDeriver:
         return Derived(DERIVE_STS, expires_at=session.expires_at, aws=session)
 
     def _client(self, secret: Mapping[str, str], region: str) -> Any:
-        timeout = self._settings.timeout_seconds
+        # Two attempts (a throttled or failed first one is retried after botocore's jittered backoff, at most 2 s),
+        # each connecting and reading within a quarter of the derivation's timeout: about the timeout in all.
+        quarter = self._settings.timeout_seconds / 4
         config = botocore.config.Config(
-            connect_timeout=min(timeout, 5.0), read_timeout=timeout, proxies={},
+            connect_timeout=quarter, read_timeout=quarter, proxies={},
             retries={"mode": "standard", "total_max_attempts": 2}, ignore_configured_endpoint_urls=True,
             user_agent_appid="byok-keyservice")
         with self._lock:  # botocore sessions are not thread-safe; the clients they make are
