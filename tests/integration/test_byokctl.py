@@ -155,8 +155,9 @@ def test_help_shows_examples_and_no_flag_takes_a_key(cli: Cli) -> None:
     for path in ("keys add", "keys rotate"):
         dests = {a.dest for a in leaves[path]._actions}
         assert not dests & {"api_key", "secret", "value", "token", "password"}, dests
-    assert dests == {"help", "id", "expected_version", "addr", "proxy_addr", "cert", "key", "ca", "server_name",
-                     "timeout", "json"}  # `--key` is the client certificate's private key file
+    assert dests == {"help", "id", "expected_version", "secret_field", "addr", "proxy_addr", "cert", "key", "ca",
+                     "server_name", "timeout", "json"}  # `--key`: the client certificate's private key file;
+    # `--secret-field NAME=@FILE|NAME=-` names where a cloud secret comes from, never the value
     refused = cli("keys", "add", "--org", "o", "--provider", "openai", "--name", "n", "--api-key", "x")
     assert refused.returncode == 2 and "unrecognized arguments: --api-key" in refused.stderr
 

@@ -24,6 +24,8 @@ from keyservice.revocation_feed import RevocationFeed
 from keyservice.store import AuditRow, CredentialRow, NewRevocation, RevocationRow, Store
 
 REPO = Path(__file__).resolve().parents[2]
+# The newest migration's revision ("0005" from 0005_credential_settings.py): what migrate() must reach.
+HEAD_REVISION = max(p.name[:4] for p in (REPO / "keyservice/store/migrations/versions").glob("[0-9]*_*.py"))
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
@@ -395,7 +397,7 @@ def test_migrate_is_idempotent_and_matches_the_store(store: Store) -> None:
 
     store.migrate()
     store.migrate()
-    assert store.schema_revision() == "0004"
+    assert store.schema_revision() == HEAD_REVISION
     assert store.ping()
     # The hand-written migration creates exactly what the store's table definitions describe.
     with store._engine.connect() as conn:  # noqa: SLF001 - test reaches in to compare schemas
@@ -432,7 +434,7 @@ def test_migration_0002_adds_the_vault_path_index_and_refuses_shared_secrets(db_
             conn.execute(credentials.update().where(credentials.c.credential_id == b.credential_id)
                          .values(vault_path=b.vault_path + "-own"))
         s.migrate()
-        assert s.schema_revision() == "0004"
+        assert s.schema_revision() == HEAD_REVISION
         assert {r.credential_id for r in s.list_credentials(page_size=10)[0]} == \
             {a.credential_id, b.credential_id, alone.credential_id}
         with pytest.raises(AlreadyExists):
@@ -448,10 +450,10 @@ def test_migrate_cli_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-m", "keyservice.migrate"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        assert "revision 0004" in done.stdout
+        assert f"revision {HEAD_REVISION}" in done.stdout
     s = Store(f"sqlite:///{db}")
     try:
-        assert s.schema_revision() == "0004"
+        assert s.schema_revision() == HEAD_REVISION
         assert s.list_credentials() == ([], "")
     finally:
         s.close()
