@@ -24,6 +24,9 @@ OWNERS = {
     "opentelemetry": {"proxyservice/tracing.py"},
     "botocore": {"proxyservice/upstream.py", "proxyservice/adapters/bedrock.py", "keyservice/derive/*",
                  "devstack/cloudfakes/*", "devstack/authfakes/*"},
+    "msal": {"keyservice/derive/*"},
+    # google-auth is not listable: its top-level name, google, is protobuf's too.
+    "urllib3": {"keyservice/vault/*", "keyservice/derive/http.py"},
 }
 # Package -> packages it must never import.
 APART = {
