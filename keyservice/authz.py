@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from keyservice.errors import PermissionDenied
 
-PROXY_METHODS = frozenset({"IssueKeyLease", "ListTenantModels", "WatchRevocations", "ReportKeyFailure"})
+PROXY_METHODS = frozenset({"IssueKeyLease", "ListTenantModels", "WatchRevocations", "ReportKeyFailure",
+                           "ReportUsage"})
 
 
 class RoleAuthorizer:

@@ -24,6 +24,7 @@ REASON_TO_PB = {
     "caller_unbound": pb.REVOCATION_REASON_CALLER_UNBOUND,
     "invalid": pb.REVOCATION_REASON_INVALID,
     "scope_changed": pb.REVOCATION_REASON_SCOPE_CHANGED,
+    "budget_exhausted": pb.REVOCATION_REASON_BUDGET_EXHAUSTED,
 }
 
 
@@ -46,7 +47,7 @@ def credential(row: CredentialRow) -> pb.Credential:
                                       transit_key=row.transit_key, transit_key_version=row.transit_key_version),
         create_time=timestamp(row.created_at), update_time=timestamp(row.updated_at),
         last_verify_time=timestamp(row.last_verified_at), last_rotate_time=timestamp(row.last_rotated_at),
-        settings=dict(row.settings),
+        settings=dict(row.settings), last_use_time=timestamp(row.last_used_at),
     )
 
 

@@ -13,6 +13,9 @@ A cloud credential's lease carries what keyservice derived from its stored secre
 session credentials, an access token), never the secret. When the cloud refuses the stored secret itself, the
 credential is marked invalid as a confirmed provider 401 does (health, audit, revocation) and the lease fails over
 to the next credential in the order above; a named credential fails with FAILED_PRECONDITION instead.
+
+A budget of the request's scope and the lease's key source at its hard limit refuses the lease with
+RESOURCE_EXHAUSTED naming the budget (keyservice/usage/budgets.py), before any secret is read.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from keyservice.errors import (
     KeyServiceError,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
 )
 from keyservice.providers import PROVIDERS, ProviderSpec, get_provider, provider_for_model
 from keyservice.store import CredentialRow, Store
@@ -86,13 +90,18 @@ class ReachableModel(NamedTuple):
 
 # Marks a credential invalid: (actor, credential_id, health, action=…, **details), as CredentialManager.record_health.
 MarkHealth = Callable[..., Any]
+# Admits a lease of (org_id, project_id, user_id, key_source) or raises ResourceExhausted: the budgets' check
+# (keyservice/usage/budgets.py), before any secret is read.
+Admit = Callable[[str, str, str, str], None]
 
 
 class LeaseIssuer:
     def __init__(self, store: Store, vault: VaultClient, *, ttl_seconds: int, platform_keys: dict[str, str],
                  provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None,
-                 derivations: Derivations | None = None, mark_health: MarkHealth | None = None) -> None:
+                 derivations: Derivations | None = None, mark_health: MarkHealth | None = None,
+                 admit: Admit | None = None) -> None:
         self.store = store
+        self._admit = admit
         self._audit = audit_writer.add if audit_writer is not None else store.append_audit
         self.vault = vault
         self.ttl = dt.timedelta(seconds=ttl_seconds)
@@ -125,6 +134,7 @@ class LeaseIssuer:
         return self._platform_lease(actor, req, spec)
 
     def _tenant_lease(self, actor: str, req: LeaseRequest, row: CredentialRow, spec: ProviderSpec) -> Lease:
+        self._admitted(actor, req, "tenant")
         carried = self.derivations.cached(row, spec)  # a warm derived credential needs no Vault read
         if carried is None:
             secret = self.vault.read_fields(row.vault_path, row.secret_version, org_id=row.org_id)
@@ -232,6 +242,7 @@ class LeaseIssuer:
             self._audit_refusal(actor, req, "no_usable_credential", provider=spec.name)
             raise NotFound(f"no usable {spec.name} credential for org {req.org_id}"
                            + ("" if key else "") + " (and platform fallback is not available)")
+        self._admitted(actor, req, "platform")
         lease = Lease(
             lease_id="lease_" + uuid.uuid4().hex, expires_at=audit.now() + self.ttl, key_source="platform",
             credential_id="", provider=spec.name, family=spec.family, api_key=key, api_base=self._base(spec),
@@ -242,6 +253,16 @@ class LeaseIssuer:
 
     def _base(self, spec: ProviderSpec, settings: Mapping[str, str] | None = None) -> str:
         return self._base_urls.get(spec.name) or spec.api_base_for(settings or {})
+
+    def _admitted(self, actor: str, req: LeaseRequest, key_source: str) -> None:
+        """A budget at its hard limit refuses the lease (audited, as every refusal is)."""
+        if self._admit is None:
+            return
+        try:
+            self._admit(req.org_id, req.project_id, req.user_id, key_source)
+        except ResourceExhausted:
+            self._audit_refusal(actor, req, "budget_exhausted", key_source=key_source)
+            raise
 
     def _audit_refusal(self, actor: str, req: LeaseRequest, why: str, **details: Any) -> None:
         self._audit(audit.event(actor, "lease.refuse", **_scope(req), outcome=why,

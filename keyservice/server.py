@@ -31,6 +31,7 @@ from keyservice.revocation_feed import RevocationFeed
 from keyservice.service import KeyServicer
 from keyservice.settings import KeyServiceSettings
 from keyservice.store import Store
+from keyservice.usage import UsageService
 from keyservice.vault import VaultClient
 
 SERVICE_NAME = key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name
@@ -86,13 +87,15 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
     derivations = Derivations(settings.derive, settings.egress,
                               lease_ttl=dt.timedelta(seconds=settings.lease_ttl_seconds),
                               count=_derivation_counter(metrics))
+    usage = UsageService.create(store, prices_file=settings.prices_file, registry=metrics.registry)
     leases = LeaseIssuer(store, vault, ttl_seconds=settings.lease_ttl_seconds,
                          platform_keys=settings.platform_keys, provider_base_urls=settings.provider_base_urls,
-                         audit_writer=audit_writer, derivations=derivations, mark_health=credentials.record_health)
+                         audit_writer=audit_writer, derivations=derivations, mark_health=credentials.record_health,
+                         admit=usage.budgets.check)
     servicer = KeyServicer(store=store, credentials=credentials, leases=leases, feed=feed, executor=executor,
                            verify_timeout=settings.verify_timeout_seconds,
                            provider_base_urls=settings.provider_base_urls, audit_writer=audit_writer,
-                           on_lease=_lease_counter(metrics), egress=settings.egress)
+                           on_lease=_lease_counter(metrics), egress=settings.egress, usage=usage)
     interceptor = RequestInterceptor(authorize=RoleAuthorizer(settings.roles), metrics=metrics,
                                      max_concurrent=settings.max_concurrent_rpcs)
     parts = await start_grpc(

@@ -27,6 +27,8 @@ from keyservice.providers import PROVIDERS, ProviderSpec, get_provider
 from keyservice.revocation_feed import RevocationFeed
 from keyservice.store import CredentialRow, Store
 from keyservice.tenancy import Tenancy
+from keyservice.usage import UsageService
+from keyservice.usage.rpcs import UsageRpcs
 from keyservice.verify import verify_key
 
 T = TypeVar("T")
@@ -42,11 +44,15 @@ _OTHER_REPLICA_BATCH_SECONDS = 0.25
 _HEALTHS = {pb.CREDENTIAL_HEALTH_INVALID: "invalid"}
 
 
-class KeyServicer(pb_grpc.KeyServiceServicer):
+class KeyServicer(UsageRpcs, pb_grpc.KeyServiceServicer):
+    """`usage`: usage, prices and budgets (keyservice/usage/rpcs.py has their RPCs); None answers them UNAVAILABLE."""
+
     def __init__(self, *, store: Store, credentials: CredentialManager, leases: LeaseIssuer,
                  feed: RevocationFeed, executor: ThreadPoolExecutor, verify_timeout: float,
                  provider_base_urls: dict[str, str], audit_writer: AuditWriter | None = None,
-                 on_lease: Callable[[str, str], None] | None = None, egress: EgressPolicy | None = None) -> None:
+                 on_lease: Callable[[str, str], None] | None = None, egress: EgressPolicy | None = None,
+                 usage: UsageService | None = None) -> None:
+        self.usage = usage
         self.audit_writer = audit_writer
         self.on_lease = on_lease
         self.store = store

@@ -69,6 +69,20 @@ def _derive_settings(env: Mapping[str, str], egress: EgressPolicy) -> DeriveSett
     return settings
 
 
+def _prices_file(env: Mapping[str, str]) -> str:
+    """BYOK_PRICES_FILE, parsed now so that a bad file fails the start, not the first priced batch."""
+    from keyservice.usage.pricing import load_price_file
+
+    path = env_str(env, "BYOK_PRICES_FILE")
+    if path:
+        try:
+            load_price_file(path, source="file")
+        except InvalidArgument as exc:
+            raise SettingsError(exc.message if exc.message.startswith("BYOK_PRICES_FILE") else
+                                f"BYOK_PRICES_FILE: {exc.message}") from None
+    return path
+
+
 @dataclass(frozen=True)
 class KeyServiceSettings:
     """Everything keyservice needs to run. Secrets (Vault token, secret id) are held here, never printed."""
@@ -119,6 +133,10 @@ class KeyServiceSettings:
     # Derivations of short-lived cloud credentials (BYOK_AWS_STS_ENDPOINT, BYOK_AWS_SESSION_SECONDS,
     # BYOK_ENTRA_AUTHORITY_HOST, BYOK_CLOUD_AUTH_CA_FILE, BYOK_DERIVE_TIMEOUT_SECONDS): keyservice/derive/settings.py.
     derive: DeriveSettings = field(default_factory=DeriveSettings)
+    # Ops' price table (BYOK_PRICES_FILE; docs/usage.md): a JSON file in the format of keyservice/data/prices.json
+    # whose entries are added to the shipped ones (the chart mounts keyservice.prices there); "" = none. Read at
+    # start: a file that cannot be read or parsed stops keyservice with a message naming the entry.
+    prices_file: str = ""
     # Log level (BYOK_LOG_LEVEL).
     log_level: str = "info"
     # On SIGTERM: seconds to report NOT_SERVING while still serving, so load balancers stop sending work
@@ -189,6 +207,7 @@ class KeyServiceSettings:
             provider_base_urls=base_urls,
             egress=egress,
             derive=derive,
+            prices_file=_prices_file(env),
             log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             shutdown_drain_seconds=env_float(env, "BYOK_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0, maximum=300),
             shutdown_grace_seconds=env_float(env, "BYOK_SHUTDOWN_GRACE_SECONDS", 5.0, minimum=0, maximum=3600),

@@ -6,8 +6,9 @@ never ciphertext. Every call is synchronous (the gRPC service runs it in a threa
 exception leaves here translated.
 
 One module per feature, each adding its operations to `Store`: `credentials`, `reservations`, `audit`,
-`policies`, `bindings`, `revocations`; `_base` holds the engines, transactions and the write transaction's
-helpers, `rows` the dataclasses callers get, `schema` the tables, `migrations` the alembic revisions.
+`policies`, `bindings`, `revocations`, and for usage, spend and budgets `usage`, `prices`, `budgets`; `_base`
+holds the engines, transactions and the write transaction's helpers, `rows` the dataclasses callers get, `schema`
+the tables, `migrations` the alembic revisions.
 
 Revocations are written in the same transaction as the change that causes them. Writers that append one
 serialise on a lock (PostgreSQL advisory lock, SQLite's database write lock) so that sequence numbers
@@ -21,8 +22,10 @@ from __future__ import annotations
 from keyservice.store._base import normalize_url
 from keyservice.store.audit import AuditStore
 from keyservice.store.bindings import BindingStore
+from keyservice.store.budgets import BudgetStore
 from keyservice.store.credentials import CredentialStore
 from keyservice.store.policies import PolicyStore
+from keyservice.store.prices import PriceStore
 from keyservice.store.reservations import ReservationStore
 from keyservice.store.revocations import RevocationStore
 from keyservice.store.rows import (
@@ -31,23 +34,35 @@ from keyservice.store.rows import (
     MAX_PAGE_SIZE,
     NOTIFY_CHANNEL,
     REVOCATION_REASONS,
+    USAGE_COUNTS,
+    USAGE_DIMENSIONS,
     AuditRow,
     BindingRow,
+    BudgetRow,
     CredentialRow,
     NewRevocation,
+    PriceRow,
     Reservation,
     RevocationArg,
     RevocationRow,
+    RollupKey,
+    UsageCounts,
+    UsageFilter,
+    UsageGroup,
     utcnow,
 )
 from keyservice.store.schema import metadata
+from keyservice.store.usage import UsageStore
 
 __all__ = [
     "DEFAULT_PAGE_SIZE", "HEALTH_VALUES", "MAX_PAGE_SIZE", "NOTIFY_CHANNEL", "REVOCATION_REASONS", "AuditRow",
     "BindingRow", "CredentialRow", "NewRevocation", "Reservation", "RevocationArg", "RevocationRow", "Store",
     "metadata", "normalize_url", "utcnow",
+    "USAGE_COUNTS", "USAGE_DIMENSIONS", "BudgetRow", "PriceRow", "RollupKey", "UsageCounts", "UsageFilter",
+    "UsageGroup",
 ]
 
 
-class Store(CredentialStore, ReservationStore, AuditStore, PolicyStore, BindingStore, RevocationStore):
+class Store(CredentialStore, ReservationStore, AuditStore, PolicyStore, BindingStore, RevocationStore, UsageStore,
+            PriceStore, BudgetStore):
     """Synchronous access to the key service's tables. Thread-safe; one per process."""

@@ -123,7 +123,7 @@ def _credential(m: Mapping[Any, Any]) -> CredentialRow:
         transit_key=m["transit_key"], transit_key_version=m["transit_key_version"],
         created_at=m["created_at"], updated_at=m["updated_at"],
         last_verified_at=m["last_verified_at"], last_rotated_at=m["last_rotated_at"],
-        settings=json.loads(m["settings_json"] or "{}"),
+        settings=json.loads(m["settings_json"] or "{}"), last_used_at=m.get("last_used_at"),
     )
 
 

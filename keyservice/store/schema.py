@@ -8,6 +8,8 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Dialect
 
+from keyservice.store.rows import USAGE_COUNTS
+
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both dialects. SQLite has no time zones, so values are stored as
@@ -62,6 +64,8 @@ credentials = sa.Table(
     # A cloud credential's non-secret settings (region, endpoint, deployments, …) as a JSON object of strings
     # (migration 0005); "{}" for a single-key provider.
     sa.Column("settings_json", sa.Text, nullable=False, server_default="{}"),
+    # The end of the last request the proxies reported it served (migration 0006); NULL if never used.
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("provider", "org_id", "project_id", "user_id", "name", name="uq_credentials_name"),
     sa.CheckConstraint(
         "health IN ('unverified', 'active', 'invalid', 'rate_limited', 'unreachable')",
@@ -143,4 +147,75 @@ secret_reservations = sa.Table(
     sa.Column("credential_id", sa.Text, nullable=False),
     sa.Column("reserved_at", UTCDateTime, nullable=False),
     sa.Index("ix_secret_reservations_time", "reserved_at"),
+)
+
+# Usage, spend and budgets (migration 0006; keyservice/usage/). Token and spend columns are sums over the requests
+# of one bucket and key; spend in micro-dollars at the price in force when each request was made.
+
+usage_rollups = sa.Table(
+    "usage_rollups",
+    metadata,
+    sa.Column("granularity", sa.Text, primary_key=True),  # "hour" | "day"
+    sa.Column("bucket_start", UTCDateTime, primary_key=True),
+    sa.Column("org_id", sa.Text, primary_key=True),
+    sa.Column("project_id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("credential_id", sa.Text, primary_key=True),  # "" for a platform key
+    sa.Column("provider", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("key_source", sa.Text, primary_key=True),  # "tenant" | "platform"
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in USAGE_COUNTS),
+    sa.CheckConstraint("granularity IN ('hour', 'day')", name="ck_usage_rollups_granularity"),
+    # Queries and budgets read one granularity of one org over a time range; QueryUsage by credential too.
+    sa.Index("ix_usage_rollups_org", "granularity", "org_id", "bucket_start"),
+    sa.Index("ix_usage_rollups_credential", "granularity", "credential_id", "bucket_start"),
+)
+
+# Batches already counted: the id is inserted in the transaction that adds the batch to the rollups, so a retried
+# batch finds it and is not counted again.
+usage_batches = sa.Table(
+    "usage_batches",
+    metadata,
+    sa.Column("batch_id", sa.Text, primary_key=True),
+    sa.Column("reporter", sa.Text, nullable=False),
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Index("ix_usage_batches_received", "received_at"),
+)
+
+# Ops' price overrides (byokctl prices set); the shipped table and the mounted file are not in the database.
+prices = sa.Table(
+    "prices",
+    metadata,
+    sa.Column("provider", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("effective_from", UTCDateTime, primary_key=True),
+    sa.Column("input_micros", sa.BigInteger, nullable=False),
+    sa.Column("output_micros", sa.BigInteger, nullable=False),
+    sa.Column("cached_input_micros", sa.BigInteger, nullable=True),
+    sa.Column("cache_write_micros", sa.BigInteger, nullable=True),
+    sa.Column("reasoning_micros", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("budget_id", sa.Text, primary_key=True),
+    sa.Column("org_id", sa.Text, nullable=False),
+    sa.Column("project_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("user_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("key_source", sa.Text, nullable=False, server_default=""),  # "" = every source
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("limit_micros", sa.BigInteger, nullable=False),
+    sa.Column("soft_limit_micros", sa.BigInteger, nullable=False, server_default="0"),
+    # The period ("2026-05", "2026-05-17") whose soft threshold / hard limit was last announced (audit event,
+    # metric, revocation): once per period across replicas, by a conditional update.
+    sa.Column("soft_notified_period", sa.Text, nullable=False, server_default=""),
+    sa.Column("hard_notified_period", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("org_id", "project_id", "user_id", "key_source", "period", name="uq_budgets_scope"),
+    sa.CheckConstraint("period IN ('day', 'month')", name="ck_budgets_period"),
+    sa.CheckConstraint("key_source IN ('', 'tenant', 'platform')", name="ck_budgets_key_source"),
 )

@@ -33,6 +33,31 @@ class RevocationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REVOCATION_REASON_CALLER_UNBOUND: _ClassVar[RevocationReason]
     REVOCATION_REASON_INVALID: _ClassVar[RevocationReason]
     REVOCATION_REASON_SCOPE_CHANGED: _ClassVar[RevocationReason]
+    REVOCATION_REASON_BUDGET_EXHAUSTED: _ClassVar[RevocationReason]
+
+class UsageGrouping(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_GROUPING_UNSPECIFIED: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_HOUR: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_DAY: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_TOTAL: _ClassVar[UsageGrouping]
+
+class UsageDimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_DIMENSION_UNSPECIFIED: _ClassVar[UsageDimension]
+    USAGE_DIMENSION_PROJECT: _ClassVar[UsageDimension]
+    USAGE_DIMENSION_USER: _ClassVar[UsageDimension]
+    USAGE_DIMENSION_CREDENTIAL: _ClassVar[UsageDimension]
+    USAGE_DIMENSION_PROVIDER: _ClassVar[UsageDimension]
+    USAGE_DIMENSION_MODEL: _ClassVar[UsageDimension]
+    USAGE_DIMENSION_KEY_SOURCE: _ClassVar[UsageDimension]
+    USAGE_DIMENSION_ORG: _ClassVar[UsageDimension]
+
+class BudgetPeriod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUDGET_PERIOD_UNSPECIFIED: _ClassVar[BudgetPeriod]
+    BUDGET_PERIOD_DAY: _ClassVar[BudgetPeriod]
+    BUDGET_PERIOD_MONTH: _ClassVar[BudgetPeriod]
 CREDENTIAL_HEALTH_UNSPECIFIED: CredentialHealth
 CREDENTIAL_HEALTH_ACTIVE: CredentialHealth
 CREDENTIAL_HEALTH_INVALID: CredentialHealth
@@ -48,6 +73,22 @@ REVOCATION_REASON_DELETED: RevocationReason
 REVOCATION_REASON_CALLER_UNBOUND: RevocationReason
 REVOCATION_REASON_INVALID: RevocationReason
 REVOCATION_REASON_SCOPE_CHANGED: RevocationReason
+REVOCATION_REASON_BUDGET_EXHAUSTED: RevocationReason
+USAGE_GROUPING_UNSPECIFIED: UsageGrouping
+USAGE_GROUPING_HOUR: UsageGrouping
+USAGE_GROUPING_DAY: UsageGrouping
+USAGE_GROUPING_TOTAL: UsageGrouping
+USAGE_DIMENSION_UNSPECIFIED: UsageDimension
+USAGE_DIMENSION_PROJECT: UsageDimension
+USAGE_DIMENSION_USER: UsageDimension
+USAGE_DIMENSION_CREDENTIAL: UsageDimension
+USAGE_DIMENSION_PROVIDER: UsageDimension
+USAGE_DIMENSION_MODEL: UsageDimension
+USAGE_DIMENSION_KEY_SOURCE: UsageDimension
+USAGE_DIMENSION_ORG: UsageDimension
+BUDGET_PERIOD_UNSPECIFIED: BudgetPeriod
+BUDGET_PERIOD_DAY: BudgetPeriod
+BUDGET_PERIOD_MONTH: BudgetPeriod
 
 class Scope(_message.Message):
     __slots__ = ("org_id", "project_id", "user_id")
@@ -74,7 +115,7 @@ class SecretReference(_message.Message):
     def __init__(self, mount: _Optional[str] = ..., path: _Optional[str] = ..., version: _Optional[int] = ..., transit_key: _Optional[str] = ..., transit_key_version: _Optional[int] = ...) -> None: ...
 
 class Credential(_message.Message):
-    __slots__ = ("credential_id", "provider", "scope", "name", "api_base", "default_model", "active", "primary", "health", "key_hint", "fingerprint", "secret_ref", "create_time", "update_time", "last_verify_time", "last_rotate_time", "settings")
+    __slots__ = ("credential_id", "provider", "scope", "name", "api_base", "default_model", "active", "primary", "health", "key_hint", "fingerprint", "secret_ref", "create_time", "update_time", "last_verify_time", "last_rotate_time", "settings", "last_use_time")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +140,7 @@ class Credential(_message.Message):
     LAST_VERIFY_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_ROTATE_TIME_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    LAST_USE_TIME_FIELD_NUMBER: _ClassVar[int]
     credential_id: str
     provider: str
     scope: Scope
@@ -116,7 +158,8 @@ class Credential(_message.Message):
     last_verify_time: _timestamp_pb2.Timestamp
     last_rotate_time: _timestamp_pb2.Timestamp
     settings: _containers.ScalarMap[str, str]
-    def __init__(self, credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., active: _Optional[bool] = ..., primary: _Optional[bool] = ..., health: _Optional[_Union[CredentialHealth, str]] = ..., key_hint: _Optional[str] = ..., fingerprint: _Optional[str] = ..., secret_ref: _Optional[_Union[SecretReference, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_verify_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_rotate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    last_use_time: _timestamp_pb2.Timestamp
+    def __init__(self, credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., name: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., active: _Optional[bool] = ..., primary: _Optional[bool] = ..., health: _Optional[_Union[CredentialHealth, str]] = ..., key_hint: _Optional[str] = ..., fingerprint: _Optional[str] = ..., secret_ref: _Optional[_Union[SecretReference, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_verify_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_rotate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., settings: _Optional[_Mapping[str, str]] = ..., last_use_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateCredentialRequest(_message.Message):
     __slots__ = ("provider", "scope", "name", "api_key", "api_base", "default_model", "primary", "secret_fields", "settings")
@@ -662,3 +705,235 @@ class ReportKeyFailureResponse(_message.Message):
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     health: CredentialHealth
     def __init__(self, health: _Optional[_Union[CredentialHealth, str]] = ...) -> None: ...
+
+class UsageRecord(_message.Message):
+    __slots__ = ("time", "scope", "caller_identity", "provider", "model", "credential_id", "key_source", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "status", "duration_ms", "surface")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    CALLER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    SURFACE_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    scope: Scope
+    caller_identity: str
+    provider: str
+    model: str
+    credential_id: str
+    key_source: KeySource
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    status: str
+    duration_ms: int
+    surface: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., caller_identity: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., credential_id: _Optional[str] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., status: _Optional[str] = ..., duration_ms: _Optional[int] = ..., surface: _Optional[str] = ...) -> None: ...
+
+class ReportUsageRequest(_message.Message):
+    __slots__ = ("batch_id", "records")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    records: _containers.RepeatedCompositeFieldContainer[UsageRecord]
+    def __init__(self, batch_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[UsageRecord, _Mapping]]] = ...) -> None: ...
+
+class ReportUsageResponse(_message.Message):
+    __slots__ = ("accepted_count", "duplicate")
+    ACCEPTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    accepted_count: int
+    duplicate: bool
+    def __init__(self, accepted_count: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class QueryUsageRequest(_message.Message):
+    __slots__ = ("org_id", "project_id", "user_id", "credential_id", "provider", "model", "key_source", "start_time", "end_time", "grouping", "dimensions")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    GROUPING_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    project_id: str
+    user_id: str
+    credential_id: str
+    provider: str
+    model: str
+    key_source: KeySource
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    grouping: UsageGrouping
+    dimensions: _containers.RepeatedScalarFieldContainer[UsageDimension]
+    def __init__(self, org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., grouping: _Optional[_Union[UsageGrouping, str]] = ..., dimensions: _Optional[_Iterable[_Union[UsageDimension, str]]] = ...) -> None: ...
+
+class UsageRow(_message.Message):
+    __slots__ = ("bucket_start_time", "org_id", "project_id", "user_id", "credential_id", "provider", "model", "key_source", "requests", "failed_requests", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "spend_micros", "unpriced_requests")
+    BUCKET_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SPEND_MICROS_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    bucket_start_time: _timestamp_pb2.Timestamp
+    org_id: str
+    project_id: str
+    user_id: str
+    credential_id: str
+    provider: str
+    model: str
+    key_source: KeySource
+    requests: int
+    failed_requests: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    spend_micros: int
+    unpriced_requests: int
+    def __init__(self, bucket_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., org_id: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., requests: _Optional[int] = ..., failed_requests: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., spend_micros: _Optional[int] = ..., unpriced_requests: _Optional[int] = ...) -> None: ...
+
+class QueryUsageResponse(_message.Message):
+    __slots__ = ("rows", "start_time", "end_time")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Price(_message.Message):
+    __slots__ = ("provider", "model", "effective_time", "input_micros", "output_micros", "cached_input_micros", "cache_write_micros", "reasoning_micros", "source")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    effective_time: _timestamp_pb2.Timestamp
+    input_micros: int
+    output_micros: int
+    cached_input_micros: int
+    cache_write_micros: int
+    reasoning_micros: int
+    source: str
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_micros: _Optional[int] = ..., output_micros: _Optional[int] = ..., cached_input_micros: _Optional[int] = ..., cache_write_micros: _Optional[int] = ..., reasoning_micros: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ListPricesRequest(_message.Message):
+    __slots__ = ("provider", "model")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class ListPricesResponse(_message.Message):
+    __slots__ = ("prices",)
+    PRICES_FIELD_NUMBER: _ClassVar[int]
+    prices: _containers.RepeatedCompositeFieldContainer[Price]
+    def __init__(self, prices: _Optional[_Iterable[_Union[Price, _Mapping]]] = ...) -> None: ...
+
+class SetPriceRequest(_message.Message):
+    __slots__ = ("price",)
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    price: Price
+    def __init__(self, price: _Optional[_Union[Price, _Mapping]] = ...) -> None: ...
+
+class SetPriceResponse(_message.Message):
+    __slots__ = ("price",)
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    price: Price
+    def __init__(self, price: _Optional[_Union[Price, _Mapping]] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("budget_id", "scope", "key_source", "period", "limit_micros", "soft_limit_micros", "spend_micros", "period_start_time", "exhausted", "create_time", "update_time")
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SOFT_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SPEND_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXHAUSTED_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    budget_id: str
+    scope: Scope
+    key_source: KeySource
+    period: BudgetPeriod
+    limit_micros: int
+    soft_limit_micros: int
+    spend_micros: int
+    period_start_time: _timestamp_pb2.Timestamp
+    exhausted: bool
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, budget_id: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., period: _Optional[_Union[BudgetPeriod, str]] = ..., limit_micros: _Optional[int] = ..., soft_limit_micros: _Optional[int] = ..., spend_micros: _Optional[int] = ..., period_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exhausted: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetBudgetRequest(_message.Message):
+    __slots__ = ("budget",)
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    budget: Budget
+    def __init__(self, budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
+
+class SetBudgetResponse(_message.Message):
+    __slots__ = ("budget",)
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    budget: Budget
+    def __init__(self, budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
+
+class ListBudgetsRequest(_message.Message):
+    __slots__ = ("org_id",)
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    def __init__(self, org_id: _Optional[str] = ...) -> None: ...
+
+class ListBudgetsResponse(_message.Message):
+    __slots__ = ("budgets",)
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
+
+class DeleteBudgetRequest(_message.Message):
+    __slots__ = ("budget_id",)
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    budget_id: str
+    def __init__(self, budget_id: _Optional[str] = ...) -> None: ...
+
+class DeleteBudgetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -152,6 +152,41 @@ class KeyServiceStub:
                 request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsRequest.SerializeToString,
                 response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsResponse.FromString,
                 _registered_method=True)
+        self.ReportUsage = channel.unary_unary(
+                '/byok.keys.v1.KeyService/ReportUsage',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ReportUsageRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ReportUsageResponse.FromString,
+                _registered_method=True)
+        self.QueryUsage = channel.unary_unary(
+                '/byok.keys.v1.KeyService/QueryUsage',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.QueryUsageRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.QueryUsageResponse.FromString,
+                _registered_method=True)
+        self.ListPrices = channel.unary_unary(
+                '/byok.keys.v1.KeyService/ListPrices',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListPricesRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListPricesResponse.FromString,
+                _registered_method=True)
+        self.SetPrice = channel.unary_unary(
+                '/byok.keys.v1.KeyService/SetPrice',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceResponse.FromString,
+                _registered_method=True)
+        self.SetBudget = channel.unary_unary(
+                '/byok.keys.v1.KeyService/SetBudget',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetBudgetRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetBudgetResponse.FromString,
+                _registered_method=True)
+        self.ListBudgets = channel.unary_unary(
+                '/byok.keys.v1.KeyService/ListBudgets',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListBudgetsRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListBudgetsResponse.FromString,
+                _registered_method=True)
+        self.DeleteBudget = channel.unary_unary(
+                '/byok.keys.v1.KeyService/DeleteBudget',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetResponse.FromString,
+                _registered_method=True)
 
 
 class KeyServiceServicer:
@@ -325,6 +360,56 @@ class KeyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportUsage(self, request, context):
+        """ReportUsage takes a batch of the proxy's per-request usage records (role `proxy`). Idempotent by batch_id: a
+        batch already counted is acknowledged again and not counted twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryUsage(self, request, context):
+        """QueryUsage returns tokens, requests and spend, filtered and grouped by hour, day or the whole range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPrices(self, request, context):
+        """ListPrices returns the price table: the shipped entries, ops' file and the overrides set with SetPrice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPrice(self, request, context):
+        """SetPrice stores a price override for a provider and model from an effective time on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetBudget(self, request, context):
+        """SetBudget creates or replaces the budget of a scope, period and key source; it takes effect at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBudgets(self, request, context):
+        """ListBudgets returns budgets with their spend in the current period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBudget(self, request, context):
+        """DeleteBudget removes a budget; leases its hard limit refused are issued again at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -442,6 +527,41 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.ListTenantModels,
                     request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsRequest.FromString,
                     response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsResponse.SerializeToString,
+            ),
+            'ReportUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportUsage,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ReportUsageRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ReportUsageResponse.SerializeToString,
+            ),
+            'QueryUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryUsage,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.QueryUsageRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.QueryUsageResponse.SerializeToString,
+            ),
+            'ListPrices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPrices,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListPricesRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListPricesResponse.SerializeToString,
+            ),
+            'SetPrice': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPrice,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceResponse.SerializeToString,
+            ),
+            'SetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBudget,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetBudgetRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetBudgetResponse.SerializeToString,
+            ),
+            'ListBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBudgets,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListBudgetsRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListBudgetsResponse.SerializeToString,
+            ),
+            'DeleteBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBudget,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1068,6 +1188,195 @@ class KeyService:
             '/byok.keys.v1.KeyService/ListTenantModels',
             byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsRequest.SerializeToString,
             byok_dot_keys_dot_v1_dot_key__service__pb2.ListTenantModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/ReportUsage',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ReportUsageRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ReportUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/QueryUsage',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.QueryUsageRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.QueryUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPrices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/ListPrices',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ListPricesRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ListPricesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPrice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/SetPrice',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/SetBudget',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.SetBudgetRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.SetBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/ListBudgets',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ListBudgetsRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ListBudgetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/DeleteBudget',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetResponse.FromString,
             options,
             channel_credentials,
             insecure,

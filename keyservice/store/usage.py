@@ -1,0 +1,100 @@
+"""Usage rollups: add a reported batch exactly once, read sums back by filter, bucket and dimension.
+
+A batch is claimed by inserting its id into `usage_batches` in the same transaction that adds its sums to
+`usage_rollups` and advances the credentials' `last_used_at`: a retried batch (the proxy never heard the answer)
+finds its id and changes nothing. Rows are upserted in key order, credentials updated in id order, so two
+replicas ingesting overlapping batches on PostgreSQL take row locks in one order and never deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, fields
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from keyservice.store._base import StoreBase
+from keyservice.store.rows import (
+    USAGE_COUNTS,
+    USAGE_DIMENSIONS,
+    RollupKey,
+    UsageCounts,
+    UsageFilter,
+    UsageGroup,
+    utcnow,
+)
+from keyservice.store.schema import credentials, usage_batches, usage_rollups
+
+
+class UsageStore(StoreBase):
+
+    def record_usage(self, batch_id: str, reporter: str, records: int,
+                     sums: Mapping[RollupKey, UsageCounts], last_used: Mapping[str, datetime]) -> bool:
+        """Add a batch's sums to the rollups and advance `last_used_at`, once: False (and nothing changed) when
+        the batch id was counted before."""
+        with self._tx(write=True) as conn:
+            claimed = self._upsert(usage_batches).values(
+                batch_id=batch_id, reporter=reporter, records=records, received_at=utcnow())
+            claim = claimed.on_conflict_do_nothing(index_elements=["batch_id"]).returning(usage_batches.c.batch_id)
+            if conn.execute(claim).first() is None:  # counted before (rowcount is not reliable here on psycopg)
+                return False
+            r = usage_rollups.c
+            for key in sorted(sums, key=_order):
+                counts = asdict(sums[key])
+                stmt = self._upsert(usage_rollups).values(**asdict(key), **counts)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=list(asdict(key)),
+                    set_={name: r[name] + stmt.excluded[name] for name in USAGE_COUNTS}))
+            c = credentials.c
+            for credential_id in sorted(last_used):
+                at = last_used[credential_id]
+                conn.execute(credentials.update()
+                             .where(c.credential_id == credential_id,
+                                    sa.or_(c.last_used_at.is_(None), c.last_used_at < at))
+                             .values(last_used_at=at))
+        return True
+
+    def usage_groups(self, where: UsageFilter, *, granularity: str, start: datetime | None, end: datetime | None,
+                     by_bucket: bool, dimensions: Sequence[str], limit: int) -> list[UsageGroup]:
+        """Sums of the `granularity` rows in [start, end) matching `where`, one group per bucket (if `by_bucket`)
+        and per value of each of `dimensions`, in bucket then dimension order; at most `limit` groups."""
+        r = usage_rollups.c
+        conditions = [r.granularity == granularity, *_matches(where)]
+        if start is not None:
+            conditions.append(r.bucket_start >= start)
+        if end is not None:
+            conditions.append(r.bucket_start < end)
+        keys = ([r.bucket_start] if by_bucket else []) + [r[name] for name in dimensions]
+        sums = [sa.func.coalesce(sa.func.sum(r[name]), 0).label(name) for name in USAGE_COUNTS]
+        q = sa.select(*keys, *sums).where(*conditions)
+        if keys:
+            q = q.group_by(*keys).order_by(*keys).limit(limit)
+        with self._tx() as conn:
+            rows = conn.execute(q).mappings().all()
+        groups = []
+        for m in rows:
+            counts = UsageCounts(**{name: int(m[name]) for name in USAGE_COUNTS})
+            if not keys and counts.requests == 0:
+                continue  # an aggregate over no rows: no group
+            groups.append(UsageGroup(bucket_start=m["bucket_start"] if by_bucket else None,
+                                     dimensions={name: m[name] for name in dimensions}, counts=counts))
+        return groups
+
+    def spend_micros(self, where: UsageFilter, since: datetime) -> int:
+        """Spend of the daily rows matching `where` from the day `since` starts (a budget's period) on."""
+        r = usage_rollups.c
+        q = sa.select(sa.func.coalesce(sa.func.sum(r.spend_micros), 0)).where(
+            r.granularity == "day", r.bucket_start >= since, *_matches(where))
+        with self._tx() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+
+def _matches(where: UsageFilter) -> list[sa.ColumnElement[bool]]:
+    r = usage_rollups.c
+    return [r[f.name] == value for f in fields(where) if (value := getattr(where, f.name))]
+
+
+def _order(key: RollupKey) -> tuple[str, ...]:
+    return (key.granularity, key.bucket_start.isoformat(), *(getattr(key, name) for name in USAGE_DIMENSIONS))
+

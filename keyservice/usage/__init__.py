@@ -1,0 +1,57 @@
+"""Usage, spend and budgets in keyservice (docs/usage.md).
+
+Proxies report every request's usage in batches (ReportUsage); keyservice prices each record at the price in force
+when it was made and adds it to hourly and daily rollups, once per batch id; admins query them (QueryUsage), set
+prices and budgets; budgets refuse leases past their hard limit and revoke the org's cached ones. One module per
+concern: `ingest` (a batch in), `rollup` (events to rollup sums), `pricing` (the price table and costs),
+`budgets` (limits, lease checks, announcements), `query` (reading rollups back), `rpcs` (the servicer's RPCs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from keyservice.store import Store
+from keyservice.usage.budgets import BudgetKeeper
+from keyservice.usage.ingest import UsageIngest
+from keyservice.usage.pricing import PriceCatalog
+
+
+@dataclass(frozen=True)
+class UsageService:
+    """What the usage RPCs and the lease check need, wired once per process."""
+
+    store: Store
+    prices: PriceCatalog
+    budgets: BudgetKeeper
+    ingest: UsageIngest
+
+    @classmethod
+    def create(cls, store: Store, *, prices_file: str = "", registry: Any = None) -> UsageService:
+        """`prices_file`: ops' price file (BYOK_PRICES_FILE); `registry`: where the metrics go (None: none)."""
+        counted, announced = _metrics(registry)
+        prices = PriceCatalog(file=prices_file)
+        budgets = BudgetKeeper(store, announced=announced)
+        return cls(store=store, prices=prices, budgets=budgets,
+                   ingest=UsageIngest(store, prices, budgets, counted=counted))
+
+
+def _metrics(registry: Any) -> tuple[Any, Any]:
+    if registry is None:
+        return None, None
+    from prometheus_client import Counter
+
+    records = Counter("byok_usage_records_total", "Usage records proxies reported, by outcome: accepted (counted), "
+                      "skipped (failed their checks), duplicate (in a batch counted before).", ["outcome"],
+                      registry=registry)
+    thresholds = Counter("byok_budget_thresholds_total", "Budget thresholds announced (once per budget and period): "
+                         "soft (the warning) or hard (leases refused, proxies' leases revoked).", ["threshold"],
+                         registry=registry)
+
+    def counted(outcome: str, n: int) -> None:
+        records.labels(outcome).inc(n)
+
+    def announced(threshold: str) -> None:
+        thresholds.labels(threshold).inc()
+    return counted, announced
