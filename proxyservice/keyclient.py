@@ -1,4 +1,4 @@
-"""The proxy's typed client of keyservice (IssueKeyLease, WatchRevocations, ReportKeyFailure) over mTLS.
+"""The proxy's typed client of keyservice (IssueKeyLease, WatchRevocations, ReportKeyFailure, ReportUsage) over mTLS.
 
 It rebuilds its channel when its certificate files change on disk, so a rotated client certificate is used
 without a restart. A replaced channel is closed once nothing runs on it any more (in-flight unary calls get
@@ -48,7 +48,9 @@ SERVICE_CONFIG = json.dumps({
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [{
         "name": [{"service": "byok.keys.v1.KeyService", "method": "IssueKeyLease"},
-                 {"service": "byok.keys.v1.KeyService", "method": "ReportKeyFailure"}],
+                 {"service": "byok.keys.v1.KeyService", "method": "ReportKeyFailure"},
+                 # Idempotent by batch id: a retried batch is not counted twice.
+                 {"service": "byok.keys.v1.KeyService", "method": "ReportUsage"}],
         "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
                         "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
     }],
@@ -131,6 +133,13 @@ class KeyServiceClient:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from None
 
+    async def report_usage(self, batch: kpb.ReportUsageRequest) -> kpb.ReportUsageResponse:
+        """Send one batch of usage records (proxyservice/usage_reporter.py); the same batch id on every retry."""
+        try:
+            return await self._current().ReportUsage(batch, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from None
+
     async def watch_revocations(self) -> AsyncIterator[kpb.WatchRevocationsResponse]:
         stub = self._current()
         channel = self._channel
@@ -176,6 +185,8 @@ def _translate(exc: grpc.aio.AioRpcError) -> errors.ProxyError:
     secret without its key) stays FAILED_PRECONDITION: retrying will not help until an admin fixes it.
     UNAUTHENTICATED means keyservice refused the proxy's own client certificate (expired, wrong CA): nothing
     the caller did, nor something a retry fixes, so it is INTERNAL with a fixed text for the operators.
+    RESOURCE_EXHAUSTED is keyservice at its concurrency limit (UNAVAILABLE, retry), unless its message names a
+    budget at its hard limit: that is the tenant's, passed on as RESOURCE_EXHAUSTED with the message.
     """
     code = exc.code()
     make = _MAP.get(code)
@@ -186,5 +197,8 @@ def _translate(exc: grpc.aio.AioRpcError) -> errors.ProxyError:
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         return errors.Unavailable("keyservice is unavailable")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        details = exc.details() or ""
+        if details.startswith("budget "):  # a budget at its hard limit (keyservice/usage/budgets.py): the caller's
+            return errors.RateLimited(details)
         return errors.Unavailable("keyservice is overloaded", retry_after="1")
     return errors.Unavailable(f"keyservice refused the lease ({code.name})")

@@ -1,6 +1,7 @@
 """Building the proxy's gRPC server apart from running it: `create_server(settings)` wires the lease cache,
-keyservice client, revocation follower, upstream pool and tracing (off unless BYOK_OTLP_ENDPOINT), then binds
-(port 0 in tests); `serve()` adds signals and a graceful stop, which flushes the spans still queued."""
+keyservice client, revocation follower, upstream pool, usage reporter and tracing (off unless BYOK_OTLP_ENDPOINT), then
+binds (port 0 in tests); `serve()` adds signals and a graceful stop, which flushes the usage records and the spans
+still queued."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from proxyservice.service import ChatServicer
 from proxyservice.settings import ProxySettings
 from proxyservice.tracing import Tracing
 from proxyservice.upstream import Transport, Upstream
+from proxyservice.usage_reporter import UsageReporter
 
 SERVICE_NAME = chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 _log = structlog.get_logger("byok.proxy")
@@ -54,6 +56,8 @@ class ProxyApp(ServingApp):
     revocations_connected: asyncio.Event
     http: HttpFront | None = None
     tracing: Tracing = field(default_factory=Tracing)
+    usage: UsageReporter | None = None
+    usage_flush_deadline: float = 5.0
 
     @property
     def http_port(self) -> int:
@@ -66,6 +70,8 @@ class ProxyApp(ServingApp):
         await self.server.stop(grace)
         await self.cancel_tasks()
         await self.cache.close()
+        if self.usage is not None:  # every request has ended: what they reported goes out, within the deadline
+            await self.usage.close(self.usage_flush_deadline)
         await self.keys.close()
         await self.upstream.close()
         await self.close_side_ports()
@@ -91,10 +97,14 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
                         read_timeout=settings.upstream_read_timeout,
                         max_connections=settings.upstream_max_connections, transport=upstream_transport,
                         egress=settings.egress)
+    usage = UsageReporter(keys.report_usage, interval=settings.usage_report_interval,
+                          batch_records=settings.usage_batch_records, max_records=settings.usage_buffer_records,
+                          registry=rpc_metrics.registry) if settings.usage_buffer_records else None
     servicer = ChatServicer(cache=cache, keys=keys, upstream=upstream, metrics=metrics,
                             native=NativeRelay(failover=KeyFailover(cache=cache, keys=keys, metrics=metrics),
                                                upstream=upstream, metrics=metrics,
-                                               allowlist=settings.http_path_allowlist), tracing=tracing)
+                                               allowlist=settings.http_path_allowlist, usage=usage),
+                            tracing=tracing, usage=usage)
     interceptor = RequestInterceptor(authorize=_any_authenticated_caller, metrics=rpc_metrics,
                                      max_concurrent=settings.max_concurrent_rpcs, log_success=False)
     options: list[tuple[str, Any]] = [
@@ -114,7 +124,10 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
         listen_addr=settings.grpc_addr, on_tls_reload=lambda: _log.info("tls.reloaded"))
     connected = asyncio.Event()
     app = ProxyApp(**parts.fields(), cache=cache, keys=keys, upstream=upstream, interceptor=interceptor,
-                   revocations_connected=connected, tracing=tracing)
+                   revocations_connected=connected, tracing=tracing, usage=usage,
+                   usage_flush_deadline=settings.usage_flush_deadline)
+    if usage is not None:
+        usage.start()
     app._tasks.append(asyncio.create_task(follow_revocations(keys, cache, on_event=metrics.revocations.inc,
                                                              connected=connected)))
     if settings.http_addr:

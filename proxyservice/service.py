@@ -11,6 +11,9 @@ first failure cancels the others and fails the request (a refusal of the key fai
 
 Traces (proxyservice/tracing.py): each RPC method opens its request's span around the core, which records the
 outcome on it in `_finish` (the HTTP front hands the core its own span the same way).
+
+Usage (proxyservice/usage_reporter.py): `_finish` also appends the request's usage record to the reporter's buffer,
+for every request served with a lease (a refusal before one names no key whose bill it could land on).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from proxyservice.native import NativeAnswer, NativeRelay, NativeRequest
 from proxyservice.sse import SSEEventTooLarge
 from proxyservice.tracing import RequestSpan, Tracing
 from proxyservice.upstream import Upstream, UpstreamFailure, UpstreamResponse
+from proxyservice.usage_reporter import UsageReporter
 from proxyservice.validation import validate_parameters
 
 _log = structlog.get_logger("byok.proxy")
@@ -73,7 +77,9 @@ class _Outcome:
 
 class ChatServicer(pb_grpc.ChatServiceServicer):
     def __init__(self, *, cache: LeaseCache, keys: KeyServiceClient, upstream: Upstream,
-                 metrics: ProxyMetrics, native: NativeRelay | None = None, tracing: Tracing | None = None) -> None:
+                 metrics: ProxyMetrics, native: NativeRelay | None = None, tracing: Tracing | None = None,
+                 usage: UsageReporter | None = None) -> None:
+        self.usage = usage
         self.cache = cache
         self.keys = keys
         self.upstream = upstream
@@ -159,6 +165,8 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                             outcome.usage = message.usage
                         if span is not None:
                             _answered(outcome, message)
+                        elif message.model:  # the usage record's model as answered (sent when it changes)
+                            outcome.response_model = message.model
                         yield message
                 for message in coalesce(decoder.close()):
                     if span is not None:
@@ -315,6 +323,10 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
                   duration_ms=round(elapsed * 1000, 3),
                   input_tokens=outcome.usage.input_tokens if outcome.usage else None,
                   output_tokens=outcome.usage.output_tokens if outcome.usage else None)
+        if self.usage is not None and outcome.key_source:
+            self.usage.add((time.time(), tenant.org_id, tenant.project_id, tenant.user_id, outcome.caller, provider,
+                            outcome.response_model or outcome.params.model, outcome.credential_id, outcome.key_source,
+                            code, elapsed, outcome.event, outcome.usage))
 
 
 def _using(outcome: _Outcome, lease: kpb.IssueKeyLeaseResponse) -> None:
@@ -333,6 +345,8 @@ def _served(reply: pb.ChatResponse | pb.EmbedResponse, outcome: _Outcome, lease:
         outcome.usage = reply.usage
     if outcome.span is not None:
         _answered(outcome, reply)
+    elif reply.model:
+        outcome.response_model = reply.model
 
 
 def _answered(outcome: _Outcome, message: pb.StreamChatResponse | pb.ChatResponse | pb.EmbedResponse) -> None:

@@ -87,6 +87,14 @@ class ProxySettings:
     otlp_endpoint: str = ""
     otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     trace_sample_ratio: float = 1.0
+    # Usage records (docs/usage.md, proxyservice/usage_reporter.py): sent to keyservice every this many seconds
+    # (BYOK_USAGE_REPORT_INTERVAL_SECONDS), or as soon as a batch of BYOK_USAGE_BATCH_RECORDS is waiting; at most
+    # BYOK_USAGE_BUFFER_RECORDS held while keyservice is away (newer ones are dropped past it, and counted; 0 turns
+    # reporting off); on stop, sent for at most BYOK_USAGE_FLUSH_DEADLINE_SECONDS.
+    usage_report_interval: float = 1.0
+    usage_batch_records: int = 500
+    usage_buffer_records: int = 100_000
+    usage_flush_deadline: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProxySettings:
@@ -131,6 +139,11 @@ class ProxySettings:
             otlp_endpoint=_otlp_endpoint(env),
             otlp_headers=_otlp_headers(env),
             trace_sample_ratio=env_float(env, "BYOK_TRACE_SAMPLE_RATIO", 1.0, minimum=0.0, maximum=1.0),
+            usage_report_interval=env_float(env, "BYOK_USAGE_REPORT_INTERVAL_SECONDS", 1.0, minimum=0.01,
+                                            maximum=600),
+            usage_batch_records=env_int(env, "BYOK_USAGE_BATCH_RECORDS", 500, minimum=1, maximum=5000),
+            usage_buffer_records=env_int(env, "BYOK_USAGE_BUFFER_RECORDS", 100_000, minimum=0, maximum=10_000_000),
+            usage_flush_deadline=env_float(env, "BYOK_USAGE_FLUSH_DEADLINE_SECONDS", 5.0, minimum=0, maximum=300),
         )
 
 

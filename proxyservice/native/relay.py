@@ -5,9 +5,10 @@ Per request: the provider name and path are checked (`paths`), the lease comes f
 credential: the body is bounded, so it can be sent again), the caller's headers are filtered and the lease's key
 set (`headers`), and the provider's answer comes back open, whatever its status: its errors are the provider's
 own, in its own shape, so SDKs raise their usual exceptions. The answer's bytes pass through a `UsageTap` as they
-are relayed; `record` writes the request's log line and metrics once it is over, and the outcome on the request's span
-when it is traced. A key the provider echoes never reaches the caller (`scrub`); the caller's trace context never
-reaches the provider (`headers.to_provider` drops it).
+are relayed; `record` writes the request's log line and metrics once it is over, the outcome on the request's span
+when it is traced, and its usage record into the usage reporter's buffer when a lease served it. A key the
+provider echoes never reaches the caller (`scrub`); the caller's trace context never reaches the provider
+(`headers.to_provider` drops it).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from proxyservice.native.scrub import KeyInBody, KeyScrubber
 from proxyservice.native.usage_tap import NativeUsage, UsageTap
 from proxyservice.tracing import RequestSpan
 from proxyservice.upstream import NativeResponse, Upstream, UpstreamFailure
+from proxyservice.usage_reporter import UsageReporter
 
 _log = structlog.get_logger("byok.proxy")
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -115,7 +117,8 @@ def require_org(org_id: str) -> None:
 
 class NativeRelay:
     def __init__(self, *, failover: KeyFailover, upstream: Upstream, metrics: ProxyMetrics,
-                 allowlist: PathAllowlist | None = None) -> None:
+                 allowlist: PathAllowlist | None = None, usage: UsageReporter | None = None) -> None:
+        self.usage = usage
         self.failover = failover
         self.upstream = upstream
         self.metrics = metrics
@@ -184,3 +187,7 @@ class NativeRelay:
                   upstream_status=answer.status if answer else None,
                   ttfb_ms=round(ttfb * 1000, 3) if ttfb is not None else None,
                   duration_ms=round(elapsed * 1000, 3), **usage)
+        if self.usage is not None and answer is not None:
+            self.usage.add((time.time(), req.org_id, req.project_id, req.user_id, req.caller, answer.provider,
+                            answer.usage.model, answer.credential_id, answer.key_source, outcome, elapsed, surface,
+                            answer.usage))
