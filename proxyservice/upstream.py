@@ -7,8 +7,11 @@ errors with the provider's retry-after. httpx exceptions are translated here and
 module of the proxy imports httpx. URLs never hold keys (adapters put keys in headers), and no URL or
 header is ever put in an error message.
 
-The pool is httpcore's with its per-request bookkeeping made cheap where the pinned httpcore release allows it
-(proxyservice/lean_pool.py; `pool_in_use()` says which one runs, and the server logs it at start).
+Under httpx runs the proxy's own HTTP/1.1 transport (proxyservice/transport.py: asyncio protocols, httptools'
+parser, a keep-alive pool that never hands out a connection the server closed), chosen by measurement
+(docs/benchmarks.md, "The upstream client"). A body is read from the transport's `Body` directly when the answer
+has no content-encoding to undo: one read per chunk, no httpx stream layers; any other transport (tests' httpx
+`MockTransport`) or an encoded body goes through httpx's own iteration.
 
 Every request passes `PinnedTransport` first (byokcommon/egress.py, docs/security.md "api_base and SSRF"): the
 host is resolved when the request is sent, every address it has must be public (or in ops' allowlist), and
@@ -27,7 +30,7 @@ mis-signed session token) is the credential's refusal, anything else maps by sta
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from botocore.auth import SigV4Auth
@@ -39,7 +42,7 @@ from byokcommon.provider_answers import key_rejection
 from byokcommon.wire import BoundedBody
 from proxyservice import errors
 from proxyservice.adapters.base import SigV4Credentials, UpstreamRequest, error_message, safe_text
-from proxyservice.lean_pool import lean_transport
+from proxyservice.transport import BODY, Body, Http1Transport
 
 # What tests pass to swap the network out (httpx.MockTransport, or a transport to a local upstream).
 Transport = httpx.AsyncBaseTransport
@@ -79,75 +82,91 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-class UpstreamResponse:
-    """An open 2xx response: its body as chunks (decoded: a provider may compress), errors translated."""
+class _OpenResponse:
+    """An open answer: `_body` is the transport's own reader when it can serve the bytes wanted (see
+    `_direct_body`), else None and httpx's iteration (`_fallback`) reads the body."""
+
+    _decoded = True  # the body's content-encoding undone (httpx's aiter_bytes) or kept (aiter_raw)
 
     def __init__(self, response: httpx.Response, family: str) -> None:
         self._response = response
         self._family = family
+        self._body = _direct_body(response, decoded=self._decoded)
         self.status_code = response.status_code
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; a failure mid-body is the caller's DEADLINE_EXCEEDED or UNAVAILABLE."""
-        try:
-            async for chunk in self._response.aiter_bytes():
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise _mid_body_error(exc, self._family) from None
-
-    async def read(self) -> bytes:
-        """The whole body, then closed."""
-        try:
-            return await self._response.aread()
-        except httpx.HTTPError as exc:
-            raise _mid_body_error(exc, self._family) from None
-        finally:
-            await self._response.aclose()
+        fallback = self._response.aiter_bytes if self._decoded else self._response.aiter_raw
+        return _chunks(self._body, fallback, self._family)
 
     async def aclose(self) -> None:
         await self._response.aclose()
 
 
-class NativeResponse:
+class UpstreamResponse(_OpenResponse):
+    """An open 2xx response: its body as chunks (decoded: a provider may compress), errors translated."""
+
+    async def read(self) -> bytes:
+        """The whole body, then closed."""
+        try:
+            if self._body is None:
+                return await self._response.aread()
+            parts = [chunk async for chunk in self.chunks()]
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        except httpx.HTTPError as exc:
+            raise _mid_body_error(exc, self._family) from None
+        finally:
+            await self._response.aclose()
+
+
+class NativeResponse(_OpenResponse):
     """An open answer of a provider's own API, any status: its headers as sent and its body's bytes exactly as
     they arrive (no decoding: a compressed body stays compressed, with its content-encoding header)."""
 
-    def __init__(self, response: httpx.Response, family: str) -> None:
-        self._response = response
-        self._family = family
-        self.status_code = response.status_code
+    _decoded = False
 
     @property
     def headers(self) -> list[tuple[str, str]]:
         """(lower-case name, value) pairs, repeated headers kept."""
         return [(name.lower(), value) for name, value in self._response.headers.multi_items()]
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_raw():
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise _mid_body_error(exc, self._family) from None
-
     async def read_bounded(self) -> bytes:
         """Up to MAX_ERROR_BODY bytes of the body (an error answer's), then closed."""
         return await Upstream._read_bounded(self._response)
 
-    async def aclose(self) -> None:
-        await self._response.aclose()
+
+async def _chunks(body: Body | None, fallback: Callable[[], AsyncIterator[bytes]], family: str
+                  ) -> AsyncIterator[bytes]:
+    """One generator per body: the transport's reads directly (one await per chunk), or httpx's iteration."""
+    try:
+        if body is not None:
+            while chunk := await body.read():
+                yield chunk
+        else:
+            async for chunk in fallback():
+                yield chunk
+    except httpx.HTTPError as exc:
+        raise _mid_body_error(exc, family) from None
+
+
+def _direct_body(response: httpx.Response, *, decoded: bool) -> Body | None:
+    """The transport's own body reader when its bytes are the ones wanted (`decoded`: only when the answer has no
+    content-encoding to undo), else None: httpx's iteration then reads the body."""
+    body = response.extensions.get(BODY)
+    if body is None or (decoded and response.headers.get("content-encoding", "identity") != "identity"):
+        return None
+    return body
 
 
 class Upstream:
     def __init__(self, *, connect_timeout: float, read_timeout: float, max_connections: int,
                  transport: Transport | None = None, egress: EgressPolicy | None = None,
                  resolver: PinningResolver | None = None) -> None:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
-                              keepalive_expiry=60)
-        pinned = PinnedTransport(transport or lean_transport(limits),
+        pinned = PinnedTransport(transport or Http1Transport(max_connections=max_connections, keepalive_expiry=60),
                                  resolver or PinningResolver(egress or EgressPolicy()))
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
-            limits=limits, transport=pinned, follow_redirects=False, trust_env=False)
+            transport=pinned, follow_redirects=False, trust_env=False)
 
     async def open(self, req: UpstreamRequest, family: str, provider: str = "") -> UpstreamResponse:
         """Send and return the open response (2xx), or raise UpstreamFailure / a ProxyError."""
