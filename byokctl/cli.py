@@ -1,4 +1,5 @@
-"""byokctl: manage provider keys, caller bindings, org policies and audit in keyservice; chat through the proxy.
+"""byokctl: manage provider keys, caller bindings, org policies, audit, usage, prices and budgets in keyservice; chat
+through the proxy.
 
 Connection (flags or environment):
   --addr / BYOK_KEYSERVICE_ADDR     keyservice address (default localhost:50051)
@@ -28,6 +29,8 @@ Examples:
   byokctl bindings add spiffe://byok.local/caller/chat-api --org acme
   byokctl audit --org acme --action lease.issue --since 1h
   byokctl rewrap
+  byokctl usage --org acme --since 30d --group day --by model
+  byokctl budgets set --org acme --key-source platform --period month --limit 50 --soft 80%
   byokctl chat --org acme --model gpt-4o-mini "Say hello"
 """
 
@@ -48,6 +51,7 @@ from byokctl.commands.chat import EFFORTS, cmd_chat
 from byokctl.commands.embed import TASK_TYPES, cmd_embed
 from byokctl.commands.keys import cmd_keys
 from byokctl.commands.service import cmd_providers, cmd_rewrap
+from byokctl.commands.usage import GROUPINGS, KEY_SOURCES, PERIODS, cmd_budgets, cmd_prices, cmd_usage
 from byokctl.connect import open_channel
 from byokctl.inputs import UsageError
 
@@ -99,6 +103,19 @@ EXAMPLES = {
               "byokctl audit --credential cred_0123456789abcdef01234567 --action credential.rotate --json",
               "byokctl audit --actor spiffe://byok.local/admin --since 2024-05-01T00:00:00+00:00 --limit 500"],
     "providers": ["byokctl providers"],
+    "usage": ["byokctl usage --org acme --since 30d --group day",
+              "byokctl usage --org acme --key-source platform --since 2025-06-01 --until 2025-07-01 --by project,model",
+              "byokctl usage --credential cred_0123456789abcdef01234567 --group hour --since 24h --csv > usage.csv",
+              "byokctl usage --by org,key_source --group total --json"],
+    "prices list": ["byokctl prices list", "byokctl prices list --provider anthropic --json"],
+    "prices set": ["byokctl prices set --provider openai --model gpt-4o-mini --input 0.15 --cached-input 0.075 "
+                   "--output 0.60",
+                   "byokctl prices set --provider anthropic --model claude-sonnet-4 --input 3 --cached-input 0.30 "
+                   "--cache-write 3.75 --output 15 --effective 2025-07-01T00:00:00Z"],
+    "budgets set": ["byokctl budgets set --org acme --key-source platform --period month --limit 50 --soft 80%",
+                    "byokctl budgets set --org acme --project web --period day --limit 5"],
+    "budgets list": ["byokctl budgets list --org acme", "byokctl budgets list --json"],
+    "budgets delete": ["byokctl budgets delete bud_0123456789abcdef01234567"],
     "rewrap": ["byokctl rewrap", "byokctl rewrap --org acme --json"],
     "chat": ['byokctl chat --org acme --model gpt-4o-mini "Say hello"',
              'byokctl chat --org acme --model claude-sonnet-4-5 --image chart.png --reasoning-budget 2048 '
@@ -233,6 +250,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="15m, 2h, 7d or an ISO 8601 time")
     p.add_argument("--limit", type=int, default=100)
 
+    p = scoped(leaf(sub, "usage", "tokens, requests and spend, by hour, day or in total (keyservice's rollups)"),
+               required=False)
+    p.add_argument("--credential", help="credential id")
+    p.add_argument("--provider")
+    p.add_argument("--model", help="as the provider answered")
+    p.add_argument("--key-source", choices=sorted(KEY_SOURCES))
+    p.add_argument("--since", help="15m, 2h, 7d or an ISO 8601 time (UTC without an offset); default: all")
+    p.add_argument("--until", help="as --since; default: now")
+    p.add_argument("--group", choices=list(GROUPINGS), default="day", help="rows per hour, per day, or one total")
+    p.add_argument("--by", metavar="DIMS", help="also break rows down by org, project, user, credential, provider, "
+                                                "model, key_source (comma-separated)")
+    p.add_argument("--csv", action="store_true", help="print CSV (spend in dollars) instead of a table")
+
+    prices = sub.add_parser("prices", help="the price table spend is computed with").add_subparsers(
+        dest="action", required=True)
+    p = leaf(prices, "list", "the shipped prices, ops' file and overrides, per million tokens", "prices list")
+    p.add_argument("--provider")
+    p.add_argument("--model")
+    p = leaf(prices, "set", "override a model's prices (dollars per million tokens) from a time on", "prices set")
+    p.add_argument("--provider", required=True)
+    p.add_argument("--model", required=True, help="also prices answered models it is a prefix of")
+    p.add_argument("--input", required=True, metavar="USD")
+    p.add_argument("--output", required=True, metavar="USD")
+    p.add_argument("--cached-input", metavar="USD", help="prompt cache reads (default: as input)")
+    p.add_argument("--cache-write", metavar="USD", help="prompt cache writes (default: as input)")
+    p.add_argument("--reasoning", metavar="USD", help="reasoning tokens (default: as output)")
+    p.add_argument("--effective", help="ISO 8601 time or now (default); usage before it keeps its price")
+
+    budgets = sub.add_parser("budgets", help="spend caps per org, project or user").add_subparsers(
+        dest="action", required=True)
+    p = scoped(leaf(budgets, "set", "cap a scope's spend per day or month; past the limit its leases are refused",
+                    "budgets set"))
+    p.add_argument("--key-source", choices=sorted(KEY_SOURCES), help="only spend on these keys (default: all)")
+    p.add_argument("--period", choices=list(PERIODS), required=True, help="UTC calendar day or month")
+    p.add_argument("--limit", required=True, metavar="USD")
+    p.add_argument("--soft", metavar="USD|PCT%", help="warning threshold (audit event, metric), e.g. 40 or 80%%")
+    leaf(budgets, "list", "budgets with their spend this period", "budgets list").add_argument("--org")
+    leaf(budgets, "delete", "remove a budget", "budgets delete").add_argument("id", help="budget id (bud_…)")
+
     leaf(sub, "providers", "list supported providers")
     p = leaf(sub, "rewrap", "rewrap envelope-mode secrets to the latest transit key version (no plaintext read)")
     p.add_argument("--org")
@@ -260,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"keys": cmd_keys, "bindings": cmd_bindings, "orgs": cmd_orgs, "audit": cmd_audit,
-            "providers": cmd_providers, "rewrap": cmd_rewrap}
+            "providers": cmd_providers, "rewrap": cmd_rewrap, "usage": cmd_usage, "prices": cmd_prices,
+            "budgets": cmd_budgets}
 
 
 def main(argv: list[str] | None = None) -> int:

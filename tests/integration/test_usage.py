@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from byok.keys.v1 import key_service_pb2 as pb
 from keyservice.store import RollupKey, Store, UsageCounts, UsageFilter
+from tests.integration.test_byokctl import Cli, cli  # noqa: F401 - the module's byokctl system, as a fixture
 from tests.integration.test_keyservice_features import (
     bind,
     create_request,
@@ -349,3 +350,51 @@ async def test_budget_input_is_checked(bao: BaoDevServer, ids: Identities, sqlit
 def sqlite_url(tmp_path: Any) -> str:
     return f"sqlite:///{tmp_path}/ks.db"
 
+
+
+# -- byokctl ---------------------------------------------------------------------------------------------------------
+
+def test_byokctl_usage_prices_and_budgets(cli: Cli) -> None:
+    from tests.integration.test_byokctl import ok, ok_json, table
+
+    org = unique("cli")
+    record = usage(org, tokens=(2000, 200))
+    cli.services.run(_report(cli, batch(record, usage(org, model="gpt-4o-mini"))))
+    rows = table(ok(cli("usage", "--org", org, "--group", "total", "--by", "model,key_source")))
+    assert [(r["model"], r["key_source"], r["requests"], r["input"]) for r in rows] == [
+        ("gpt-4o", "tenant", "1", "2000"), ("gpt-4o-mini", "tenant", "1", "1000")]
+    assert rows[0]["spend usd"] == "0.007"  # 2000 × $2.50 + 200 × $10 per million
+    csv_lines = ok(cli("usage", "--org", org, "--group", "day", "--csv")).splitlines()
+    assert csv_lines[0].startswith("bucket,requests,failed,input,output") and len(csv_lines) == 2
+    assert csv_lines[1].split(",")[1] == "2"
+    as_json = ok_json(cli("usage", "--org", org, "--json", "--group", "hour"))
+    assert as_json["rows"][0]["requests"] == "2" and as_json["end_time"].endswith("Z")  # int64 as protobuf's JSON
+    assert cli("usage", "--json", "--csv").returncode == 2
+    assert "--by: unknown colour" in cli("usage", "--by", "colour").stderr
+
+    listed = table(ok(cli("prices", "list", "--provider", "openai")))
+    assert {"model": "gpt-4o-mini", "input": "0.15", "cached input": "0.075"}.items() <= next(
+        r for r in listed if r["model"] == "gpt-4o-mini").items()
+    ok(cli("prices", "set", "--provider", "openai", "--model", "cli-model", "--input", "$1.5", "--output", "2"))
+    (override,) = ok_json(cli("prices", "list", "--model", "cli-model", "--json"))
+    assert (override["input_micros"], override["source"]) == ("1500000", "override")
+    assert cli("prices", "set", "--provider", "openai", "--model", "m", "--input", "0.0000001",
+               "--output", "1").returncode == 2
+
+    out = ok(cli("budgets", "set", "--org", org, "--key-source", "platform", "--period", "month", "--limit", "50",
+                 "--soft", "80%"))
+    (row,) = table(out)
+    assert (row["keys"], row["period"], row["limit usd"], row["soft usd"], row["exhausted"]) == (
+        "platform", "month", "50", "40", "no")
+    (listed_budget,) = ok_json(cli("budgets", "list", "--org", org, "--json"))
+    assert listed_budget["key_source"] == "platform" and listed_budget["soft_limit_micros"] == "40000000"
+    ok(cli("budgets", "delete", listed_budget["budget_id"]))
+    assert table(ok(cli("budgets", "list", "--org", org))) == []
+    assert cli("budgets", "delete", listed_budget["budget_id"]).returncode == 3  # NOT_FOUND
+
+
+async def _report(cli: Cli, request: pb.ReportUsageRequest) -> None:
+    from tests.support.stack import keys_stub, secure_channel
+
+    async with secure_channel(cli.keyservice.port, cli.ids.proxyservice) as channel:
+        await keys_stub(channel).ReportUsage(request)
