@@ -354,7 +354,7 @@ def sqlite_url(tmp_path: Any) -> str:
 
 # -- byokctl ---------------------------------------------------------------------------------------------------------
 
-def test_byokctl_usage_prices_and_budgets(cli: Cli) -> None:
+def test_byokctl_usage_prices_and_budgets(cli: Cli) -> None:  # noqa: F811 - the fixture imported above
     from tests.integration.test_byokctl import ok, ok_json, table
 
     org = unique("cli")
@@ -393,8 +393,8 @@ def test_byokctl_usage_prices_and_budgets(cli: Cli) -> None:
     assert cli("budgets", "delete", listed_budget["budget_id"]).returncode == 3  # NOT_FOUND
 
 
-async def _report(cli: Cli, request: pb.ReportUsageRequest) -> None:
+async def _report(system: Cli, request: pb.ReportUsageRequest) -> None:
     from tests.support.stack import keys_stub, secure_channel
 
-    async with secure_channel(cli.keyservice.port, cli.ids.proxyservice) as channel:
+    async with secure_channel(system.keyservice.port, system.ids.proxyservice) as channel:
         await keys_stub(channel).ReportUsage(request)
