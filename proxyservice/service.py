@@ -280,7 +280,7 @@ class ChatServicer(pb_grpc.ChatServiceServicer):
         family = lease.api_family
         with _refusals():
             calls = embeddings.build_calls(request, embeddings.Target(
-                family, lease.provider, lease.api_base, lease.api_key, request.model))
+                family, lease.provider, lease.api_base, lease.api_key, request.model, lease))
 
         async def part(call: embeddings.EmbedCall) -> embeddings.EmbedPart:
             body = await (await self._call(call.request, lease, outcome)).read()

@@ -1,12 +1,15 @@
 """An Azure OpenAI stand-in: a resource's deployments, its two URL forms, its two credentials, its error JSON.
 
-- ``POST /openai/deployments/{deployment}/chat/completions?api-version=V`` (V one of `AzureConfig.api_versions`;
+- ``POST /openai/deployments/{deployment}/{operation}?api-version=V`` (V one of `AzureConfig.api_versions`;
   without it Azure answers 404 "Resource not found", with an unknown one 400 "API version not supported"), and
-  Azure's ``/openai/v1/chat/completions``, where the body's ``model`` names the deployment.
+  Azure's ``/openai/v1/{operation}``, where the body's ``model`` names the deployment; the operations are
+  ``chat/completions`` and ``embeddings``.
 - Auth: ``api-key`` (one of `AzureConfig.api_keys`) or ``Authorization: Bearer`` with an Entra ID token (one of
   `AzureConfig.tokens`); refused with Azure's 401 ``{"error": {"code": "401", "message": …}}``.
 - A deployment not in `AzureConfig.deployments` is 404 ``DeploymentNotFound``; a known one is answered by the local
-  upstream's OpenAI generator for the model it serves (so ``"tools": "gpt-4o?tool=1"`` steers as there).
+  upstream's OpenAI generator for the model it serves (so ``"tools": "gpt-4o?tool=1"`` steers as there); embeddings
+  by the local upstream's OpenAI embeddings (its checks: at most 2048 inputs, known fields; its deterministic
+  vectors, float or base64), naming the model the deployment serves.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from byokcommon.wire import bearer
 from devstack.upstream import Response
+from devstack.upstream.embeddings import openai_embeddings
 
 # (model, body, stream, key) → the OpenAI-shaped answer (FakeUpstream's generator, bound by the server).
 Generate = Callable[[str, dict[str, Any], bool, str], Response]
@@ -30,7 +34,8 @@ class AzureConfig:
 
     api_keys: set[str] = field(default_factory=set)
     tokens: Container[str] = field(default_factory=set)  # Entra ID access tokens (scope cognitiveservices)
-    deployments: dict[str, str] = field(default_factory=lambda: {"gpt-4o-prod": "gpt-4o"})  # name → model
+    deployments: dict[str, str] = field(default_factory=lambda: {  # name → model
+        "gpt-4o-prod": "gpt-4o", "embed-prod": "text-embedding-3-small"})
     api_versions: frozenset[str] = frozenset({"2024-06-01", "2024-10-21", "2025-04-01-preview"})
 
 
@@ -68,19 +73,10 @@ class AzureOpenAI:
             payload = None
         if not isinstance(payload, dict):
             return azure_error(400, "BadRequest", "The request body is not valid JSON.")
-        if path == "/openai/v1/chat/completions" and method == "POST":
-            deployment = payload.get("model")
-            if "api-version" in query and query["api-version"] not in ("preview", "latest"):
-                return azure_error(400, "BadRequest", "API version not supported")
-        elif path.startswith("/openai/deployments/") and path.endswith("/chat/completions") and method == "POST":
-            deployment = path[len("/openai/deployments/"):-len("/chat/completions")]
-            version = query.get("api-version")
-            if version is None:
-                return azure_error(404, "404", "Resource not found")
-            if version not in self.config.api_versions:
-                return azure_error(400, "BadRequest", "API version not supported")
-        else:
-            return azure_error(404, "404", "Resource not found")
+        route = _route(method, path, query, payload, self.config.api_versions)
+        if isinstance(route, Response):
+            return route
+        deployment, operation = route
         key, refused = self.credential(headers)
         if refused is not None:
             return refused
@@ -89,4 +85,29 @@ class AzureOpenAI:
             return azure_error(404, "DeploymentNotFound", "The API deployment for this resource does not exist. If "
                                "you created the deployment within the last 5 minutes, please wait a moment and try "
                                "again.")
+        if operation == "embeddings":
+            return openai_embeddings(model, payload)
         return generate(model, payload, bool(payload.get("stream")), key)
+
+
+_OPERATIONS = ("/chat/completions", "/embeddings")
+
+
+def _route(method: str, path: str, query: dict[str, str], payload: dict[str, Any], versions: Container[str]
+           ) -> tuple[Any, str] | Response:
+    """(the deployment named, the operation) of a request, or Azure's answer to a path or api-version it lacks."""
+    operation = next((op for op in _OPERATIONS if path.endswith(op)), "")
+    if method != "POST" or not operation:
+        return azure_error(404, "404", "Resource not found")
+    if path == "/openai/v1" + operation:
+        if "api-version" in query and query["api-version"] not in ("preview", "latest"):
+            return azure_error(400, "BadRequest", "API version not supported")
+        return payload.get("model"), operation[1:]
+    if not path.startswith("/openai/deployments/"):
+        return azure_error(404, "404", "Resource not found")
+    version = query.get("api-version")
+    if version is None:
+        return azure_error(404, "404", "Resource not found")
+    if version not in versions:
+        return azure_error(400, "BadRequest", "API version not supported")
+    return path[len("/openai/deployments/"):-len(operation)], operation[1:]

