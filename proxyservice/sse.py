@@ -4,7 +4,8 @@ Follows the WHATWG event-stream rules: ``\\n``, ``\\r\\n`` and ``\\r`` line endi
 multi-line ``data``, ``field:value`` with or without the single leading space, ``id`` persisting
 across events, ``retry`` ignored. Input may be split at any byte (inside a UTF-8 character, between
 ``\\r`` and ``\\n``): bytes are buffered until a blank line completes an event, and only whole events
-are decoded, so a split character is never decoded half-way.
+are decoded, so a split character is never decoded half-way. The common chunk, one whole single-line ``data``
+event (what a provider sends per chunk), takes one scan and no split.
 
 An event may not exceed ``MAX_EVENT_BYTES`` (1 MiB): a provider's events are a few kilobytes, so a bigger one
 is a broken or hostile upstream, and buffering it without bound would let one stream exhaust the proxy's
@@ -66,6 +67,12 @@ class SSEParser:
         if b"\r" in chunk:
             self._skip_lf = chunk[-1] == 13
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if not self._buf and chunk[:5] == b"data:":
+            # The common chunk, one whole single-line data event (a provider sends one per chunk): one scan.
+            end = chunk.find(b"\n")
+            if end == len(chunk) - 2 and chunk[-1] == 10 and len(chunk) <= self._max:
+                value = chunk[6:end] if chunk[5:6] == b" " else chunk[5:end]
+                return [SSEEvent("message", value.decode("utf-8", "replace"), self._last_id)]
         # Only the new bytes (and the one before them) can complete a blank line: don't rescan the rest.
         start = len(self._buf) - 1 if self._buf else 0
         buf = self._buf + chunk

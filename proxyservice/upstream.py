@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import TypeVar
 
 import httpx
 from botocore.auth import SigV4Auth
@@ -67,13 +69,15 @@ class PinnedTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport, resolver: PinningResolver) -> None:
         self._inner = inner
         self._resolver = resolver
+        self._pinned: dict[tuple[httpx.URL, str], httpx.URL] = {}  # (URL, checked address) -> URL to send to
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         port = url.port or (443 if url.scheme == "https" else 80)
         address = await self._resolver.address(url.scheme, url.host, port)
         if address != url.host:
-            request.url = url.copy_with(host=address)
+            key = (url, address)
+            request.url = self._pinned.get(key) or _remember(self._pinned, key, url.copy_with(host=address))
             if url.scheme == "https":
                 request.extensions = {**request.extensions, "sni_hostname": url.host}
         return await self._inner.handle_async_request(request)
@@ -164,9 +168,16 @@ class Upstream:
                  resolver: PinningResolver | None = None) -> None:
         pinned = PinnedTransport(transport or Http1Transport(max_connections=max_connections, keepalive_expiry=60),
                                  resolver or PinningResolver(egress or EgressPolicy()))
+        # No cookie a provider sets on one tenant's answer is kept for the next request (any tenant's).
+        no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
-            transport=pinned, follow_redirects=False, trust_env=False)
+            transport=pinned, follow_redirects=False, trust_env=False, cookies=no_cookies)
+        # What build_request would work out again for every request, worked out once: the client's default
+        # headers (user-agent, accept-encoding, …), its timeouts, and each URL parsed (a few per provider).
+        self._defaults = dict(self.client.headers)
+        self._extensions = {"timeout": self.client.timeout.as_dict()}
+        self._urls: dict[str, httpx.URL] = {}
 
     async def open(self, req: UpstreamRequest, family: str, provider: str = "") -> UpstreamResponse:
         """Send and return the open response (2xx), or raise UpstreamFailure / a ProxyError."""
@@ -185,12 +196,18 @@ class Upstream:
         passthrough relays the provider's errors as they are); only a failure to get an answer raises."""
         return NativeResponse(await self._send(req, family), family)
 
-    async def _send(self, req: UpstreamRequest, family: str) -> httpx.Response:
-        request = self.client.build_request(req.method, req.url, headers=req.headers, content=req.body or None)
+    def _request(self, req: UpstreamRequest) -> httpx.Request:
+        """The httpx request for `req`: what the client's build_request makes (its default headers under the
+        adapter's, its timeouts), from the parts kept since the last request to the same URL."""
+        url = self._urls.get(req.url) or _remember(self._urls, req.url, httpx.URL(req.url))
+        headers = {**self._defaults, **{name.lower(): value for name, value in req.headers.items()}}
         if req.sigv4 is not None:
-            request.headers.update(sigv4_headers(req.sigv4, req.method, str(request.url), req.headers, req.body))
+            headers.update(sigv4_headers(req.sigv4, req.method, str(url), req.headers, req.body))
+        return httpx.Request(req.method, url, headers=headers, content=req.body or None, extensions=self._extensions)
+
+    async def _send(self, req: UpstreamRequest, family: str) -> httpx.Response:
         try:
-            return await self.client.send(request, stream=True)
+            return await self.client.send(self._request(req), stream=True)
         except EgressRefused as exc:
             raise errors.FailedPrecondition(f"api_base: {exc}") from None
         except httpx.TimeoutException:
@@ -213,6 +230,18 @@ class Upstream:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+_MEMO_ENTRIES = 1024  # parsed and pinned URLs kept (a few per provider and model); all dropped when full
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> V:
+    if len(cache) >= _MEMO_ENTRIES:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def sigv4_headers(creds: SigV4Credentials, method: str, url: str, headers: dict[str, str], body: bytes
