@@ -402,6 +402,18 @@ BYOK_SHUTDOWN_GRACE_SECONDS: {{ sub (sub (int $c.terminationGracePeriodSeconds) 
 {{- if eq .Values.tls.mode "certManager" }}
 {{- $_ := required "tls.certManager.issuerRef.name is required when tls.mode=certManager" .Values.tls.certManager.issuerRef.name }}
 {{- end }}
+{{- if and .Values.keyservice.prices.entries .Values.keyservice.prices.existingConfigMap.name }}
+{{- fail "keyservice.prices: give entries or existingConfigMap.name, not both" }}
+{{- end }}
+{{- end }}
+
+{{/* The ConfigMap holding keyservice's price file (ops' existing one, or the chart's from entries); empty: none. */}}
+{{- define "byok.keyservice.pricesConfigMap" -}}
+{{- if .Values.keyservice.prices.existingConfigMap.name }}
+{{- .Values.keyservice.prices.existingConfigMap.name }}
+{{- else if .Values.keyservice.prices.entries }}
+{{- printf "%s-prices" (include "byok.componentName" (dict "ctx" . "component" "keyservice")) }}
+{{- end }}
 {{- end }}
 
 {{/* NetworkPolicy `to`/`from` entries from CIDRs (minus `except`) and NetworkPolicyPeers; empty when both are. */}}
