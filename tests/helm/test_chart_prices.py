@@ -15,7 +15,7 @@ import pytest
 from keyservice.usage.pricing import load_price_file
 from tests.helm.chart import KUBE_VERSIONS, RELEASE, config_data, find, one, pod_spec, render_docs, render_error
 
-ENTRIES = [
+ENTRIES: list[dict[str, Any]] = [
     {"provider": "openai", "model": "gpt-4o-mini", "effective": "2025-08-01", "input": "0.12", "output": "0.48",
      "cached_input": "0.06"},
     {"provider": "anthropic", "model": "claude-sonnet-4", "effective": "2025-08-01T00:00:00Z", "input": 3,
