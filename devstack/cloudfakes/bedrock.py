@@ -2,7 +2,9 @@
 
 - ``POST /model/{modelId}/converse`` answers a ConverseResponse; ``/converse-stream`` an AWS event stream
   (`eventstream`: messageStart, contentBlockStart/Delta/Stop, messageStop, metadata), in pieces like any stream of
-  the local upstream. The model id is the path's one segment, percent-decoded (``…-v1%3A0`` is ``…-v1:0``).
+  the local upstream; ``/invoke`` (InvokeModel) the embeddings models' bodies (`bedrock_invoke`: Titan Text
+  Embeddings, Cohere Embed v3), authenticated the same way. The model id is the path's one segment, percent-decoded
+  (``…-v1%3A0`` is ``…-v1:0``).
 - Auth: a SigV4 signature by temporary credentials the stand-in was told are valid (`BedrockConfig.sessions`,
   checked with botocore by `sigv4.verify`), or a Bedrock API key as a bearer (`BedrockConfig.api_keys`). Refusals
   are AWS's: 403 UnrecognizedClientException (unknown or wrong session token, unknown API key),
@@ -37,6 +39,7 @@ from botocore.validate import ParamValidator
 
 from byokcommon.wire import bearer
 from devstack.cloudfakes import eventstream
+from devstack.cloudfakes.bedrock_invoke import invoke
 from devstack.cloudfakes.sigv4 import INVALID_TOKEN, Refusal, SessionCredentials, verify
 from devstack.upstream import Response, generated_text, generated_thinking, signature
 from devstack.upstream.answers import _Opts
@@ -209,7 +212,7 @@ class BedrockRuntime:
         parts = urlsplit(target)
         segments = parts.path.split("/")
         if method != "POST" or len(segments) != 4 or segments[1] != "model" or \
-                segments[3] not in ("converse", "converse-stream"):
+                segments[3] not in ("converse", "converse-stream", "invoke"):
             return aws_error(404, "UnknownOperationException", f"no operation {method} {parts.path[:100]}")
         refused = self.authenticate(method, target, headers, body)
         if refused is not None:
@@ -222,6 +225,8 @@ class BedrockRuntime:
                                                          "try again.")
         if not isinstance(payload, dict):
             return aws_error(400, "ValidationException", "Malformed input request: the body is not an object.")
+        if segments[3] == "invoke":
+            return invoke(model_id, payload, aws_error)
         report = validation_report("ConverseStream" if stream else "Converse", {**payload, "modelId": model_id})
         if report:
             return aws_error(400, "ValidationException", report)

@@ -75,3 +75,42 @@ async def test_azure_embeds_through_its_v1_api_with_an_entra_token(cloud: Cloud)
 async def test_azure_refuses_dimensions_for_ada_before_any_call(cloud: Cloud) -> None:
     await cloud.add("azure_openai", "main", {"api_key": cloud.azure_key}, endpoint="https://acme.openai.azure.com")
     await refused(cloud, embed("text-embedding-ada-002", "azure_openai", "alpha", dimensions=256), "dimensions")
+
+
+# ---- Bedrock InvokeModel --------------------------------------------------------------------------------------
+
+async def add_iam(cloud: Cloud) -> str:
+    return await cloud.add("bedrock", "iam", {"access_key_id": cloud.pair.access_key_id,
+                                              "secret_access_key": cloud.pair.secret_access_key}, region="us-east-1")
+
+
+async def test_titan_embeds_one_input_a_call_signed_with_the_sts_session(cloud: Cloud) -> None:
+    await add_iam(cloud)
+    texts = [f"passage {i}" for i in range(6)]
+    reply = await cloud.chat.Embed(embed(TITAN, "bedrock", *texts, dimensions=256))
+    assert vectors(reply) == [embedding(t, 256) for t in texts] and [e.index for e in reply.embeddings] == [*range(6)]
+    assert reply.usage.input_tokens == sum(len(t) // 4 + 1 for t in texts)  # inputTextTokenCount, summed
+    calls = sent(cloud, "bedrock")
+    assert len(calls) == 6 and {c.status for c in calls} == {200}
+    assert {c.target for c in calls} == {"/model/amazon.titan-embed-text-v2%3A0/invoke"}
+    assert all(c.signed_by in cloud.sts.sessions and "x-amz-security-token" in c.credential_headers for c in calls)
+    assert sorted(payload(c)["inputText"] for c in calls) == sorted(texts)  # type: ignore[type-var]
+    assert {(payload(c)["dimensions"], payload(c)["normalize"]) for c in calls} == {(256, True)}
+
+
+async def test_a_cohere_batch_over_96_is_split_and_rejoined_in_order(cloud: Cloud) -> None:
+    await cloud.add("bedrock", "apikey", {"api_key": cloud.bedrock_key}, region="us-east-1")
+    texts = [f"document {i}" for i in range(100)]
+    reply = await cloud.chat.Embed(embed(COHERE, "bedrock", *texts, task_type=pb.EMBED_TASK_TYPE_RETRIEVAL_DOCUMENT))
+    assert vectors(reply) == [embedding(t, 1024) for t in texts]  # the stand-in takes at most 96 a call
+    assert [e.index for e in reply.embeddings] == list(range(100)) and not reply.HasField("usage")
+    calls = sent(cloud, "bedrock")
+    assert sorted(len(payload(c)["texts"]) for c in calls) == [4, 96]  # type: ignore[arg-type]
+    assert {payload(c)["input_type"] for c in calls} == {"search_document"} and {c.status for c in calls} == {200}
+    assert all(c.credential_headers == ("authorization",) and not c.signed_by for c in calls)
+
+
+async def test_bedrock_refuses_what_its_models_cannot_take_before_any_call(cloud: Cloud) -> None:
+    await add_iam(cloud)
+    await refused(cloud, embed(TITAN, "bedrock", "alpha", dimensions=384), "dimensions")
+    await refused(cloud, embed(COHERE, "bedrock", "alpha"), "task_type")  # Cohere's input_type is required
