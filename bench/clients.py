@@ -27,7 +27,7 @@ import httpx
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
 from byokcommon.tls import TlsFiles, channel_credentials
-from proxyservice.lean_pool import lean_transport
+from proxyservice.transport import Http1Transport
 
 _TEXT = re.compile(r'"content":\s?"[^"]')  # a chunk whose delta carries text (not the role-only first chunk)
 _MESSAGES = [{"role": "user", "content": "hi"}]
@@ -126,9 +126,10 @@ def mtls_context(tls: TlsFiles) -> ssl.SSLContext:
 class HttpTarget:
     """OpenAI chat completions over HTTP/1.1 (keep-alive pool as large as the highest concurrency).
 
-    The pool is the proxy's lean one (`proxyservice.upstream.lean_transport`): httpcore's own re-checks every
+    The transport is the proxy's own (`proxyservice.transport.Http1Transport`): httpcore's pool re-checks every
     pooled connection at each request's start and end, quadratically once many are idle, and after the
-    1,024-stream scenario that made this load generator, not the contender, the bottleneck.
+    1,024-stream scenario that made this load generator, not the contender, the bottleneck; the proxy's costs
+    the same with any number of idle connections, and less per chunk (docs/benchmarks.md, "The upstream client").
     With `tls` the connections are HTTPS presenting that client certificate; with `tenant` each request names
     its org in `x-byok-org` (the proxy's HTTP front). Nothing else differs between HTTP contenders."""
 
@@ -136,9 +137,9 @@ class HttpTarget:
                  tls: TlsFiles | None = None, tenant: bool = False) -> None:
         self.name = name
         self._tenant = tenant
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        transport = lean_transport(limits, verify=mtls_context(tls) if tls is not None else True)
-        self._client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=httpx.Timeout(120, connect=30),
+        transport = Http1Transport(max_connections=max_connections,
+                                   verify=mtls_context(tls) if tls is not None else True)
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(120, connect=30), trust_env=False,
                                          headers={"authorization": f"Bearer {api_key}"}, transport=transport)
 
     def _headers(self, org: str) -> dict[str, str] | None:

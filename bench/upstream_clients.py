@@ -75,8 +75,7 @@ async def httpx_httpcore(port: int) -> tuple[Stream, Callable[[], Awaitable[None
 async def httpx_lean_pool(port: int) -> tuple[Stream, Callable[[], Awaitable[None]]]:
     import httpx  # noqa: PLC0415
 
-    from proxyservice import lean_pool  # noqa: PLC0415  (gone after the choice: see `available`)
-
+    lean_pool = importlib.import_module("proxyservice.lean_pool")  # gone after the choice: see `available`
     limits = httpx.Limits(max_connections=2048, max_keepalive_connections=2048, keepalive_expiry=60)
     return await _httpx(port, lean_pool.lean_transport(limits))
 

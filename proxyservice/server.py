@@ -23,7 +23,6 @@ from proxyservice.failover import KeyFailover
 from proxyservice.http.front import HttpFront
 from proxyservice.http.unified import UnifiedEndpoint
 from proxyservice.keyclient import KeyServiceClient
-from proxyservice.lean_pool import pool_in_use
 from proxyservice.leasecache import CacheLimits, LeaseCache
 from proxyservice.metrics import ProxyMetrics
 from proxyservice.native import NativeRelay
@@ -139,7 +138,7 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
                           registry=rpc_metrics.registry)
     await mark_serving(app, SERVICE_NAME)
     _log.info("proxy.started", port=app.port, http_port=app.http_port or None, health_port=app.health_port,
-              metrics_port=app.metrics_port, upstream_pool=pool_in_use(),
+              metrics_port=app.metrics_port,
               otlp_endpoint=settings.otlp_endpoint or None)
     return app
 
