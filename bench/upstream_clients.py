@@ -5,7 +5,7 @@ SSE) on the load generator's core, then runs each candidate in a fresh process o
 after a warm-up, with 0, then 256, then 1,024 idle connections left in its pool (that many slow streams held at
 once, then finished), it reads `streams` streams of 1 and of 64 frames at concurrency 16 and reports the CPU time
 it spent (`time.process_time`, the whole process) per stream. Rounds interleave the candidates; the table shows
-each cell's median over the rounds. Results also go to `bench/upstream-clients-results.json`.
+each cell's median over the rounds. Results also go to `bench/results-upstream-clients.json`.
 
 Candidates (each reads every body chunk as it comes; none parses SSE, so only the client's cost differs):
 - `httpx+httpcore`: httpx's own transport and pool (httpcore 1, h11, anyio).
@@ -42,7 +42,7 @@ STREAMS = {1: 800, 64: 200}
 QUICK_STREAMS = {1: 100, 64: 30}
 HEADERS = {"authorization": "Bearer sk-bench-" + "x" * 40, "content-type": "application/json",
            "accept": "text/event-stream"}
-RESULTS = Path(__file__).resolve().parent / "upstream-clients-results.json"
+RESULTS = Path(__file__).resolve().parent / "results-upstream-clients.json"
 
 
 def _body(model: str) -> bytes:
