@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import socket
 import ssl
 import threading
@@ -27,12 +28,13 @@ from proxyservice.transport import BODY, Body, Http1Transport
 from proxyservice.upstream import Upstream
 
 WAIT = 5.0  # the longest any barrier waits before the test fails
+BIG = bytes(range(256)) * (3 << 12)  # 3 MiB: past the transport's high-water mark (1 MiB unread)
 
 
 class Server:
     """HTTP/1.1 keep-alive server; one thread per connection. Paths: `/r…` answers its path; `/close-after`
     answers as if keeping the connection, then closes it once `close_now` is set (and sets `closed`);
-    `/close` answers with `Connection: close`; `/stream` sends one chunk and waits for the client to go (sets
+    `/close` answers with `Connection: close`; `/big` sends 3 MiB; `/gzip` a gzip-encoded body; `/stream` sends one chunk and waits for the client to go (sets
     `dropped`); `/hold` sends one chunk and finishes when `release` is set; `/silent` sends nothing until
     `release`; `/until-close` answers without a length and closes; `/drop` sends one chunk and closes."""
 
@@ -115,6 +117,11 @@ class Server:
         if path == "/drop":
             conn.sendall(chunked)
             return False
+        if path in ("/big", "/gzip"):
+            payload = BIG if path == "/big" else gzip.compress(b"/gzip" * 100)
+            encoding = b"" if path == "/big" else b"content-encoding: gzip\r\n"
+            conn.sendall(b"HTTP/1.1 200 OK\r\n%scontent-length: %d\r\n\r\n" % (encoding, len(payload)) + payload)
+            return True
         conn.sendall(plain)
         return True
 
@@ -239,6 +246,31 @@ async def test_framing_by_length_chunks_the_connections_end_and_head(server: Ser
     assert until_close.text == "all of it" and held.text == "first"
     assert head.status_code == 200 and head.headers["content-length"] == "7" and head.content == b""
     assert after.text == "/r-after"
+
+
+async def test_a_body_past_the_high_water_mark_arrives_whole_and_the_connection_is_reused(server: Server) -> None:
+    async with client() as c:
+        async with c.stream("GET", server.url("/big")) as response:
+            body = response.extensions[BODY]
+            first = await body.read()
+            rest = [chunk async for chunk in response.aiter_bytes()]
+        assert first + b"".join(rest) == BIG
+        assert (await c.get(server.url("/r-next"))).text == "/r-next"
+    assert server.connections == 1
+
+
+async def test_an_encoded_answer_is_decoded_for_the_unified_path_and_kept_for_the_native_one(server: Server) -> None:
+    upstream = Upstream(connect_timeout=WAIT, read_timeout=WAIT, max_connections=2,
+                        egress=EgressPolicy(dev_loopback_http=True))
+    try:
+        unified = await upstream.open(UpstreamRequest("GET", server.url("/gzip"), {}), "openai")
+        assert await unified.read() == b"/gzip" * 100
+        native = await upstream.open_native(UpstreamRequest("GET", server.url("/gzip"), {}), "openai")
+        raw = b"".join([chunk async for chunk in native.chunks()])
+        await native.aclose()
+        assert ("content-encoding", "gzip") in native.headers and gzip.decompress(raw) == b"/gzip" * 100
+    finally:
+        await upstream.close()
 
 
 async def test_a_silent_upstream_is_a_read_timeout(server: Server) -> None:
