@@ -8,17 +8,34 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
 from byok.keys.v1 import key_service_pb2 as kpb
+from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as pb
+from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
+from devstack.ports import free_port
+from devstack.upstream import FakeUpstream, UpstreamConfig
+from keyservice.server import create_server
 from proxyservice import errors
+from proxyservice.server import ProxyApp
+from proxyservice.server import create_server as create_proxy
 from tests.e2e.conftest import System, params
 from tests.e2e.test_proxy import openai_key
+from tests.support.bao import BaoDevServer
 from tests.support.http_front import front_url, mtls_client
+from tests.support.stack import (
+    CALLER,
+    Identities,
+    keyservice_settings,
+    proxy_settings,
+    secure_channel,
+    upstream_base_urls,
+)
 
 
 async def flushed(system: System) -> None:
@@ -180,3 +197,81 @@ async def test_a_budget_trips_the_request_in_flight_finishes_and_the_next_is_ref
     assert (await total(system, org)).requests == served + 1  # the refused request was never sent
     print(f"\nbudget {limit} micro-dollars: spent {spent}; overshoot {overshoot} = the stream in flight "
           f"({stream_spend}) + the crossing request's excess ({before - limit}, of one request's {one})")
+
+
+async def drained(proxy: ProxyApp) -> None:
+    """Until the proxy's reporter has everything acknowledged (it reconnects to a restarted keyservice on its own)."""
+    assert proxy.usage is not None
+    while not await proxy.usage.flush():
+        await asyncio.sleep(0.05)  # the channel's reconnect; a flush that fails keeps every record
+
+
+async def test_three_proxies_a_keyservice_restart_and_a_killed_proxy(bao: BaoDevServer, ids: Identities,
+                                                                     tmp_path: Path) -> None:
+    """360 requests over three proxies; keyservice stops after the first 100 and the proxies serve the next 100 from
+    their cached leases, holding the usage; keyservice comes back for 160 more; one proxy is then killed at once,
+    without its flush. The rollups hold every request exactly once except the killed proxy's unsent records."""
+    upstream = FakeUpstream(UpstreamConfig())
+    await upstream.start()
+    port = free_port()
+    settings = keyservice_settings(bao, ids, f"sqlite:///{tmp_path}/ks.db", grpc_addr=f"127.0.0.1:{port}",
+                                   provider_base_urls=upstream_base_urls(upstream.base_url))
+    keyservice = await create_server(settings)
+    proxies = [await create_proxy(proxy_settings(ids, port, usage_report_interval=0.05)) for _ in range(3)]
+    channels = [secure_channel(p.port, ids.caller) for p in proxies]
+    stubs = [pb_grpc.ChatServiceStub(c) for c in channels]
+    org, seen = "fleet", [0, 0]
+    try:
+        async with secure_channel(port, ids.admin) as admin_channel:
+            admin = kpb_grpc.KeyServiceStub(admin_channel)
+            await admin.CreateCredential(kpb.CreateCredentialRequest(provider="openai", scope=kpb.Scope(org_id=org),
+                                                                     name="main", api_key=openai_key()))
+            await admin.CreateCallerBinding(kpb.CreateCallerBindingRequest(
+                binding=kpb.CallerBinding(caller_identity=CALLER, org_id=org)))
+
+        async def wave(n: int) -> None:
+            async def one(i: int) -> None:
+                reply = await stubs[i % 3].Chat(pb.ChatRequest(parameters=params(org, "gpt-4o-mini", f"req {i}")))
+                seen[0] += reply.usage.input_tokens
+                seen[1] += reply.usage.output_tokens
+            for start in range(0, n, 10):
+                await asyncio.gather(*(one(i) for i in range(start, start + 10)))
+
+        await wave(100)
+        await keyservice.stop(grace=0)
+        await wave(100)  # served from cached leases; usage held by the proxies
+        held_while_down = sum(p.usage.held for p in proxies if p.usage)
+        keyservice = await create_server(settings)
+        await wave(100)
+        for proxy in proxies:
+            await drained(proxy)  # the held records reach the restarted keyservice
+        await wave(60)  # in steady state, then a proxy dies at once
+        killed = proxies.pop()
+        assert killed.usage is not None
+        task = killed.usage._task  # noqa: SLF001 - a SIGKILL: the sender stops where it is
+        assert task is not None
+        task.cancel()
+        lost = killed.usage.held  # what the kill takes with it: not acknowledged (a batch in flight may have landed)
+        killed.usage = None  # and no flush at stop
+        await killed.stop(grace=0)
+        for proxy in proxies:
+            await drained(proxy)
+        async with secure_channel(port, ids.admin) as admin_channel:
+            admin = kpb_grpc.KeyServiceStub(admin_channel)
+            row = (await admin.QueryUsage(kpb.QueryUsageRequest(org_id=org))).rows[0]
+        served = len([r for r in upstream.requests if r.status == 200])
+        assert served == 360 and held_while_down >= 100
+        assert served - lost <= row.requests <= served  # never counted twice; lost at most what the killed one held
+        if row.requests == served:
+            assert (row.input_tokens, row.output_tokens) == tuple(seen)
+        print(f"\n360 requests, 3 proxies, keyservice down for 100 of them ({held_while_down} records held): "
+              f"{row.requests} counted, 0 counted twice; the proxy killed right after the last 60 held {lost}, of "
+              f"which {served - row.requests} were lost (the rest was a batch in flight that landed)")
+    finally:
+        for channel in channels:
+            await channel.close()
+        for proxy in proxies:
+            await proxy.stop(grace=0)
+        await keyservice.stop(grace=0)
+        await upstream.stop()
+
