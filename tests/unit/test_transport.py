@@ -33,10 +33,11 @@ BIG = bytes(range(256)) * (3 << 12)  # 3 MiB: past the transport's high-water ma
 
 class Server:
     """HTTP/1.1 keep-alive server; one thread per connection. Paths: `/r…` answers its path; `/close-after`
-    answers as if keeping the connection, then closes it once `close_now` is set (and sets `closed`);
-    `/close` answers with `Connection: close`; `/big` sends 3 MiB; `/gzip` a gzip-encoded body; `/stream` sends one chunk and waits for the client to go (sets
-    `dropped`); `/hold` sends one chunk and finishes when `release` is set; `/silent` sends nothing until
-    `release`; `/until-close` answers without a length and closes; `/drop` sends one chunk and closes."""
+    answers as if keeping the connection, then closes it once `close_now` is set (and sets `closed`); `/close`
+    answers with `Connection: close`; `/big` sends 3 MiB; `/gzip` a gzip-encoded body; `/stream` sends one
+    chunk and waits for the client to go (sets `dropped`); `/hold` sends one chunk and finishes when `release`
+    is set; `/silent` sends nothing until `release`; `/until-close` answers without a length and closes;
+    `/drop` sends one chunk and closes."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
