@@ -74,7 +74,7 @@ class CloudUpstream(FakeUpstream):
             cloud = "vertex"
             answer = self.vertex.answer(method, target, headers,
                                         lambda model, action, query, token: self._gemini(model, action, query, token,
-                                                                                         body))
+                                                                                         body), body)
         else:
             return super()._route(method, target, headers, body)
         scope = headers.get("authorization", "").partition("Credential=")[2]
