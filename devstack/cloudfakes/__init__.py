@@ -2,9 +2,11 @@
 
 They cannot be reached from here, so tests and the local stack talk to these, which check what the real services
 check and answer in their shapes: `bedrock` (SigV4 verified with botocore from the session credentials it was told
-are valid, `sigv4`; ConverseStream as AWS event-stream frames, `eventstream`; AWS's error types), `azure` (api-key
-or Entra ID bearer, api-version, deployments, Azure's error JSON), `vertex` (OAuth2 bearer, project and location,
-Google's error JSON). `server.CloudUpstream` serves them beside the local upstream's own routes on one port.
+are valid, `sigv4`; ConverseStream as AWS event-stream frames, `eventstream`; InvokeModel for the embeddings models,
+`bedrock_invoke`; AWS's error types), `azure` (api-key or Entra ID bearer, api-version, deployments, chat and
+embeddings, Azure's error JSON), `vertex` (OAuth2 bearer, project and location, generateContent and the embeddings
+models' :predict, Google's error JSON). `server.CloudUpstream` serves them beside the local upstream's own routes
+on one port.
 """
 
 from __future__ import annotations

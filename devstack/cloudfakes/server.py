@@ -5,9 +5,9 @@ watching and records are the same) that first routes the cloud paths:
 
 | path | stand-in |
 |---|---|
-| ``/model/{id}/converse[-stream]`` | `bedrock.BedrockRuntime` (root = ``bedrock_base``) |
+| ``/model/{id}/converse[-stream]``, ``/model/{id}/invoke`` | `bedrock.BedrockRuntime` (root = ``bedrock_base``) |
 | ``/openai/deployments/…``, ``/openai/v1/…`` | `azure.AzureOpenAI` (endpoint = ``azure_endpoint``) |
-| ``/v1[beta1]/projects/{p}/locations/{l}/publishers/google/models/…`` | `vertex.VertexAI` (``vertex_base``) |
+| ``/v1[beta1]/projects/{p}/locations/{l}/publishers/google/models/{m}:{v}`` | `vertex.VertexAI` (``vertex_base``) |
 
 Each cloud request is recorded in ``cloud_requests`` (`CloudRequest`: the target as sent, which credential headers
 came, the access key id a SigV4 signature names, the status answered), with credential header values never kept.

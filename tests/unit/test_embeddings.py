@@ -19,6 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.proxy.v1 import chat_service_pb2 as pb
+from devstack.cloudfakes.bedrock import aws_error
+from devstack.cloudfakes.bedrock_invoke import invoke
+from devstack.cloudfakes.vertex import predict
 from devstack.upstream.embeddings import embedding, gemini_embeddings, openai_embeddings
 from keyservice.providers import PROVIDERS, provider_for_model
 from proxyservice import embeddings as E
@@ -558,3 +561,31 @@ def test_every_cloud_refuses_an_image(leased: kpb.IssueKeyLeaseResponse) -> None
 def test_a_sigv4_target_without_its_lease_is_never_sent_unsigned() -> None:
     with pytest.raises(errors.FailedPrecondition, match="needs its lease"):
         E.build_calls(request("x", model=TITAN), E.Target("bedrock", "bedrock", BEDROCK, "", TITAN))
+
+
+def test_the_cloud_stand_ins_answer_what_the_calls_read_and_refuse_past_their_limits() -> None:
+    bedrock = lease("bedrock", "bedrock", BEDROCK, region="us-east-1")
+    vertex = lease("vertex_ai", "gemini", VERTEX, project="p", location="global")
+    texts = [f"t{i}" for i in range(97)]
+    cohere_r = request(*texts, model=COHERE, task_type=pb.EMBED_TASK_TYPE_CLUSTERING)
+    for model, r, leased, answer in (
+            (TITAN, request("a", model=TITAN, dimensions=256), bedrock, lambda c: invoke(TITAN, body(c), aws_error)),
+            (COHERE, cohere_r, bedrock, lambda c: invoke(COHERE, body(c), aws_error)),
+            ("text-embedding-005", request("a", "b", model="text-embedding-005", dimensions=4), vertex,
+             lambda c: predict("r", "text-embedding-005", c.request.body))):
+        calls = E.build_calls(r, cloud(model, leased))
+        parts = [E.parse_answer(leased.api_family, answer(c).body, c) for c in calls]
+        assert vectors_of(E.join(r, calls, parts, leased.api_family)) == [
+            embedding(i.text, len(parts[0].vectors[0])) for i in r.inputs]
+    too_many = invoke(COHERE, {"texts": texts, "input_type": "clustering"}, aws_error)
+    assert too_many.status == 400 and b"expected maximum item count: 96, found: 97" in too_many.body
+    assert invoke(TITAN, {"inputText": "a", "dimensions": 384}, aws_error).status == 400
+    assert invoke(COHERE, {"texts": ["a"]}, aws_error).status == 400  # input_type is required
+    two = json.dumps({"instances": [{"content": "a"}, {"content": "b"}]}).encode()
+    assert predict("r", "gemini-embedding-001", two).status == 400  # one instance a request
+    assert predict("r", "text-embedding-005", two).status == 200
+    assert predict("r", "text-embedding-005", b'{"instances": [{"content": "a", "taskType": "X"}]}').status == 400
+
+
+def vectors_of(reply: pb.EmbedResponse) -> list[list[float]]:
+    return [list(e.values) for e in reply.embeddings]
