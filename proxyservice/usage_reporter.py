@@ -1,8 +1,9 @@
 """Every request's usage, sent to keyservice in batches, off the request path (ReportUsage; docs/usage.md).
 
 The request path only appends a tuple (`add`: a length check and a list append; the request's end time, tenant,
-caller, provider, model, credential, key source, outcome, duration, surface, and the usage object the surface
-already holds — a chat proto's `Usage` or the native relay's `NativeUsage`). Everything else happens in one
+caller, provider, model, credential, key source, outcome, duration, surface, and the usage the surface already
+holds — a stream's `Usage` message, a unary reply's `Usage` as its serialized bytes (the message itself would keep
+the whole reply alive in the buffer), or the native relay's `NativeUsage`). Everything else happens in one
 background task: every `interval` seconds, or as soon as `batch_records` are waiting, it cuts the buffer into
 batches, each with a fresh UUID and its records converted to `UsageRecord`s, and sends them in order. A batch
 keyservice did not acknowledge (down, overloaded, deploying) is kept and sent again with the same id after a
@@ -31,13 +32,14 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from byok.keys.v1 import key_service_pb2 as kpb
+from byok.proxy.v1 import chat_service_pb2 as chat_pb
 from proxyservice import errors
 
 _log = structlog.get_logger("byok.proxy.usage")
 
 # A record, as the request path builds it (a plain tuple: the cheapest thing to build and append):
 # (end time (time.time()), org_id, project_id, user_id, caller, provider, model, credential_id, key_source,
-#  status, duration in seconds, surface, usage object or None)
+#  status, duration in seconds, surface, usage: a chat Usage message, its bytes, a NativeUsage, or None)
 Record = tuple[float, str, str, str, str, str, str, str, str, str, float, str, Any]
 Send = Callable[[kpb.ReportUsageRequest], Awaitable[Any]]
 _KEY_SOURCE = {"tenant": kpb.KEY_SOURCE_TENANT, "platform": kpb.KEY_SOURCE_PLATFORM}
@@ -177,6 +179,8 @@ def usage_record(record: Record) -> kpb.UsageRecord:
         key_source=_KEY_SOURCE.get(key_source, kpb.KEY_SOURCE_UNSPECIFIED), status=status,
         duration_ms=round(seconds * 1000), surface=surface)
     message.time.FromNanoseconds(int(ended * 1e9))
+    if isinstance(usage, bytes):
+        usage = chat_pb.Usage.FromString(usage)
     if usage is not None:
         has = getattr(usage, "HasField", None)
         for ours, theirs in _COUNTS:

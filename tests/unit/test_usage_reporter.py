@@ -6,6 +6,7 @@ cost (an append)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Any
 
@@ -162,6 +163,7 @@ def test_a_record_carries_what_was_reported_and_leaves_the_rest_unset() -> None:
     assert message.scope == kpb.Scope(org_id="acme", project_id="web")
     assert message.key_source == kpb.KEY_SOURCE_TENANT and message.status == "OK" and message.duration_ms == 250
     assert message.time.seconds == 1_750_000_000 and message.surface == "chat" and message.model == "gpt-4o-mini"
+    assert usage_record(record(usage=chat.SerializeToString())) == message  # a unary reply's, as bytes
     native = usage_record(record(usage=NativeUsage(input_tokens=7, cache_creation_input_tokens=3, model="x")))
     assert (native.input_tokens, native.cache_write_tokens) == (7, 3)
     assert not native.HasField("output_tokens") and not native.HasField("cached_input_tokens")
@@ -178,7 +180,12 @@ def test_the_request_paths_cost_is_an_append() -> None:
     bare: list[Any] = []
 
     def best(fn: Any) -> float:
-        return min(_timed(fn, n) for _ in range(5)) / n * 1e9
+        runs = []
+        for _ in range(5):
+            runs.append(_timed(fn, n))
+            reporter._buffer.clear()  # noqa: SLF001 - each run starts from an empty buffer, as the baseline's
+            bare.clear()
+        return min(runs) / n * 1e9
 
     def ours() -> None:
         reporter.add((time.time(), "acme", "", "", "caller", "openai", "gpt-4o-mini", "cred", "tenant", "OK", 0.1,
@@ -190,11 +197,18 @@ def test_the_request_paths_cost_is_an_append() -> None:
 
     added, appended = best(ours), best(baseline)
     print(f"\nusage record on the request path: {added:.0f} ns (a bare list append of it: {appended:.0f} ns)")
-    assert added < 2_000  # well under the 0.1% of a 1 ms request; ~200-400 ns on this machine
+    # What `add` costs beyond the append itself: ~100 ns here; the bound leaves room for a loaded machine.
+    assert added - appended < 1_000
 
 
 def _timed(fn: Any, n: int) -> float:
-    started = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return time.perf_counter() - started
+    """As timeit times: the garbage collector off (its passes over the growing buffers are noise here)."""
+    gc.collect()
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return time.perf_counter() - started
+    finally:
+        gc.enable()
