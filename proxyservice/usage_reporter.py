@@ -2,8 +2,8 @@
 
 The request path only appends a tuple (`add`: a length check and a list append; the request's end time, tenant,
 caller, provider, model, credential, key source, outcome, duration, surface, and the usage the surface already
-holds — a stream's `Usage` message, a unary reply's `Usage` as its serialized bytes (the message itself would keep
-the whole reply alive in the buffer), or the native relay's `NativeUsage`). Everything else happens in one
+holds — a chat `Usage` as its serialized bytes (the message itself would keep its whole reply alive in the
+buffer), or the native relay's `NativeUsage`). Everything else happens in one
 background task: every `interval` seconds, or as soon as `batch_records` are waiting, it cuts the buffer into
 batches, each with a fresh UUID and its records converted to `UsageRecord`s, and sends them in order. A batch
 keyservice did not acknowledge (down, overloaded, deploying) is kept and sent again with the same id after a
@@ -12,7 +12,7 @@ nothing. A batch keyservice refuses as malformed (INVALID_ARGUMENT) or not ours 
 be refused again: it is dropped and counted.
 
 Bounded: at most `max_records` records are held (buffered and in unsent batches). Past that, new records are
-dropped, not old ones (what is held is what keyservice missed first), each counted in
+dropped, not old ones (what is held is what keyservice missed first; ~210 bytes a record), each counted in
 `byok_proxy_usage_records_dropped_total{reason="buffer_full"}`. On stop, `close(deadline)` sends what is held
 until the deadline; what is still unsent then is counted with reason "stopped". A proxy killed outright loses what
 it held: at most one interval's records plus those of unacknowledged batches (docs/usage.md has the figures).
