@@ -58,9 +58,11 @@ class UsageRpcs:
     async def ReportUsage(self, request: pb.ReportUsageRequest, context: grpc.aio.ServicerContext
                           ) -> pb.ReportUsageResponse:
         usage = self._usage()
-        now = audit.now()
-        events = [event(record, now) for record in request.records]
-        result = await self._run(usage.ingest.report, peer_identity(context), request.batch_id, events)
+        actor, now = peer_identity(context), audit.now()
+
+        def report() -> Any:  # the records' checks too run in the pool: a batch is up to 5000 of them
+            return usage.ingest.report(actor, request.batch_id, [event(record, now) for record in request.records])
+        result = await self._run(report)
         return pb.ReportUsageResponse(accepted_count=result.accepted, duplicate=result.duplicate)
 
     async def QueryUsage(self, request: pb.QueryUsageRequest, context: grpc.aio.ServicerContext
@@ -152,9 +154,12 @@ def event(record: pb.UsageRecord, now: dt.datetime) -> UsageEvent | None:
         project_id = validation.scope_id(record.scope.project_id, "project_id")
         user_id = validation.scope_id(record.scope.user_id, "user_id")
         credential_id = validation.credential_id(record.credential_id) if record.credential_id else ""
-        model = validation.model(record.model[:256], "model")
     except KeyServiceError:
         return None
+    try:
+        model = validation.model(record.model[:256], "model")
+    except KeyServiceError:
+        model = ""  # the provider's name for it is not one we can store or query: counted, as no model
     key_source = KEY_SOURCES.get(record.key_source)
     counts = [getattr(record, name) if record.HasField(name) else 0 for name in _TOKEN_FIELDS]
     if record.provider not in PROVIDERS or key_source is None or not all(0 <= c < _MAX_TOKENS for c in counts):

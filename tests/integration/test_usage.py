@@ -163,23 +163,24 @@ async def test_report_usage_counts_a_batch_once_and_queries_agree(bao: BaoDevSer
     async with running(keyservice_settings(bao, ids, database_url), ids) as ks:
         cred = (await ks.admin.CreateCredential(create_request(org, "main"))).credential
         sent = batch(usage(org, credential_id=cred.credential_id), usage(org, tokens=(10, 1), model="unknown-x"),
+                     usage(org, tokens=(0, 0), model="no spaces allowed"),  # counted, as no model
                      usage(""), usage(org, credential_id="cred_bad"))  # the last two fail their checks
         first = await ks.proxy.ReportUsage(sent)
         again = await ks.proxy.ReportUsage(sent)  # the proxy never heard the first answer
-        assert (first.accepted_count, first.duplicate) == (2, False)
+        assert (first.accepted_count, first.duplicate) == (3, False)
         assert (again.accepted_count, again.duplicate) == (0, True)
         row = await total(ks.admin, org)
-        assert (row.requests, row.input_tokens, row.output_tokens) == (2, 1010, 101)
+        assert (row.requests, row.input_tokens, row.output_tokens) == (3, 1010, 101)
         assert (row.spend_micros, row.unpriced_requests) == (SPEND, 1)
         by_model = (await ks.admin.QueryUsage(pb.QueryUsageRequest(
             org_id=org, grouping=pb.USAGE_GROUPING_HOUR, dimensions=[pb.USAGE_DIMENSION_MODEL]))).rows
-        assert [(r.model, r.requests) for r in by_model] == [("gpt-4o", 1), ("unknown-x", 1)]
-        assert by_model[0].bucket_start_time.ToDatetime(dt.UTC) == dt.datetime.now(dt.UTC).replace(
+        assert [(r.model, r.requests) for r in by_model] == [("", 1), ("gpt-4o", 1), ("unknown-x", 1)]
+        assert by_model[1].bucket_start_time.ToDatetime(dt.UTC) == dt.datetime.now(dt.UTC).replace(
             minute=0, second=0, microsecond=0)
         used = (await ks.admin.GetCredential(pb.GetCredentialRequest(credential_id=cred.credential_id))).credential
         assert used.HasField("last_use_time")
         registry = ks.app.metrics.registry
-        assert registry.get_sample_value("byok_usage_records_total", {"outcome": "duplicate"}) == 4
+        assert registry.get_sample_value("byok_usage_records_total", {"outcome": "duplicate"}) == 5
         assert registry.get_sample_value("byok_usage_records_total", {"outcome": "skipped"}) == 2
 
 
