@@ -150,8 +150,11 @@ def _binding(m: Mapping[Any, Any]) -> BindingRow:
 
 
 def _credential_values(row: CredentialRow) -> dict[str, Any]:
-    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(row) if f.name not in ("primary", "settings")}
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(row)
+              if f.name not in ("primary", "settings", "last_used_at")}
     values["is_primary"] = row.primary
+    if row.last_used_at is not None:  # else NULL (and a new row fits any schema revision, as for settings)
+        values["last_used_at"] = row.last_used_at
     if row.settings:  # else the column's default, "{}" (and a row without settings fits any schema revision)
         values["settings_json"] = settings_json(row.settings)
     return values
