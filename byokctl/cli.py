@@ -1,5 +1,5 @@
-"""byokctl: manage provider keys, caller bindings, org policies, audit, usage, prices and budgets in keyservice; chat
-through the proxy.
+"""byokctl: manage provider keys, caller bindings, org policies, audit, usage, prices, budgets and rate limits in
+keyservice; chat through the proxy.
 
 Connection (flags or environment):
   --addr / BYOK_KEYSERVICE_ADDR     keyservice address (default localhost:50051)
@@ -31,6 +31,7 @@ Examples:
   byokctl rewrap
   byokctl usage --org acme --since 30d --group day --by model
   byokctl budgets set --org acme --key-source platform --period month --limit 50 --soft 80%
+  byokctl limits set --org acme --rpm 600 --tpm 200000
   byokctl chat --org acme --model gpt-4o-mini "Say hello"
 """
 
@@ -50,6 +51,7 @@ from byokctl.commands.audit import cmd_audit
 from byokctl.commands.chat import EFFORTS, cmd_chat
 from byokctl.commands.embed import TASK_TYPES, cmd_embed
 from byokctl.commands.keys import cmd_keys
+from byokctl.commands.limits import cmd_limits
 from byokctl.commands.service import cmd_providers, cmd_rewrap
 from byokctl.commands.usage import GROUPINGS, KEY_SOURCES, PERIODS, cmd_budgets, cmd_prices, cmd_usage
 from byokctl.connect import open_channel
@@ -116,6 +118,10 @@ EXAMPLES = {
                     "byokctl budgets set --org acme --project web --period day --limit 5"],
     "budgets list": ["byokctl budgets list --org acme", "byokctl budgets list --json"],
     "budgets delete": ["byokctl budgets delete bud_0123456789abcdef01234567"],
+    "limits set": ["byokctl limits set --org acme --rpm 600 --tpm 200000",
+                   "byokctl limits set --org acme --project web --user alice --rpm 30"],
+    "limits list": ["byokctl limits list --org acme", "byokctl limits list --json"],
+    "limits delete": ["byokctl limits delete rl_0123456789abcdef01234567"],
     "rewrap": ["byokctl rewrap", "byokctl rewrap --org acme --json"],
     "chat": ['byokctl chat --org acme --model gpt-4o-mini "Say hello"',
              'byokctl chat --org acme --model claude-sonnet-4-5 --image chart.png --reasoning-budget 2048 '
@@ -289,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(budgets, "list", "budgets with their spend this period", "budgets list").add_argument("--org")
     leaf(budgets, "delete", "remove a budget", "budgets delete").add_argument("id", help="budget id (bud_…)")
 
+    limits = sub.add_parser("limits", help="rate limits per org, project or user (per minute, every proxy)"
+                            ).add_subparsers(dest="action", required=True)
+    p = scoped(leaf(limits, "set", "cap a scope's requests and/or tokens per minute; past it the proxies refuse "
+                    "with RESOURCE_EXHAUSTED", "limits set"))
+    p.add_argument("--rpm", type=int, metavar="N", help="requests per minute")
+    p.add_argument("--tpm", type=int, metavar="N", help="tokens (input + output) per minute")
+    leaf(limits, "list", "rate limits with this minute's counts", "limits list").add_argument("--org")
+    leaf(limits, "delete", "remove a rate limit", "limits delete").add_argument("id", help="rate limit id (rl_…)")
+
     leaf(sub, "providers", "list supported providers")
     p = leaf(sub, "rewrap", "rewrap envelope-mode secrets to the latest transit key version (no plaintext read)")
     p.add_argument("--org")
@@ -317,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"keys": cmd_keys, "bindings": cmd_bindings, "orgs": cmd_orgs, "audit": cmd_audit,
             "providers": cmd_providers, "rewrap": cmd_rewrap, "usage": cmd_usage, "prices": cmd_prices,
-            "budgets": cmd_budgets}
+            "budgets": cmd_budgets, "limits": cmd_limits}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from keyservice.revocation_feed import RevocationFeed
 from keyservice.store import CredentialRow, Store
 from keyservice.tenancy import Tenancy
 from keyservice.usage import UsageService
+from keyservice.usage.ratelimit_rpcs import RateLimitRpcs, rate_limit_usage_pb
 from keyservice.usage.rpcs import UsageRpcs
 from keyservice.verify import verify_key
 
@@ -44,7 +45,7 @@ _OTHER_REPLICA_BATCH_SECONDS = 0.25
 _HEALTHS = {pb.CREDENTIAL_HEALTH_INVALID: "invalid"}
 
 
-class KeyServicer(UsageRpcs, pb_grpc.KeyServiceServicer):
+class KeyServicer(UsageRpcs, RateLimitRpcs, pb_grpc.KeyServiceServicer):
     """`usage`: usage, prices and budgets (keyservice/usage/rpcs.py has their RPCs); None answers them UNAVAILABLE."""
 
     def __init__(self, *, store: Store, credentials: CredentialManager, leases: LeaseIssuer,
@@ -291,12 +292,16 @@ class KeyServicer(UsageRpcs, pb_grpc.KeyServiceServicer):
         lease = await self._run(self.leases.issue, peer_identity(context), req)
         if self.on_lease is not None:
             self.on_lease(lease.provider, lease.key_source)
+        # The scope's rate limits, so the proxy admits its requests without asking (docs/usage.md).
+        limits = rate_limit_usage_pb(await self._run(self.usage.rates.for_scope, req.org_id, req.project_id,
+                                                     req.user_id)) if self.usage is not None else []
         return pb.IssueKeyLeaseResponse(
             lease_id=lease.lease_id, expire_time=convert.timestamp(lease.expires_at),
             key_source=KEY_SOURCE_TO_PB[lease.key_source], credential_id=lease.credential_id,
             provider=lease.provider, api_key=lease.api_key, api_base=lease.api_base,
             default_model=lease.default_model, secret_version=lease.secret_version, api_family=lease.family,
-            auth_scheme=lease.auth_scheme, aws_credentials=convert.aws_session(lease.aws), settings=lease.settings)
+            auth_scheme=lease.auth_scheme, aws_credentials=convert.aws_session(lease.aws), settings=lease.settings,
+            rate_limits=limits)
 
     async def ListTenantModels(self, request: pb.ListTenantModelsRequest, context: grpc.aio.ServicerContext
                                ) -> pb.ListTenantModelsResponse:

@@ -5,6 +5,7 @@ looks the lease up, hands it to the surface's `attempt`, and when the attempt fa
 caller with the provider's structured bad-key evidence (`UpstreamFailure.key_reason`), reports the key to
 keyservice (which confirms it itself) and runs the attempt once more with the next credential. A request for an
 explicit credential, or served by the platform's key, is not failed over: there is no other key it may use.
+A tenant's rate limits are admitted here, once the lease (which carries them) is known (proxyservice/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -16,22 +17,27 @@ from proxyservice import errors
 from proxyservice.keyclient import KeyServiceClient, LeaseKey
 from proxyservice.leasecache import CachedLease, LeaseCache
 from proxyservice.metrics import ProxyMetrics
+from proxyservice.ratelimit import RateLimiter
 from proxyservice.upstream import UpstreamFailure
 
 T = TypeVar("T")
 
 
 class KeyFailover:
-    def __init__(self, *, cache: LeaseCache, keys: KeyServiceClient, metrics: ProxyMetrics) -> None:
+    def __init__(self, *, cache: LeaseCache, keys: KeyServiceClient, metrics: ProxyMetrics,
+                 limiter: RateLimiter | None = None) -> None:
         self.cache = cache
         self.keys = keys
         self.metrics = metrics
+        self.limiter = limiter
 
     async def run(self, key: LeaseKey, attempt: Callable[[CachedLease], Awaitable[T]]) -> T:
         """`attempt(entry)` with the cached lease, and once more with another credential after a refusal of the
         key (see the module docstring); an UpstreamFailure ends as its `error`."""
         entry, hit = await self.cache.lookup(key)
         self.metrics.lease_lookups.labels("hit" if hit else "miss").inc()
+        if self.limiter is not None:
+            self.limiter.admit(key.org_id, key.project_id, key.user_id)
         try:
             return await attempt(entry)
         except UpstreamFailure as failure:

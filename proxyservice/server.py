@@ -26,6 +26,7 @@ from proxyservice.keyclient import KeyServiceClient
 from proxyservice.leasecache import CacheLimits, LeaseCache
 from proxyservice.metrics import ProxyMetrics
 from proxyservice.native import NativeRelay
+from proxyservice.ratelimit import RateLimiter
 from proxyservice.revocations import follow_revocations
 from proxyservice.service import ChatServicer
 from proxyservice.settings import ProxySettings
@@ -57,6 +58,7 @@ class ProxyApp(ServingApp):
     tracing: Tracing = field(default_factory=Tracing)
     usage: UsageReporter | None = None
     usage_flush_deadline: float = 5.0
+    limiter: RateLimiter | None = None
 
     @property
     def http_port(self) -> int:
@@ -89,8 +91,9 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
     configure_identity(cn_fallback=settings.identity_cn_fallback)
     limits = CacheLimits(max_entries=settings.lease_cache_max_entries, negative_ttl=settings.lease_negative_ttl,
                          misses_per_second=settings.lease_misses_per_second, miss_burst=settings.lease_miss_burst)
-    cache = LeaseCache(keys.issue_lease, refresh_fraction=settings.lease_refresh_fraction, limits=limits,
-                       observe=lambda result: metrics.lease_lookups.labels(result).inc())
+    limiter = RateLimiter()  # tenants' rate limits: learnt from the leases fetched and ReportUsage answers
+    cache = LeaseCache(limiter.learning(keys.issue_lease), refresh_fraction=settings.lease_refresh_fraction,
+                       limits=limits, observe=lambda result: metrics.lease_lookups.labels(result).inc())
     cache.start()
     upstream = Upstream(connect_timeout=settings.upstream_connect_timeout,
                         read_timeout=settings.upstream_read_timeout,
@@ -98,9 +101,11 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
                         egress=settings.egress)
     usage = UsageReporter(keys.report_usage, interval=settings.usage_report_interval,
                           batch_records=settings.usage_batch_records, max_records=settings.usage_buffer_records,
-                          registry=rpc_metrics.registry) if settings.usage_buffer_records else None
+                          registry=rpc_metrics.registry, answered=limiter.answered) \
+        if settings.usage_buffer_records else None
     servicer = ChatServicer(cache=cache, keys=keys, upstream=upstream, metrics=metrics,
-                            native=NativeRelay(failover=KeyFailover(cache=cache, keys=keys, metrics=metrics),
+                            native=NativeRelay(failover=KeyFailover(cache=cache, keys=keys, metrics=metrics,
+                                                                 limiter=limiter),
                                                upstream=upstream, metrics=metrics,
                                                allowlist=settings.http_path_allowlist, usage=usage),
                             tracing=tracing, usage=usage)
@@ -123,7 +128,7 @@ async def create_server(settings: ProxySettings, *, upstream_transport: Transpor
         listen_addr=settings.grpc_addr, on_tls_reload=lambda: _log.info("tls.reloaded"))
     connected = asyncio.Event()
     app = ProxyApp(**parts.fields(), cache=cache, keys=keys, upstream=upstream, interceptor=interceptor,
-                   revocations_connected=connected, tracing=tracing, usage=usage,
+                   revocations_connected=connected, tracing=tracing, usage=usage, limiter=limiter,
                    usage_flush_deadline=settings.usage_flush_deadline)
     if usage is not None:
         usage.start()

@@ -42,6 +42,7 @@ _log = structlog.get_logger("byok.proxy.usage")
 #  status, duration in seconds, surface, usage: a chat Usage message, its bytes, a NativeUsage, or None)
 Record = tuple[float, str, str, str, str, str, str, str, str, str, float, str, Any]
 Send = Callable[[kpb.ReportUsageRequest], Awaitable[Any]]
+Answered = Callable[[kpb.ReportUsageRequest, Any], None]
 _KEY_SOURCE = {"tenant": kpb.KEY_SOURCE_TENANT, "platform": kpb.KEY_SOURCE_PLATFORM}
 # Usage fields: the chat proto's name (proxyservice Usage), the native tap's, and the UsageRecord's.
 _COUNTS = (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"),
@@ -54,8 +55,10 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 30.0
 class UsageReporter:
     def __init__(self, send: Send, *, interval: float = 1.0, batch_records: int = 500, max_records: int = 100_000,
                  registry: CollectorRegistry | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, answered: Answered | None = None) -> None:
+        """`answered(batch, answer)` is told each acknowledged batch's answer (the rate limiter's counts)."""
         self._send = send
+        self._answered = answered
         self._interval = interval
         self._batch_records = batch_records
         self._max_records = max_records
@@ -130,7 +133,7 @@ class UsageReporter:
         while self._unsent:
             batch = self._unsent[0]
             try:
-                await self._send(batch)
+                answer = await self._send(batch)
             except _PERMANENT as exc:
                 _log.error("usage.batch_refused", batch_id=batch.batch_id, records=len(batch.records),
                            error=exc.message)
@@ -144,6 +147,8 @@ class UsageReporter:
             else:
                 self._batches.labels("sent").inc()
                 self.sent_batches += 1
+                if self._answered is not None and answer is not None:
+                    self._answered(batch, answer)
             self._unsent.popleft()
             self._held -= len(batch.records)
         return True

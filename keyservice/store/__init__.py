@@ -26,6 +26,7 @@ from keyservice.store.budgets import BudgetStore
 from keyservice.store.credentials import CredentialStore
 from keyservice.store.policies import PolicyStore
 from keyservice.store.prices import PriceStore
+from keyservice.store.ratelimits import RateLimitStore
 from keyservice.store.reservations import ReservationStore
 from keyservice.store.revocations import RevocationStore
 from keyservice.store.rows import (
@@ -42,6 +43,7 @@ from keyservice.store.rows import (
     CredentialRow,
     NewRevocation,
     PriceRow,
+    RateLimitRow,
     Reservation,
     RevocationArg,
     RevocationRow,
@@ -59,10 +61,10 @@ __all__ = [
     "BindingRow", "CredentialRow", "NewRevocation", "Reservation", "RevocationArg", "RevocationRow", "Store",
     "metadata", "normalize_url", "utcnow",
     "USAGE_COUNTS", "USAGE_DIMENSIONS", "BudgetRow", "PriceRow", "RollupKey", "UsageCounts", "UsageFilter",
-    "UsageGroup",
+    "UsageGroup", "RateLimitRow",
 ]
 
 
 class Store(CredentialStore, ReservationStore, AuditStore, PolicyStore, BindingStore, RevocationStore, UsageStore,
-            PriceStore, BudgetStore):
+            PriceStore, BudgetStore, RateLimitStore):
     """Synchronous access to the key service's tables. Thread-safe; one per process."""

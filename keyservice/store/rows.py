@@ -233,3 +233,17 @@ class BudgetRow:
     hard_notified_period: str
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitRow:
+    """Per-minute caps on a scope's requests and tokens ('' project/user: any; 0: no such cap)."""
+
+    rate_limit_id: str
+    org_id: str
+    project_id: str
+    user_id: str
+    requests_per_minute: int
+    tokens_per_minute: int
+    created_at: datetime
+    updated_at: datetime

@@ -219,3 +219,28 @@ budgets = sa.Table(
     sa.CheckConstraint("period IN ('day', 'month')", name="ck_budgets_period"),
     sa.CheckConstraint("key_source IN ('', 'tenant', 'platform')", name="ck_budgets_key_source"),
 )
+
+# Rate limits (migration 0007; keyservice/usage/ratelimits.py): one per scope, and the per-minute counts of the
+# limited scopes, added in the ReportUsage transaction so every replica answers with every proxy's reports.
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("rate_limit_id", sa.Text, primary_key=True),
+    sa.Column("org_id", sa.Text, nullable=False),
+    sa.Column("project_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("user_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("requests_per_minute", sa.BigInteger, nullable=False, server_default="0"),  # 0: none
+    sa.Column("tokens_per_minute", sa.BigInteger, nullable=False, server_default="0"),  # 0: none
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("org_id", "project_id", "user_id", name="uq_rate_limits_scope"),
+)
+
+rate_counts = sa.Table(
+    "rate_counts",
+    metadata,
+    sa.Column("rate_limit_id", sa.Text, primary_key=True),
+    sa.Column("minute_start", UTCDateTime, primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("tokens", sa.BigInteger, nullable=False, server_default="0"),
+)

@@ -15,6 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from keyservice.store._base import StoreBase
+from keyservice.store.ratelimits import RateCounts, add_rate_counts
 from keyservice.store.rows import (
     USAGE_COUNTS,
     USAGE_DIMENSIONS,
@@ -30,9 +31,10 @@ from keyservice.store.schema import credentials, usage_batches, usage_rollups
 class UsageStore(StoreBase):
 
     def record_usage(self, batch_id: str, reporter: str, records: int,
-                     sums: Mapping[RollupKey, UsageCounts], last_used: Mapping[str, datetime]) -> bool:
-        """Add a batch's sums to the rollups and advance `last_used_at`, once: False (and nothing changed) when
-        the batch id was counted before."""
+                     sums: Mapping[RollupKey, UsageCounts], last_used: Mapping[str, datetime],
+                     rate: RateCounts | None = None) -> bool:
+        """Add a batch's sums to the rollups, its per-minute counts to the rate limits' (`rate`), and advance
+        `last_used_at`, once: False (and nothing changed) when the batch id was counted before."""
         with self._tx(write=True) as conn:
             claimed = self._upsert(usage_batches).values(
                 batch_id=batch_id, reporter=reporter, records=records, received_at=utcnow())
@@ -46,6 +48,7 @@ class UsageStore(StoreBase):
                 conn.execute(stmt.on_conflict_do_update(
                     index_elements=list(asdict(key)),
                     set_={name: r[name] + stmt.excluded[name] for name in USAGE_COUNTS}))
+            add_rate_counts(self, conn, rate or {})
             c = credentials.c
             for credential_id in sorted(last_used):
                 at = last_used[credential_id]

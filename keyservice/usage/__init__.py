@@ -4,7 +4,9 @@ Proxies report every request's usage in batches (ReportUsage); keyservice prices
 when it was made and adds it to hourly and daily rollups, once per batch id; admins query them (QueryUsage), set
 prices and budgets; budgets refuse leases past their hard limit and revoke the org's cached ones. One module per
 concern: `ingest` (a batch in), `rollup` (events to rollup sums), `pricing` (the price table and costs),
-`budgets` (limits, lease checks, announcements), `query` (reading rollups back), `rpcs` (the servicer's RPCs).
+`budgets` (limits, lease checks, announcements),
+`ratelimits` (per-minute counts of rate-limited scopes), `query` (reading rollups back), `rpcs` and
+`ratelimit_rpcs` (the servicer's RPCs).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from keyservice.store import Store
 from keyservice.usage.budgets import BudgetKeeper
 from keyservice.usage.ingest import UsageIngest
 from keyservice.usage.pricing import PriceCatalog
+from keyservice.usage.ratelimits import RateLimits
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class UsageService:
     prices: PriceCatalog
     budgets: BudgetKeeper
     ingest: UsageIngest
+    rates: RateLimits
 
     @classmethod
     def create(cls, store: Store, *, prices_file: str = "", registry: Any = None) -> UsageService:
@@ -33,8 +37,9 @@ class UsageService:
         counted, announced = _metrics(registry)
         prices = PriceCatalog(file=prices_file)
         budgets = BudgetKeeper(store, announced=announced)
+        rates = RateLimits(store)
         return cls(store=store, prices=prices, budgets=budgets,
-                   ingest=UsageIngest(store, prices, budgets, counted=counted))
+                   ingest=UsageIngest(store, prices, budgets, rates, counted=counted), rates=rates)
 
 
 def _metrics(registry: Any) -> tuple[Any, Any]:

@@ -7,7 +7,9 @@ future hour no query covers yet), a late one is counted in its own hour.
 
 The batch id makes a retry harmless: `Store.record_usage` claims it in the transaction that adds the sums, and a
 batch found already claimed changes nothing and is acknowledged as a duplicate. Budgets are evaluated after the
-commit, for the orgs in the batch (keyservice/usage/budgets.py).
+commit, for the orgs in the batch (keyservice/usage/budgets.py). The batch's per-minute counts for rate limits go
+into the same transaction, and the answer carries the orgs' limits with the current minute's counts
+(keyservice/usage/ratelimits.py).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from keyservice import audit
 from keyservice.errors import InvalidArgument, KeyServiceError
 from keyservice.providers import PROVIDERS
 from keyservice.store import Store
+from keyservice.usage import ratelimits
 from keyservice.usage.budgets import BudgetKeeper
 from keyservice.usage.pricing import PriceCatalog
+from keyservice.usage.ratelimits import RateLimits, RateLimitState
 from keyservice.usage.rollup import UsageEvent, roll_up
 
 _log = structlog.get_logger("byok.usage")
@@ -38,6 +42,8 @@ class IngestResult:
     accepted: int
     skipped: int
     duplicate: bool
+    org_ids: tuple[str, ...] = ()
+    rate_limits: tuple[RateLimitState, ...] = ()  # the batch's orgs' limits, with the current minute's counts
 
 
 def batch_id(value: str) -> str:
@@ -52,12 +58,13 @@ def family_of(provider: str) -> str:
 
 
 class UsageIngest:
-    def __init__(self, store: Store, prices: PriceCatalog, budgets: BudgetKeeper, *,
+    def __init__(self, store: Store, prices: PriceCatalog, budgets: BudgetKeeper, rates: RateLimits, *,
                  clock: Callable[[], dt.datetime] = audit.now,
                  counted: Callable[[str, int], None] | None = None) -> None:
         self.store = store
         self.prices = prices
         self.budgets = budgets
+        self.rates = rates
         self._clock = clock
         self._counted = counted or (lambda _outcome, _n: None)  # the metric: outcome (accepted…), how many
 
@@ -71,17 +78,21 @@ class UsageIngest:
         skipped = len(events) - len(kept)
         book = self.prices.book(self.store.list_prices())
         sums, last_used = roll_up(kept, book, family_of)
-        if self.store.record_usage(batch, actor, len(kept), sums, last_used):
-            result = IngestResult(accepted=len(kept), skipped=skipped, duplicate=False)
+        orgs = tuple(sorted({e.org_id for e in kept}))
+        limits = self.rates.of_orgs(orgs)
+        if self.store.record_usage(batch, actor, len(kept), sums, last_used, ratelimits.counts(kept, limits)):
+            accepted, skipped_, duplicate = len(kept), skipped, False
             self._counted("accepted", len(kept))
             self._counted("skipped", skipped)
         else:
-            result = IngestResult(accepted=0, skipped=0, duplicate=True)
+            accepted, skipped_, duplicate = 0, 0, True
             self._counted("duplicate", len(events))
+        result = IngestResult(accepted=accepted, skipped=skipped_, duplicate=duplicate, org_ids=orgs,
+                              rate_limits=tuple(self.rates.states(limits)))
         try:
             # A duplicate too: the first delivery may have committed and then failed here, and its retry is the
             # only batch that brings the orgs' budgets up again.
-            self.budgets.evaluate(actor, {e.org_id for e in kept})
+            self.budgets.evaluate(actor, set(orgs))
         except KeyServiceError as exc:
             # Counted already, so no error for the proxy (it would retry a batch that changes nothing); the next
             # batch of the org evaluates again, and leases are checked against the spend meanwhile.

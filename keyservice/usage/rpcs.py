@@ -21,6 +21,7 @@ from keyservice.usage import UsageService
 from keyservice.usage.budgets import BudgetState
 from keyservice.usage.pricing import MAX_PRICE_DOLLARS, Tokens
 from keyservice.usage.query import UsageQuery, run_query
+from keyservice.usage.ratelimit_rpcs import rate_limit_usage_pb
 from keyservice.usage.rollup import UsageEvent
 
 T = TypeVar("T")
@@ -63,7 +64,8 @@ class UsageRpcs:
         def report() -> Any:  # the records' checks too run in the pool: a batch is up to 5000 of them
             return usage.ingest.report(actor, request.batch_id, [event(record, now) for record in request.records])
         result = await self._run(report)
-        return pb.ReportUsageResponse(accepted_count=result.accepted, duplicate=result.duplicate)
+        return pb.ReportUsageResponse(accepted_count=result.accepted, duplicate=result.duplicate,
+                                      org_ids=result.org_ids, rate_limits=rate_limit_usage_pb(result.rate_limits))
 
     async def QueryUsage(self, request: pb.QueryUsageRequest, context: grpc.aio.ServicerContext
                          ) -> pb.QueryUsageResponse:

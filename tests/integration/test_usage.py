@@ -61,7 +61,7 @@ def test_the_migration_creates_exactly_the_usage_tables(store: Store) -> None:
 
     from keyservice.store import metadata
 
-    assert store.schema_revision() == "0006"
+    assert store.schema_revision() == "0007"
     with store._engine.connect() as conn:  # noqa: SLF001 - compares the migrated schema with the tables
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata) == []
 

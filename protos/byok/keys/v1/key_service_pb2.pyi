@@ -592,7 +592,7 @@ class IssueKeyLeaseRequest(_message.Message):
     def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., credential_id: _Optional[str] = ..., caller_identity: _Optional[str] = ..., exclude_credential_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class IssueKeyLeaseResponse(_message.Message):
-    __slots__ = ("lease_id", "expire_time", "key_source", "credential_id", "provider", "api_key", "api_base", "default_model", "secret_version", "api_family", "auth_scheme", "aws_credentials", "settings")
+    __slots__ = ("lease_id", "expire_time", "key_source", "credential_id", "provider", "api_key", "api_base", "default_model", "secret_version", "api_family", "auth_scheme", "aws_credentials", "settings", "rate_limits")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -613,6 +613,7 @@ class IssueKeyLeaseResponse(_message.Message):
     AUTH_SCHEME_FIELD_NUMBER: _ClassVar[int]
     AWS_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITS_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     expire_time: _timestamp_pb2.Timestamp
     key_source: KeySource
@@ -626,7 +627,8 @@ class IssueKeyLeaseResponse(_message.Message):
     auth_scheme: str
     aws_credentials: AwsSessionCredentials
     settings: _containers.ScalarMap[str, str]
-    def __init__(self, lease_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., api_key: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., secret_version: _Optional[int] = ..., api_family: _Optional[str] = ..., auth_scheme: _Optional[str] = ..., aws_credentials: _Optional[_Union[AwsSessionCredentials, _Mapping]] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    rate_limits: _containers.RepeatedCompositeFieldContainer[RateLimitUsage]
+    def __init__(self, lease_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_source: _Optional[_Union[KeySource, str]] = ..., credential_id: _Optional[str] = ..., provider: _Optional[str] = ..., api_key: _Optional[str] = ..., api_base: _Optional[str] = ..., default_model: _Optional[str] = ..., secret_version: _Optional[int] = ..., api_family: _Optional[str] = ..., auth_scheme: _Optional[str] = ..., aws_credentials: _Optional[_Union[AwsSessionCredentials, _Mapping]] = ..., settings: _Optional[_Mapping[str, str]] = ..., rate_limits: _Optional[_Iterable[_Union[RateLimitUsage, _Mapping]]] = ...) -> None: ...
 
 class AwsSessionCredentials(_message.Message):
     __slots__ = ("access_key_id", "secret_access_key", "session_token", "expire_time")
@@ -749,12 +751,16 @@ class ReportUsageRequest(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[UsageRecord, _Mapping]]] = ...) -> None: ...
 
 class ReportUsageResponse(_message.Message):
-    __slots__ = ("accepted_count", "duplicate")
+    __slots__ = ("accepted_count", "duplicate", "rate_limits", "org_ids")
     ACCEPTED_COUNT_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    ORG_IDS_FIELD_NUMBER: _ClassVar[int]
     accepted_count: int
     duplicate: bool
-    def __init__(self, accepted_count: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    rate_limits: _containers.RepeatedCompositeFieldContainer[RateLimitUsage]
+    org_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, accepted_count: _Optional[int] = ..., duplicate: _Optional[bool] = ..., rate_limits: _Optional[_Iterable[_Union[RateLimitUsage, _Mapping]]] = ..., org_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryUsageRequest(_message.Message):
     __slots__ = ("org_id", "project_id", "user_id", "credential_id", "provider", "model", "key_source", "start_time", "end_time", "grouping", "dimensions")
@@ -935,5 +941,67 @@ class DeleteBudgetRequest(_message.Message):
     def __init__(self, budget_id: _Optional[str] = ...) -> None: ...
 
 class DeleteBudgetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("rate_limit_id", "scope", "requests_per_minute", "tokens_per_minute", "create_time", "update_time")
+    RATE_LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    rate_limit_id: str
+    scope: Scope
+    requests_per_minute: int
+    tokens_per_minute: int
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, rate_limit_id: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RateLimitUsage(_message.Message):
+    __slots__ = ("limit", "minute_start_time", "requests", "tokens")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    limit: RateLimit
+    minute_start_time: _timestamp_pb2.Timestamp
+    requests: int
+    tokens: int
+    def __init__(self, limit: _Optional[_Union[RateLimit, _Mapping]] = ..., minute_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ...) -> None: ...
+
+class SetRateLimitRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: RateLimit
+    def __init__(self, limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+
+class SetRateLimitResponse(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: RateLimit
+    def __init__(self, limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+
+class ListRateLimitsRequest(_message.Message):
+    __slots__ = ("org_id",)
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    def __init__(self, org_id: _Optional[str] = ...) -> None: ...
+
+class ListRateLimitsResponse(_message.Message):
+    __slots__ = ("limits",)
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    limits: _containers.RepeatedCompositeFieldContainer[RateLimitUsage]
+    def __init__(self, limits: _Optional[_Iterable[_Union[RateLimitUsage, _Mapping]]] = ...) -> None: ...
+
+class DeleteRateLimitRequest(_message.Message):
+    __slots__ = ("rate_limit_id",)
+    RATE_LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    rate_limit_id: str
+    def __init__(self, rate_limit_id: _Optional[str] = ...) -> None: ...
+
+class DeleteRateLimitResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -187,6 +187,21 @@ class KeyServiceStub:
                 request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetRequest.SerializeToString,
                 response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetResponse.FromString,
                 _registered_method=True)
+        self.SetRateLimit = channel.unary_unary(
+                '/byok.keys.v1.KeyService/SetRateLimit',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetRateLimitRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetRateLimitResponse.FromString,
+                _registered_method=True)
+        self.ListRateLimits = channel.unary_unary(
+                '/byok.keys.v1.KeyService/ListRateLimits',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListRateLimitsRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListRateLimitsResponse.FromString,
+                _registered_method=True)
+        self.DeleteRateLimit = channel.unary_unary(
+                '/byok.keys.v1.KeyService/DeleteRateLimit',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteRateLimitRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteRateLimitResponse.FromString,
+                _registered_method=True)
 
 
 class KeyServiceServicer:
@@ -410,6 +425,27 @@ class KeyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRateLimit(self, request, context):
+        """SetRateLimit creates or replaces the per-minute request and token limits of a scope (docs/usage.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRateLimits(self, request, context):
+        """ListRateLimits returns rate limits with their current minute's counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRateLimit(self, request, context):
+        """DeleteRateLimit removes a rate limit; proxies stop applying it at their next report or lease.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -562,6 +598,21 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.DeleteBudget,
                     request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetRequest.FromString,
                     response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetResponse.SerializeToString,
+            ),
+            'SetRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRateLimit,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetRateLimitRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetRateLimitResponse.SerializeToString,
+            ),
+            'ListRateLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRateLimits,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListRateLimitsRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.ListRateLimitsResponse.SerializeToString,
+            ),
+            'DeleteRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRateLimit,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteRateLimitRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteRateLimitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1377,6 +1428,87 @@ class KeyService:
             '/byok.keys.v1.KeyService/DeleteBudget',
             byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetRequest.SerializeToString,
             byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/SetRateLimit',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.SetRateLimitRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.SetRateLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRateLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/ListRateLimits',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ListRateLimitsRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.ListRateLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/DeleteRateLimit',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteRateLimitRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.DeleteRateLimitResponse.FromString,
             options,
             channel_credentials,
             insecure,
