@@ -3,8 +3,10 @@
 `python -m bench.upstream_clients [--rounds 3] [--quick]` starts the local upstream (`devstack.upstream`, OpenAI
 SSE) on the load generator's core, then runs each candidate in a fresh process of its own on the other core:
 after a warm-up, with 0, then 256, then 1,024 idle connections left in its pool (that many slow streams held at
-once, then finished), it reads `streams` streams of 1 and of 64 frames at concurrency 16 and reports the CPU time
-it spent (`time.process_time`, the whole process) per stream. Rounds interleave the candidates; the table shows
+once, then finished), it reads streams of 1 and of 64 frames at concurrency 16 and reports the CPU time it spent
+(`time.process_time`, the whole process) per stream. The 64 frames come as fast as the upstream makes them
+("64": several frames per socket read, as under load) and 2 ms apart ("64p": each frame its own read and wake-up,
+as a model's tokens arrive). Rounds interleave the candidates; the table shows
 each cell's median over the rounds. Results also go to `bench/results-upstream-clients.json`.
 
 Candidates (each reads every body chunk as it comes; none parses SSE, so only the client's cost differs):
@@ -37,9 +39,9 @@ from bench.procs import core_split, on_cores, raise_fd_limit
 
 CONCURRENCY = 16
 IDLE_LEVELS = (0, 256, 1024)
-FRAMES = (1, 64)
-STREAMS = {1: 800, 64: 200}
-QUICK_STREAMS = {1: 100, 64: 30}
+KINDS = {"1": "gpt-4o?frames=1", "64": "gpt-4o?frames=64", "64p": "gpt-4o?frames=64&delay=0.002"}  # upstream models
+STREAMS = {"1": 400, "64": 200, "64p": 128}
+QUICK_STREAMS = {"1": 100, "64": 30, "64p": 16}
 HEADERS = {"authorization": "Bearer sk-bench-" + "x" * 40, "content-type": "application/json",
            "accept": "text/event-stream"}
 RESULTS = Path(__file__).resolve().parent / "results-upstream-clients.json"
@@ -160,21 +162,21 @@ async def _run(stream: Stream, body: bytes, count: int, concurrency: int) -> Non
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def measure(name: str, port: int, streams: dict[int, int]) -> dict[str, float]:
-    """CPU ms per stream, keyed "idle/frames", for one candidate in this process."""
+async def measure(name: str, port: int, streams: dict[str, int]) -> dict[str, float]:
+    """CPU ms per stream, keyed "idle/kind", for one candidate in this process."""
     stream, close = await CANDIDATES[name](port)
-    bodies = {frames: _body(f"gpt-4o?frames={frames}") for frames in FRAMES}
+    bodies = {kind: _body(model) for kind, model in KINDS.items()}
     out: dict[str, float] = {}
     try:
-        await _run(stream, bodies[1], 200, CONCURRENCY)  # warm-up: imports, first connections, caches
+        await _run(stream, bodies["1"], 200, CONCURRENCY)  # warm-up: imports, first connections, caches
         for idle in IDLE_LEVELS:
             if idle:  # hold idle + CONCURRENCY slow streams at once: the pool keeps that many connections
                 await _run(stream, _body("gpt-4o?frames=2&delay=0.5"), idle + CONCURRENCY, idle + CONCURRENCY)
-            for frames in FRAMES:
+            for kind in KINDS:
                 gc.collect()
                 t0 = time.process_time()
-                await _run(stream, bodies[frames], streams[frames], CONCURRENCY)
-                out[f"{idle}/{frames}"] = round((time.process_time() - t0) / streams[frames] * 1000, 4)
+                await _run(stream, bodies[kind], streams[kind], CONCURRENCY)
+                out[f"{idle}/{kind}"] = round((time.process_time() - t0) / streams[kind] * 1000, 4)
     finally:
         await close()
     return out
@@ -228,8 +230,8 @@ def main(rounds: int, quick: bool) -> int:
 
 
 def _markdown(table: dict[str, dict[str, float]], loads: list[float]) -> str:
-    cols = [f"{idle}/{frames}" for idle in IDLE_LEVELS for frames in FRAMES]
-    lines = ["| candidate | " + " | ".join(f"{c.split('/')[0]} idle, {c.split('/')[1]} fr" for c in cols) + " |",
+    cols = [f"{idle}/{kind}" for idle in IDLE_LEVELS for kind in KINDS]
+    lines = ["| candidate | " + " | ".join(f"{c.split('/')[0]} idle, {c.split('/')[1]}" for c in cols) + " |",
              "|---|" + "---|" * len(cols)]
     for name, row in table.items():
         lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
