@@ -54,20 +54,31 @@ class ChatCall(NamedTuple):
     include_usage: bool  # stream_options.include_usage: a last chunk with the usage
 
 
-def parse_chat_request(body: bytes, tenant: pb.Tenant) -> ChatCall:
-    """The parameters for the servicer, and how the caller wants the answer."""
+def _request_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object, or the 400 saying what it is instead."""
     try:
         request = json.loads(body)
     except ValueError:
         raise UnifiedRequestError("body", "is not valid JSON") from None
     if not isinstance(request, dict):
         raise UnifiedRequestError("body", "must be a JSON object")
+    return request
+
+
+def _refuse_unknown(request: dict[str, Any], known: frozenset[str]) -> None:
+    """The first field (set, not null) the unified schema cannot carry is refused by name."""
+    for name in request:
+        if name not in known and request[name] is not None:
+            raise UnifiedRequestError(name, "is not supported by the unified endpoint" + _NOT_PASSTHROUGH)
+
+
+def parse_chat_request(body: bytes, tenant: pb.Tenant) -> ChatCall:
+    """The parameters for the servicer, and how the caller wants the answer."""
+    request = _request_object(body)
     model = request.get("model")
     if not isinstance(model, str) or not model:
         raise UnifiedRequestError("model", "is required (a model name, e.g. gpt-4o-mini or claude-sonnet-4-20250514)")
-    for name in request:
-        if name not in _IGNORED and request[name] is not None:
-            raise UnifiedRequestError(name, "is not supported by the unified endpoint" + _NOT_PASSTHROUGH)
+    _refuse_unknown(request, _IGNORED)
     params = pb.ChatParameters(tenant=tenant, model=model, messages=_messages(request.get("messages")),
                                tools=_tools(request.get("tools")))
     for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
@@ -365,15 +376,8 @@ class EmbeddingsCall(NamedTuple):
 
 def parse_embeddings_request(body: bytes, tenant: pb.Tenant) -> EmbeddingsCall:
     """OpenAI's `POST /embeddings` body as an `EmbedRequest` (text inputs; token-id arrays are one tokenizer's)."""
-    try:
-        request = json.loads(body)
-    except ValueError:
-        raise UnifiedRequestError("body", "is not valid JSON") from None
-    if not isinstance(request, dict):
-        raise UnifiedRequestError("body", "must be a JSON object")
-    for name in request:
-        if name not in _EMBEDDING_FIELDS and request[name] is not None:
-            raise UnifiedRequestError(name, "is not supported by the unified endpoint" + _NOT_PASSTHROUGH)
+    request = _request_object(body)
+    _refuse_unknown(request, _EMBEDDING_FIELDS)
     model = request.get("model")
     if not isinstance(model, str) or not model:
         raise UnifiedRequestError("model", "is required (an embeddings model, e.g. text-embedding-3-small)")
