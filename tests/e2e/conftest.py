@@ -1,4 +1,5 @@
-"""A whole system per test: keyservice (SQLite) on the shared OpenBao, the local upstream, and a proxy."""
+"""A whole system per test: keyservice (SQLite) on the shared OpenBao, the local upstream, and a proxy (or, with
+`running_fleet`, several proxies on one keyservice)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
+from devstack.ports import free_port
 from devstack.upstream import FakeUpstream, UpstreamConfig
 from keyservice.server import KeyServiceApp, create_server
+from keyservice.settings import KeyServiceSettings
 from proxyservice.server import ProxyApp
 from proxyservice.server import create_server as create_proxy
 from tests.support.bao import BaoDevServer
@@ -91,3 +94,43 @@ async def running_system(bao: BaoDevServer, ids: Identities, tmp_path: Path, **k
 async def system(bao: BaoDevServer, ids: Identities, tmp_path: Path) -> AsyncIterator[System]:
     async with running_system(bao, ids, tmp_path) as started:
         yield started
+
+
+@dataclass
+class Fleet:
+    """One keyservice and several proxies on it. A test may restart `keyservice` (with `settings`, on `port`) or
+    stop a proxy and drop it from `proxies`: what is left here is stopped at the end."""
+
+    upstream: FakeUpstream
+    settings: KeyServiceSettings
+    port: int
+    keyservice: KeyServiceApp
+    proxies: list[ProxyApp]
+    channels: list[grpc.aio.Channel]
+    stubs: list[pb_grpc.ChatServiceStub]
+
+
+@contextlib.asynccontextmanager
+async def running_fleet(bao: BaoDevServer, ids: Identities, tmp_path: Path, proxies: int, **proxy_overrides: Any
+                        ) -> AsyncIterator[Fleet]:
+    """The local upstream, keyservice on a fixed free port (so a restart keeps its address) and `proxies` proxies,
+    each with a caller channel; all stopped together."""
+    upstream = FakeUpstream(UpstreamConfig())
+    await upstream.start()
+    port = free_port()
+    settings = keyservice_settings(bao, ids, f"sqlite:///{tmp_path}/ks.db", grpc_addr=f"127.0.0.1:{port}",
+                                   provider_base_urls=upstream_base_urls(upstream.base_url))
+    keyservice = await create_server(settings)
+    started = [await create_proxy(proxy_settings(ids, port, **proxy_overrides)) for _ in range(proxies)]
+    channels = [secure_channel(p.port, ids.caller) for p in started]
+    fleet = Fleet(upstream, settings, port, keyservice, started, channels,
+                  [pb_grpc.ChatServiceStub(c) for c in channels])
+    try:
+        yield fleet
+    finally:
+        for channel in fleet.channels:
+            await channel.close()
+        for proxy in fleet.proxies:
+            await proxy.stop(grace=0)
+        await fleet.keyservice.stop(grace=0)
+        await upstream.stop()

@@ -20,13 +20,9 @@ from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as pb
 from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
-from devstack.ports import free_port
-from devstack.upstream import FakeUpstream, UpstreamConfig
-from keyservice.server import create_server
 from keyservice.usage import ratelimits
 from proxyservice import service as proxy_service
-from proxyservice.server import create_server as create_proxy
-from tests.e2e.conftest import params
+from tests.e2e.conftest import params, running_fleet
 from tests.e2e.test_proxy import openai_key
 from tests.e2e.test_usage import chat_body, drained
 from tests.support.bao import BaoDevServer
@@ -34,10 +30,7 @@ from tests.support.http_front import front_url, mtls_client
 from tests.support.stack import (
     CALLER,
     Identities,
-    keyservice_settings,
-    proxy_settings,
     secure_channel,
-    upstream_base_urls,
 )
 
 PROXIES, LIMIT, PER_ROUND, ROUNDS = 3, 30, 4, 6  # 72 requests offered against 30 a minute
@@ -55,23 +48,15 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("fake_time")
 async def test_three_proxies_hold_a_per_minute_limit_within_the_bound(bao: BaoDevServer, ids: Identities,
                                                                       tmp_path: Path) -> None:
-    upstream = FakeUpstream(UpstreamConfig())
-    await upstream.start()
-    port = free_port()
-    settings = keyservice_settings(bao, ids, f"sqlite:///{tmp_path}/ks.db", grpc_addr=f"127.0.0.1:{port}",
-                                   provider_base_urls=upstream_base_urls(upstream.base_url))
-    keyservice = await create_server(settings)
     # Reports only at the barrier: the background sender's interval is longer than the test.
-    proxies = [await create_proxy(proxy_settings(ids, port, usage_report_interval=3600.0)) for _ in range(PROXIES)]
-    for proxy in proxies:
-        assert proxy.limiter is not None
-        proxy.limiter.clock = lambda: NOW
-    channels = [secure_channel(p.port, ids.caller) for p in proxies]
-    stubs = [pb_grpc.ChatServiceStub(c) for c in channels]
-    org = "limited"
-    outcomes: list[grpc.StatusCode] = []
-    refusals: list[grpc.aio.AioRpcError] = []
-    try:
+    async with running_fleet(bao, ids, tmp_path, PROXIES, usage_report_interval=3600.0) as fleet:
+        upstream, port, proxies, stubs = fleet.upstream, fleet.port, fleet.proxies, fleet.stubs
+        for proxy in proxies:
+            assert proxy.limiter is not None
+            proxy.limiter.clock = lambda: NOW
+        org = "limited"
+        outcomes: list[grpc.StatusCode] = []
+        refusals: list[grpc.aio.AioRpcError] = []
         async with secure_channel(port, ids.admin) as admin_channel:
             admin = kpb_grpc.KeyServiceStub(admin_channel)
             key = openai_key()
@@ -112,10 +97,3 @@ async def test_three_proxies_hold_a_per_minute_limit_within_the_bound(bao: BaoDe
         assert front.status_code == 429 and front.headers.get("retry-after") == "59"
         print(f"\n{len(outcomes)} requests over {PROXIES} proxies, {PER_ROUND} per proxy between reports, limit "
               f"{LIMIT}/min: {admitted} admitted, {admitted - LIMIT} beyond the limit (bound {bound})")
-    finally:
-        for channel in channels:
-            await channel.close()
-        for proxy in proxies:
-            await proxy.stop(grace=0)
-        await keyservice.stop(grace=0)
-        await upstream.stop()

@@ -17,24 +17,17 @@ import pytest
 from byok.keys.v1 import key_service_pb2 as kpb
 from byok.keys.v1 import key_service_pb2_grpc as kpb_grpc
 from byok.proxy.v1 import chat_service_pb2 as pb
-from byok.proxy.v1 import chat_service_pb2_grpc as pb_grpc
-from devstack.ports import free_port
-from devstack.upstream import FakeUpstream, UpstreamConfig
 from keyservice.server import create_server
 from proxyservice import errors
 from proxyservice.server import ProxyApp
-from proxyservice.server import create_server as create_proxy
-from tests.e2e.conftest import System, params
+from tests.e2e.conftest import System, params, running_fleet
 from tests.e2e.test_proxy import openai_key
 from tests.support.bao import BaoDevServer
 from tests.support.http_front import front_url, mtls_client
 from tests.support.stack import (
     CALLER,
     Identities,
-    keyservice_settings,
-    proxy_settings,
     secure_channel,
-    upstream_base_urls,
 )
 
 
@@ -211,17 +204,9 @@ async def test_three_proxies_a_keyservice_restart_and_a_killed_proxy(bao: BaoDev
     """360 requests over three proxies; keyservice stops after the first 100 and the proxies serve the next 100 from
     their cached leases, holding the usage; keyservice comes back for 160 more; one proxy is then killed at once,
     without its flush. The rollups hold every request exactly once except the killed proxy's unsent records."""
-    upstream = FakeUpstream(UpstreamConfig())
-    await upstream.start()
-    port = free_port()
-    settings = keyservice_settings(bao, ids, f"sqlite:///{tmp_path}/ks.db", grpc_addr=f"127.0.0.1:{port}",
-                                   provider_base_urls=upstream_base_urls(upstream.base_url))
-    keyservice = await create_server(settings)
-    proxies = [await create_proxy(proxy_settings(ids, port, usage_report_interval=0.05)) for _ in range(3)]
-    channels = [secure_channel(p.port, ids.caller) for p in proxies]
-    stubs = [pb_grpc.ChatServiceStub(c) for c in channels]
     org, seen = "fleet", [0, 0]
-    try:
+    async with running_fleet(bao, ids, tmp_path, 3, usage_report_interval=0.05) as fleet:
+        upstream, port, proxies, stubs = fleet.upstream, fleet.port, fleet.proxies, fleet.stubs
         async with secure_channel(port, ids.admin) as admin_channel:
             admin = kpb_grpc.KeyServiceStub(admin_channel)
             await admin.CreateCredential(kpb.CreateCredentialRequest(provider="openai", scope=kpb.Scope(org_id=org),
@@ -238,10 +223,10 @@ async def test_three_proxies_a_keyservice_restart_and_a_killed_proxy(bao: BaoDev
                 await asyncio.gather(*(one(i) for i in range(start, start + 10)))
 
         await wave(100)
-        await keyservice.stop(grace=0)
+        await fleet.keyservice.stop(grace=0)
         await wave(100)  # served from cached leases; usage held by the proxies
         held_while_down = sum(p.usage.held for p in proxies if p.usage)
-        keyservice = await create_server(settings)
+        fleet.keyservice = await create_server(fleet.settings)
         await wave(100)
         for proxy in proxies:
             await drained(proxy)  # the held records reach the restarted keyservice
@@ -267,11 +252,4 @@ async def test_three_proxies_a_keyservice_restart_and_a_killed_proxy(bao: BaoDev
         print(f"\n360 requests, 3 proxies, keyservice down for 100 of them ({held_while_down} records held): "
               f"{row.requests} counted, 0 counted twice; the proxy killed right after the last 60 held {lost}, of "
               f"which {served - row.requests} were lost (the rest was a batch in flight that landed)")
-    finally:
-        for channel in channels:
-            await channel.close()
-        for proxy in proxies:
-            await proxy.stop(grace=0)
-        await keyservice.stop(grace=0)
-        await upstream.stop()
 
