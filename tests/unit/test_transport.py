@@ -160,6 +160,17 @@ async def client(max_connections: int = 4, verify: ssl.SSLContext | bool = True,
         yield c
 
 
+@contextlib.asynccontextmanager
+async def loopback_upstream(read_timeout: float = WAIT) -> AsyncIterator[Upstream]:
+    """The proxy's Upstream on this transport, allowed to reach the loopback test server."""
+    upstream = Upstream(connect_timeout=WAIT, read_timeout=read_timeout, max_connections=2,
+                        egress=EgressPolicy(dev_loopback_http=True))
+    try:
+        yield upstream
+    finally:
+        await upstream.close()
+
+
 async def test_sequential_requests_reuse_one_connection(server: Server) -> None:
     async with client() as c:
         answers = [(await c.get(server.url(f"/r{i}"))).text for i in range(20)]
@@ -205,28 +216,20 @@ async def test_a_cancelled_reader_closes_the_connection_at_once(server: Server) 
 
 
 async def test_the_upstream_closing_a_stream_early_drops_the_connection(server: Server) -> None:
-    upstream = Upstream(connect_timeout=WAIT, read_timeout=WAIT, max_connections=2,
-                        egress=EgressPolicy(dev_loopback_http=True))
-    try:
+    async with loopback_upstream() as upstream:
         response = await upstream.open(UpstreamRequest("GET", server.url("/stream"), {}), "openai")
         chunks = response.chunks()
         assert await anext(chunks) == b"first"
         await response.aclose()
         assert await asyncio.to_thread(server.dropped.wait, WAIT)
-    finally:
-        await upstream.close()
 
 
 async def test_a_body_dropped_midway_is_unavailable(server: Server) -> None:
-    upstream = Upstream(connect_timeout=WAIT, read_timeout=WAIT, max_connections=2,
-                        egress=EgressPolicy(dev_loopback_http=True))
-    try:
+    async with loopback_upstream() as upstream:
         response = await upstream.open(UpstreamRequest("GET", server.url("/drop"), {}), "openai")
         with pytest.raises(errors.Unavailable, match="dropped the stream"):
             _ = [chunk async for chunk in response.chunks()]
         await response.aclose()
-    finally:
-        await upstream.close()
 
 
 async def test_requests_stay_within_the_connection_bound(server: Server) -> None:
@@ -271,17 +274,13 @@ async def test_a_body_past_the_high_water_mark_arrives_whole_and_the_connection_
 
 
 async def test_an_encoded_answer_is_decoded_for_the_unified_path_and_kept_for_the_native_one(server: Server) -> None:
-    upstream = Upstream(connect_timeout=WAIT, read_timeout=WAIT, max_connections=2,
-                        egress=EgressPolicy(dev_loopback_http=True))
-    try:
+    async with loopback_upstream() as upstream:
         unified = await upstream.open(UpstreamRequest("GET", server.url("/gzip"), {}), "openai")
         assert await unified.read() == b"/gzip" * 100
         native = await upstream.open_native(UpstreamRequest("GET", server.url("/gzip"), {}), "openai")
         raw = b"".join([chunk async for chunk in native.chunks()])
         await native.aclose()
         assert ("content-encoding", "gzip") in native.headers and gzip.decompress(raw) == b"/gzip" * 100
-    finally:
-        await upstream.close()
 
 
 async def test_a_silent_upstream_is_a_read_timeout(server: Server) -> None:
@@ -341,9 +340,7 @@ async def test_tls_is_verified_against_the_name_asked_for(tls_server: tuple[Serv
 
 
 async def test_upstream_errors_keep_their_meaning_on_this_transport(server: Server) -> None:
-    upstream = Upstream(connect_timeout=WAIT, read_timeout=0.05, max_connections=1,
-                        egress=EgressPolicy(dev_loopback_http=True))
-    try:
+    async with loopback_upstream(read_timeout=0.05) as upstream:
         with pytest.raises(errors.DeadlineExceeded):
             await upstream.open(UpstreamRequest("GET", server.url("/silent"), {}), "openai")
         closed = socket.create_server(("127.0.0.1", 0))
@@ -351,5 +348,3 @@ async def test_upstream_errors_keep_their_meaning_on_this_transport(server: Serv
         closed.close()  # nothing listens there now: refused
         with pytest.raises(errors.Unavailable, match="unreachable"):
             await upstream.open(UpstreamRequest("GET", f"http://127.0.0.1:{port}/", {}), "openai")
-    finally:
-        await upstream.close()
