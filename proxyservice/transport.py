@@ -58,6 +58,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.fd = -1
         self.closed = False
+        self.exchanging = False  # a request was sent and its answer not yet put back in the pool
         self.idle_since = 0.0
         self.parser = httptools.HttpResponseParser(self)
         self._begin(head_only=False)
@@ -82,6 +83,7 @@ class _Connection(asyncio.Protocol):
 
     def send(self, head: bytes, body: bytes, *, head_only: bool) -> None:
         self._begin(head_only=head_only)
+        self.exchanging = True
         assert self.transport is not None
         self.transport.write(head + body if body else head)
 
@@ -130,6 +132,9 @@ class _Connection(asyncio.Protocol):
         self.fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
+        if not self.exchanging:  # bytes on an idle connection (a 408, garbage): never use it again
+            self._fail(httpx.RemoteProtocolError("the upstream sent data on an idle connection"))
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -284,6 +289,7 @@ class _Pool:
                 return
 
     def put(self, conn: _Connection) -> None:
+        conn.exchanging = False
         conn.idle_since = now = time.monotonic()
         self.idle.setdefault(conn.key, collections.OrderedDict())[conn] = None
         if now >= self.next_sweep:

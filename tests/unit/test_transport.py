@@ -33,7 +33,8 @@ BIG = bytes(range(256)) * (3 << 12)  # 3 MiB: past the transport's high-water ma
 
 class Server:
     """HTTP/1.1 keep-alive server; one thread per connection. Paths: `/r…` answers its path; `/close-after`
-    answers as if keeping the connection, then closes it once `close_now` is set (and sets `closed`); `/close`
+    answers as if keeping the connection, then closes it once `close_now` is set (and sets `closed`);
+    `/then-408` likewise sends a 408 on the idle connection instead of closing it; `/close`
     answers with `Connection: close`; `/big` sends 3 MiB; `/gzip` a gzip-encoded body; `/stream` sends one
     chunk and waits for the client to go (sets `dropped`); `/hold` sends one chunk and finishes when `release`
     is set; `/silent` sends nothing until `release`; `/until-close` answers without a length and closes;
@@ -98,6 +99,13 @@ class Server:
             conn.shutdown(socket.SHUT_RDWR)
             conn.close()
             self.closed.set()
+            return False
+        if path == "/then-408":  # answers, then (once `close_now` is set) sends a 408 on the idle connection
+            conn.sendall(plain)
+            self.close_now.wait(WAIT)
+            conn.sendall(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
+            self.closed.set()
+            self.release.wait(WAIT)
             return False
         if path == "/close":
             conn.sendall(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
@@ -187,6 +195,21 @@ async def test_a_connection_the_server_closed_is_never_handed_out(server: Server
         # A POST, as every chat request is: no client may send it again on its own after a failure.
         assert (await c.post(server.url("/r1"), content=b"{}")).text == "/r1"
         assert (await c.post(server.url("/r2"), content=b"{}")).text == "/r2"  # the body was read: still in step
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("loop_runs", [False, True])
+async def test_a_connection_with_unasked_bytes_is_never_handed_out(server: Server, loop_runs: bool) -> None:
+    """A server may send a 408 on an idle connection before closing it: whether the client's loop has read those
+    bytes yet (`loop_runs`) or not, the connection is not used again."""
+    async with client(max_connections=1) as c:
+        assert (await c.get(server.url("/then-408"))).text == "/then-408"
+        server.close_now.set()
+        if loop_runs:
+            assert await asyncio.to_thread(server.closed.wait, WAIT)
+        else:
+            assert server.closed.wait(WAIT)
+        assert (await c.post(server.url("/r1"), content=b"{}")).text == "/r1"
     assert server.connections == 2
 
 
