@@ -32,6 +32,7 @@ from keyservice.service import KeyServicer
 from keyservice.settings import KeyServiceSettings
 from keyservice.store import Store
 from keyservice.usage import UsageService
+from keyservice.usage import retention as usage_retention
 from keyservice.vault import VaultClient
 
 SERVICE_NAME = key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name
@@ -87,7 +88,8 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
     derivations = Derivations(settings.derive, settings.egress,
                               lease_ttl=dt.timedelta(seconds=settings.lease_ttl_seconds),
                               count=_derivation_counter(metrics))
-    usage = UsageService.create(store, prices_file=settings.prices_file, registry=metrics.registry)
+    usage = UsageService.create(store, prices_file=settings.prices_file, registry=metrics.registry,
+                                retention=settings.usage_retention)
     leases = LeaseIssuer(store, vault, ttl_seconds=settings.lease_ttl_seconds,
                          platform_keys=settings.platform_keys, provider_base_urls=settings.provider_base_urls,
                          audit_writer=audit_writer, derivations=derivations, mark_health=credentials.record_health,
@@ -113,9 +115,11 @@ async def create_server(settings: KeyServiceSettings, *, migrate: bool = True,
     await mark_serving(app, SERVICE_NAME)
     app._tasks.append(asyncio.create_task(_watch_dependencies(app.health, store, vault, executor)))
     app._tasks.append(asyncio.create_task(_forget_revoked(feed, derivations)))
+    async def run_blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+    app._tasks.append(asyncio.create_task(usage_retention.run_periodically(run_blocking, store,
+                                                                          settings.usage_retention)))
     if reconcile:
-        async def run_blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args, **kwargs))
         app._tasks.append(asyncio.create_task(run_periodically(
             run_blocking, store, vault, interval=settings.reconcile_interval_seconds,
             grace_seconds=settings.reconcile_grace_seconds,

@@ -20,6 +20,7 @@ from byokcommon.settings import (
 from byokcommon.tls import TlsFiles
 from keyservice.derive.settings import ENTRA_AUTHORITY_HOST, DeriveSettings
 from keyservice.errors import InvalidArgument
+from keyservice.usage.retention import MIN_DAILY_DAYS, UsageRetention
 from keyservice.vault import VaultSettings
 
 ROLES = ("admin", "proxy")
@@ -50,6 +51,17 @@ def _read_secret_file(env: Mapping[str, str], name: str) -> str | None:
     if not value:
         raise SettingsError(f"{name}: {path} is empty")
     return value
+
+
+def _usage_retention(env: Mapping[str, str]) -> UsageRetention:
+    daily = env_int(env, "BYOK_USAGE_DAILY_RETENTION_DAYS", 0, minimum=0, maximum=36500)
+    if 0 < daily < MIN_DAILY_DAYS:
+        raise SettingsError(f"BYOK_USAGE_DAILY_RETENTION_DAYS: 0 (keep) or at least {MIN_DAILY_DAYS}: a monthly "
+                            "budget sums its month's daily rows")
+    return UsageRetention(
+        hourly_days=env_int(env, "BYOK_USAGE_HOURLY_RETENTION_DAYS", 90, minimum=0, maximum=36500),
+        daily_days=daily,
+        batch_days=env_int(env, "BYOK_USAGE_BATCH_RETENTION_DAYS", 35, minimum=1, maximum=36500))
 
 
 def _derive_settings(env: Mapping[str, str], egress: EgressPolicy) -> DeriveSettings:
@@ -137,6 +149,9 @@ class KeyServiceSettings:
     # whose entries are added to the shipped ones (the chart mounts keyservice.prices there); "" = none. Read at
     # start: a file that cannot be read or parsed stops keyservice with a message naming the entry.
     prices_file: str = ""
+    # How long usage rows are kept (docs/usage.md, "Retention"): BYOK_USAGE_HOURLY_RETENTION_DAYS (90),
+    # BYOK_USAGE_DAILY_RETENTION_DAYS (0 = kept), BYOK_USAGE_BATCH_RETENTION_DAYS (35).
+    usage_retention: UsageRetention = field(default_factory=UsageRetention)
     # Log level (BYOK_LOG_LEVEL).
     log_level: str = "info"
     # On SIGTERM: seconds to report NOT_SERVING while still serving, so load balancers stop sending work
@@ -208,6 +223,7 @@ class KeyServiceSettings:
             egress=egress,
             derive=derive,
             prices_file=_prices_file(env),
+            usage_retention=_usage_retention(env),
             log_level=env_choice(env, "BYOK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             shutdown_drain_seconds=env_float(env, "BYOK_SHUTDOWN_DRAIN_SECONDS", 0.0, minimum=0, maximum=300),
             shutdown_grace_seconds=env_float(env, "BYOK_SHUTDOWN_GRACE_SECONDS", 5.0, minimum=0, maximum=3600),

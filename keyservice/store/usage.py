@@ -25,7 +25,7 @@ from keyservice.store.rows import (
     UsageGroup,
     utcnow,
 )
-from keyservice.store.schema import credentials, usage_batches, usage_rollups
+from keyservice.store.schema import credentials, rate_counts, usage_batches, usage_rollups
 
 
 class UsageStore(StoreBase):
@@ -91,6 +91,28 @@ class UsageStore(StoreBase):
             r.granularity == "day", r.bucket_start >= since, *_matches(where))
         with self._tx() as conn:
             return int(conn.execute(q).scalar() or 0)
+
+    def prune_usage(self, *, hourly_before: datetime | None, daily_before: datetime | None,
+                    batches_before: datetime | None, rate_counts_before: datetime | None) -> dict[str, int]:
+        """Delete hourly and daily rollups whose bucket starts before the cut, batch ids received before it and
+        per-minute rate counts of earlier minutes (None keeps that kind); the rows deleted per kind. One
+        transaction per kind, so a long first pass over a large table does not hold the others."""
+        r, b, m = usage_rollups.c, usage_batches.c, rate_counts.c
+        deletes = {
+            "hourly_rollups": (usage_rollups, sa.and_(r.granularity == "hour", r.bucket_start < hourly_before)
+                               if hourly_before else None),
+            "daily_rollups": (usage_rollups, sa.and_(r.granularity == "day", r.bucket_start < daily_before)
+                              if daily_before else None),
+            "batch_ids": (usage_batches, b.received_at < batches_before if batches_before else None),
+            "rate_counts": (rate_counts, m.minute_start < rate_counts_before if rate_counts_before else None),
+        }
+        deleted: dict[str, int] = {}
+        for kind, (table, condition) in deletes.items():
+            if condition is None:
+                continue
+            with self._tx(write=True) as conn:
+                deleted[kind] = conn.execute(table.delete().where(condition)).rowcount
+        return deleted
 
 
 def _matches(where: UsageFilter) -> list[sa.ColumnElement[bool]]:

@@ -4,7 +4,7 @@ Proxies report every request's usage in batches (ReportUsage); keyservice prices
 when it was made and adds it to hourly and daily rollups, once per batch id; admins query them (QueryUsage), set
 prices and budgets; budgets refuse leases past their hard limit and revoke the org's cached ones. One module per
 concern: `ingest` (a batch in), `rollup` (events to rollup sums), `pricing` (the price table and costs),
-`budgets` (limits, lease checks, announcements),
+`budgets` (limits, lease checks, announcements), `retention` (how long rows are kept, the pruning pass),
 `ratelimits` (per-minute counts of rate-limited scopes), `query` (reading rollups back), `rpcs` and
 `ratelimit_rpcs` (the servicer's RPCs).
 """
@@ -19,6 +19,7 @@ from keyservice.usage.budgets import BudgetKeeper
 from keyservice.usage.ingest import UsageIngest
 from keyservice.usage.pricing import PriceCatalog
 from keyservice.usage.ratelimits import RateLimits
+from keyservice.usage.retention import UsageRetention
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,17 @@ class UsageService:
     rates: RateLimits
 
     @classmethod
-    def create(cls, store: Store, *, prices_file: str = "", registry: Any = None) -> UsageService:
-        """`prices_file`: ops' price file (BYOK_PRICES_FILE); `registry`: where the metrics go (None: none)."""
+    def create(cls, store: Store, *, prices_file: str = "", registry: Any = None,
+               retention: UsageRetention | None = None) -> UsageService:
+        """`prices_file`: ops' price file (BYOK_PRICES_FILE); `registry`: where the metrics go (None: none);
+        `retention`: how long usage rows are kept (the BYOK_USAGE_*_RETENTION_DAYS settings)."""
         counted, announced = _metrics(registry)
         prices = PriceCatalog(file=prices_file)
         budgets = BudgetKeeper(store, announced=announced)
         rates = RateLimits(store)
         return cls(store=store, prices=prices, budgets=budgets,
-                   ingest=UsageIngest(store, prices, budgets, rates, counted=counted), rates=rates)
+                   ingest=UsageIngest(store, prices, budgets, rates, counted=counted, retention=retention),
+                   rates=rates)
 
 
 def _metrics(registry: Any) -> tuple[Any, Any]:

@@ -3,7 +3,9 @@
 Each record is checked on its own: one the proxy should never have sent (no org, an id that is not one) is
 skipped and counted, never failing the batch, because a refused batch would be retried for ever. Times come from
 the proxy's clock; one more than `MAX_CLOCK_SKEW` ahead of keyservice's is taken as now (it must not land in a
-future hour no query covers yet), a late one is counted in its own hour.
+future hour no query covers yet), a late one is counted in its own hour — unless it is older than the batch ids'
+retention (keyservice/usage/retention.py): then it is skipped, because its batch may have been counted and its id
+pruned since, and counting it again is the one thing a retry must never do.
 
 The batch id makes a retry harmless: `Store.record_usage` claims it in the transaction that adds the sums, and a
 batch found already claimed changes nothing and is acknowledged as a duplicate. Budgets are evaluated after the
@@ -29,6 +31,7 @@ from keyservice.usage import ratelimits
 from keyservice.usage.budgets import BudgetKeeper
 from keyservice.usage.pricing import PriceCatalog
 from keyservice.usage.ratelimits import RateLimits, RateLimitState
+from keyservice.usage.retention import UsageRetention
 from keyservice.usage.rollup import UsageEvent, roll_up
 
 _log = structlog.get_logger("byok.usage")
@@ -60,8 +63,10 @@ def family_of(provider: str) -> str:
 class UsageIngest:
     def __init__(self, store: Store, prices: PriceCatalog, budgets: BudgetKeeper, rates: RateLimits, *,
                  clock: Callable[[], dt.datetime] = audit.now,
-                 counted: Callable[[str, int], None] | None = None) -> None:
+                 counted: Callable[[str, int], None] | None = None,
+                 retention: UsageRetention | None = None) -> None:
         self.store = store
+        self._retention = retention or UsageRetention()
         self.prices = prices
         self.budgets = budgets
         self.rates = rates
@@ -74,7 +79,8 @@ class UsageIngest:
         if len(events) > MAX_BATCH_RECORDS:
             raise InvalidArgument("records", f"at most {MAX_BATCH_RECORDS} records per batch")
         now = self._clock()
-        kept = [_clamped(e, now) for e in events if e is not None]
+        oldest = self._retention.oldest_record(now)
+        kept = [_clamped(e, now) for e in events if e is not None and e.time >= oldest]
         skipped = len(events) - len(kept)
         book = self.prices.book(self.store.list_prices())
         sums, last_used = roll_up(kept, book, family_of)
