@@ -21,7 +21,7 @@ from reliability.report import Report, Row
 SCENARIOS = {
     1: "s01_vault", 2: "s02_postgres", 3: "s03_crash", 4: "s04_rotation", 5: "s05_token", 6: "s06_revocation",
     7: "s07_leaks", 8: "s08_fuzz", 9: "s09_mtls", 10: "s10_overload", 11: "s11_disconnect", 12: "s12_soak",
-    13: "s13_raft", 14: "s14_replica_kill", 15: "s15_rolling_restart",
+    13: "s13_raft", 14: "s14_replica_kill", 15: "s15_rolling_restart", 16: "s16_usage",
 }
 # Quick mode runs every scenario, each small; the bound is a backstop, not a budget to share out.
 SOAK = 12
