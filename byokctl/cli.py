@@ -114,6 +114,9 @@ EXAMPLES = {
                    "--output 0.60",
                    "byokctl prices set --provider anthropic --model claude-sonnet-4 --input 3 --cached-input 0.30 "
                    "--cache-write 3.75 --output 15 --effective 2025-07-01T00:00:00Z"],
+    "prices reprice": ["byokctl prices reprice --provider anthropic --model claude-sonnet-4 "
+                       "--since 2025-07-01T00:00:00Z",
+                       "byokctl prices reprice --provider openai --since 7d --json"],
     "budgets set": ["byokctl budgets set --org acme --key-source platform --period month --limit 50 --soft 80%",
                     "byokctl budgets set --org acme --project web --period day --limit 5"],
     "budgets list": ["byokctl budgets list --org acme", "byokctl budgets list --json"],
@@ -283,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-write", metavar="USD", help="prompt cache writes (default: as input)")
     p.add_argument("--reasoning", metavar="USD", help="reasoning tokens (default: as output)")
     p.add_argument("--effective", help="ISO 8601 time or now (default); usage before it keeps its price")
+    p = leaf(prices, "reprice", "price a provider's counted usage again with today's table (after a price set "
+             "with a past effective time); budgets see the new spend", "prices reprice")
+    p.add_argument("--provider", required=True)
+    p.add_argument("--model", help="only this model and the answered models it is a prefix of (default: all)")
+    p.add_argument("--since", required=True, help="ISO 8601 time or 30d, 24h…; rounded up to a whole hour")
 
     budgets = sub.add_parser("budgets", help="spend caps per org, project or user").add_subparsers(
         dest="action", required=True)

@@ -80,6 +80,20 @@ def cmd_prices(args: argparse.Namespace, stub: kpb_grpc.KeyServiceStub) -> None:
             print(f"{stored.provider} {stored.model}: from {_iso(stored.effective_time)}, input "
                   f"${dollars(stored.input_micros)}, output ${dollars(stored.output_micros)} per million tokens")
         return
+    if args.action == "reprice":
+        stamp = _time("--since", args.since)
+        assert stamp is not None  # required by the parser
+        reply = stub.RepriceUsage(kpb.RepriceUsageRequest(provider=args.provider, model=args.model or "",
+                                                          start_time=stamp), timeout=args.timeout)
+        if args.json:
+            emit_json(reply)
+        else:
+            print(f"{args.provider} {args.model or '(every model)'} from {_iso(reply.start_time)}: "
+                  f"{reply.hourly_rows} hourly and {reply.daily_rows} daily rows repriced, spend "
+                  f"${dollars(reply.spend_micros_before)} -> ${dollars(reply.spend_micros_after)}"
+                  + (f"; {reply.straddled_hours} hours left as they were (a price took effect inside them)"
+                     if reply.straddled_hours else ""))
+        return
     prices = list(stub.ListPrices(kpb.ListPricesRequest(provider=args.provider or "", model=args.model or ""),
                                   timeout=args.timeout).prices)
     if args.json:

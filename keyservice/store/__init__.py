@@ -54,14 +54,14 @@ from keyservice.store.rows import (
     utcnow,
 )
 from keyservice.store.schema import metadata
-from keyservice.store.usage import UsageStore
+from keyservice.store.usage import RepricedDay, UsageStore
 
 __all__ = [
     "DEFAULT_PAGE_SIZE", "HEALTH_VALUES", "MAX_PAGE_SIZE", "NOTIFY_CHANNEL", "REVOCATION_REASONS", "AuditRow",
     "BindingRow", "CredentialRow", "NewRevocation", "Reservation", "RevocationArg", "RevocationRow", "Store",
     "metadata", "normalize_url", "utcnow",
     "USAGE_COUNTS", "USAGE_DIMENSIONS", "BudgetRow", "PriceRow", "RollupKey", "UsageCounts", "UsageFilter",
-    "UsageGroup", "RateLimitRow",
+    "UsageGroup", "RateLimitRow", "RepricedDay",
 ]
 
 

@@ -8,9 +8,9 @@ replicas ingesting overlapping batches on PostgreSQL take row locks in one order
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, fields
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -26,6 +26,21 @@ from keyservice.store.rows import (
     utcnow,
 )
 from keyservice.store.schema import credentials, rate_counts, usage_batches, usage_rollups
+
+
+@dataclass(frozen=True, slots=True)
+class RepricedDay:
+    """What repricing one day changed."""
+
+    hourly_rows: int
+    daily_rows: int
+    spend_before: int
+    spend_after: int
+    org_ids: frozenset[str]
+
+
+# (key, counts) -> (spend_micros, unpriced_requests) now, or None to leave the row as it is.
+RowPricer = Callable[[RollupKey, UsageCounts], "tuple[int, int] | None"]
 
 
 class UsageStore(StoreBase):
@@ -84,6 +99,52 @@ class UsageStore(StoreBase):
                                      dimensions={name: m[name] for name in dimensions}, counts=counts))
         return groups
 
+    def reprice_day(self, day: datetime, start: datetime, provider: str, model_matches: Callable[[str], bool],
+                    reprice: RowPricer) -> RepricedDay:
+        """In one transaction: the hourly rows of `provider` whose model `model_matches`, in the day starting at
+        `day` and from `start` on, take the spend `reprice` gives; then each daily row of their dimensions becomes
+        the sum of its day's hourly rows. Rows are locked in ingest's order (record_usage upserts daily rows before
+        hourly ones, each in key order), so a ReportUsage of the same rows waits for this one, never deadlocks."""
+        r = usage_rollups.c
+        day_end = day + timedelta(days=1)
+        with self._tx(write=True) as conn:
+            found = conn.execute(sa.select(*[r[n] for n in ("bucket_start", *USAGE_DIMENSIONS)]).where(
+                r.granularity == "hour", r.provider == provider, r.bucket_start >= day,
+                r.bucket_start < day_end)).mappings().all()
+            hours = sorted((RollupKey("hour", m["bucket_start"], **{n: m[n] for n in USAGE_DIMENSIONS})
+                            for m in found if model_matches(m["model"])), key=_order)
+            dims = sorted({tuple(getattr(k, n) for n in USAGE_DIMENSIONS) for k in hours})
+            days = [RollupKey("day", day, **dict(zip(USAGE_DIMENSIONS, d, strict=True))) for d in dims]
+            for key in days:
+                conn.execute(sa.select(r.granularity).where(*_key(key)).with_for_update())
+            hourly = before = after = 0
+            for key in hours:
+                if key.bucket_start < start:
+                    continue
+                m = conn.execute(sa.select(*[r[n] for n in USAGE_COUNTS]).where(*_key(key)).with_for_update()
+                                 ).mappings().first()
+                if m is None:
+                    continue
+                counts = UsageCounts(**{n: int(m[n]) for n in USAGE_COUNTS})
+                now = reprice(key, counts)
+                spend, unpriced = now if now is not None else (counts.spend_micros, counts.unpriced_requests)
+                before, after = before + counts.spend_micros, after + spend
+                if (spend, unpriced) != (counts.spend_micros, counts.unpriced_requests):
+                    conn.execute(usage_rollups.update().where(*_key(key)).values(
+                        spend_micros=spend, unpriced_requests=unpriced))
+                    hourly += 1
+            daily = 0
+            for key in days:
+                of_day = [r.granularity == "hour", r.bucket_start >= day, r.bucket_start < day_end,
+                          *[r[n] == getattr(key, n) for n in USAGE_DIMENSIONS]]
+                spend_sum, unpriced_sum = conn.execute(sa.select(
+                    sa.func.coalesce(sa.func.sum(r.spend_micros), 0),
+                    sa.func.coalesce(sa.func.sum(r.unpriced_requests), 0)).where(*of_day)).one()
+                daily += conn.execute(usage_rollups.update().where(
+                    *_key(key), sa.or_(r.spend_micros != spend_sum, r.unpriced_requests != unpriced_sum)).values(
+                    spend_micros=int(spend_sum), unpriced_requests=int(unpriced_sum))).rowcount
+        return RepricedDay(hourly, daily, before, after, frozenset(k.org_id for k in hours))
+
     def spend_micros(self, where: UsageFilter, since: datetime) -> int:
         """Spend of the daily rows matching `where` from the day `since` starts (a budget's period) on."""
         r = usage_rollups.c
@@ -118,6 +179,12 @@ class UsageStore(StoreBase):
 def _matches(where: UsageFilter) -> list[sa.ColumnElement[bool]]:
     r = usage_rollups.c
     return [r[f.name] == value for f in fields(where) if (value := getattr(where, f.name))]
+
+
+def _key(key: RollupKey) -> list[sa.ColumnElement[bool]]:
+    r = usage_rollups.c
+    return [r.granularity == key.granularity, r.bucket_start == key.bucket_start,
+            *[r[n] == getattr(key, n) for n in USAGE_DIMENSIONS]]
 
 
 def _order(key: RollupKey) -> tuple[str, ...]:

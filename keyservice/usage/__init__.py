@@ -5,7 +5,8 @@ when it was made and adds it to hourly and daily rollups, once per batch id; adm
 prices and budgets; budgets refuse leases past their hard limit and revoke the org's cached ones. One module per
 concern: `ingest` (a batch in), `rollup` (events to rollup sums), `pricing` (the price table and costs),
 `budgets` (limits, lease checks, announcements), `retention` (how long rows are kept, the pruning pass),
-`ratelimits` (per-minute counts of rate-limited scopes), `query` (reading rollups back), `rpcs` and
+`ratelimits` (per-minute counts of rate-limited scopes), `query` (reading rollups back), `reprice` (pricing
+counted usage again after a price changed behind it), `rpcs` and
 `ratelimit_rpcs` (the servicer's RPCs).
 """
 
@@ -19,6 +20,7 @@ from keyservice.usage.budgets import BudgetKeeper
 from keyservice.usage.ingest import UsageIngest
 from keyservice.usage.pricing import PriceCatalog
 from keyservice.usage.ratelimits import RateLimits
+from keyservice.usage.reprice import UsageRepricing
 from keyservice.usage.retention import UsageRetention
 
 
@@ -31,6 +33,7 @@ class UsageService:
     budgets: BudgetKeeper
     ingest: UsageIngest
     rates: RateLimits
+    repricing: UsageRepricing
 
     @classmethod
     def create(cls, store: Store, *, prices_file: str = "", registry: Any = None,
@@ -43,7 +46,7 @@ class UsageService:
         rates = RateLimits(store)
         return cls(store=store, prices=prices, budgets=budgets,
                    ingest=UsageIngest(store, prices, budgets, rates, counted=counted, retention=retention),
-                   rates=rates)
+                   rates=rates, repricing=UsageRepricing(store, prices, budgets, retention=retention))
 
 
 def _metrics(registry: Any) -> tuple[Any, Any]:

@@ -1,6 +1,6 @@
-"""The usage RPCs of KeyServicer (ReportUsage for proxies; QueryUsage, prices and budgets for admins): protobuf in,
-checked, the blocking work in the servicer's pool, protobuf out. Role checks happen before, in the interceptor
-(keyservice/authz.py)."""
+"""The usage RPCs of KeyServicer (ReportUsage for proxies; QueryUsage, prices, repricing and budgets for admins):
+protobuf in, checked, the blocking work in the servicer's pool, protobuf out. Role checks happen before, in the
+interceptor (keyservice/authz.py)."""
 
 from __future__ import annotations
 
@@ -116,6 +116,18 @@ class UsageRpcs:
         stored = await self._run(usage.store.set_price, row, audit=event)
         return pb.SetPriceResponse(price=price_pb(stored))
 
+    async def RepriceUsage(self, request: pb.RepriceUsageRequest, context: grpc.aio.ServicerContext
+                           ) -> pb.RepriceUsageResponse:
+        usage = self._usage()
+        provider = _provider(request.provider)
+        model = validation.model(request.model, "model")
+        start = _time(request, "start_time") or _required("start_time")
+        result = await self._run(usage.repricing.run, peer_identity(context), provider, model, start)
+        return pb.RepriceUsageResponse(
+            hourly_rows=result.hourly_rows, daily_rows=result.daily_rows, straddled_hours=result.straddled_hours,
+            spend_micros_before=result.spend_before, spend_micros_after=result.spend_after,
+            start_time=convert.timestamp(result.start))
+
     async def SetBudget(self, request: pb.SetBudgetRequest, context: grpc.aio.ServicerContext
                         ) -> pb.SetBudgetResponse:
         usage = self._usage()
@@ -213,7 +225,7 @@ def _provider(name: str, field: str = "provider") -> str:
     return name
 
 
-def _required(field: str) -> str:
+def _required(field: str) -> Any:
     raise InvalidArgument(field, "is required")
 
 

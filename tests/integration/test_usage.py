@@ -381,6 +381,14 @@ def test_byokctl_usage_prices_and_budgets(cli: Cli) -> None:  # noqa: F811 - the
     assert (override["input_micros"], override["source"]) == ("1500000", "override")
     assert cli("prices", "set", "--provider", "openai", "--model", "m", "--input", "0.0000001",
                "--output", "1").returncode == 2
+    # A correction back-dated a day, then the usage counted since repriced: 1000 × $1 + 100 × $2 per million.
+    ok(cli("prices", "set", "--provider", "openai", "--model", "gpt-4o-mini", "--input", "1", "--output", "2",
+           "--effective", "1d"))
+    out = ok(cli("prices", "reprice", "--provider", "openai", "--model", "gpt-4o-mini", "--since", "3h"))
+    assert "1 hourly and 1 daily rows repriced, spend $0.00021 -> $0.0012" in out
+    again = ok_json(cli("prices", "reprice", "--provider", "openai", "--since", "3h", "--json"))
+    assert (again["hourly_rows"], again["spend_micros_before"], again["spend_micros_after"]) == (0, "8200", "8200")
+    assert cli("prices", "reprice", "--provider", "openai").returncode == 2  # --since is required
 
     out = ok(cli("budgets", "set", "--org", org, "--key-source", "platform", "--period", "month", "--limit", "50",
                  "--soft", "80%"))

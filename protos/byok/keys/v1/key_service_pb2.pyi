@@ -884,6 +884,32 @@ class SetPriceResponse(_message.Message):
     price: Price
     def __init__(self, price: _Optional[_Union[Price, _Mapping]] = ...) -> None: ...
 
+class RepriceUsageRequest(_message.Message):
+    __slots__ = ("provider", "model", "start_time")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    start_time: _timestamp_pb2.Timestamp
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RepriceUsageResponse(_message.Message):
+    __slots__ = ("hourly_rows", "daily_rows", "straddled_hours", "spend_micros_before", "spend_micros_after", "start_time")
+    HOURLY_ROWS_FIELD_NUMBER: _ClassVar[int]
+    DAILY_ROWS_FIELD_NUMBER: _ClassVar[int]
+    STRADDLED_HOURS_FIELD_NUMBER: _ClassVar[int]
+    SPEND_MICROS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    SPEND_MICROS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    hourly_rows: int
+    daily_rows: int
+    straddled_hours: int
+    spend_micros_before: int
+    spend_micros_after: int
+    start_time: _timestamp_pb2.Timestamp
+    def __init__(self, hourly_rows: _Optional[int] = ..., daily_rows: _Optional[int] = ..., straddled_hours: _Optional[int] = ..., spend_micros_before: _Optional[int] = ..., spend_micros_after: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class Budget(_message.Message):
     __slots__ = ("budget_id", "scope", "key_source", "period", "limit_micros", "soft_limit_micros", "spend_micros", "period_start_time", "exhausted", "create_time", "update_time")
     BUDGET_ID_FIELD_NUMBER: _ClassVar[int]

@@ -172,6 +172,11 @@ class KeyServiceStub:
                 request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceRequest.SerializeToString,
                 response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceResponse.FromString,
                 _registered_method=True)
+        self.RepriceUsage = channel.unary_unary(
+                '/byok.keys.v1.KeyService/RepriceUsage',
+                request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.RepriceUsageRequest.SerializeToString,
+                response_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.RepriceUsageResponse.FromString,
+                _registered_method=True)
         self.SetBudget = channel.unary_unary(
                 '/byok.keys.v1.KeyService/SetBudget',
                 request_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetBudgetRequest.SerializeToString,
@@ -404,6 +409,14 @@ class KeyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RepriceUsage(self, request, context):
+        """RepriceUsage prices a provider's counted usage again, from a time on, with the price table as it stands now
+        (after a price set with a past effective time); budgets are evaluated on the new spend.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetBudget(self, request, context):
         """SetBudget creates or replaces the budget of a scope, period and key source; it takes effect at once.
         """
@@ -583,6 +596,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.SetPrice,
                     request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceRequest.FromString,
                     response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceResponse.SerializeToString,
+            ),
+            'RepriceUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepriceUsage,
+                    request_deserializer=byok_dot_keys_dot_v1_dot_key__service__pb2.RepriceUsageRequest.FromString,
+                    response_serializer=byok_dot_keys_dot_v1_dot_key__service__pb2.RepriceUsageResponse.SerializeToString,
             ),
             'SetBudget': grpc.unary_unary_rpc_method_handler(
                     servicer.SetBudget,
@@ -1347,6 +1365,33 @@ class KeyService:
             '/byok.keys.v1.KeyService/SetPrice',
             byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceRequest.SerializeToString,
             byok_dot_keys_dot_v1_dot_key__service__pb2.SetPriceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepriceUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byok.keys.v1.KeyService/RepriceUsage',
+            byok_dot_keys_dot_v1_dot_key__service__pb2.RepriceUsageRequest.SerializeToString,
+            byok_dot_keys_dot_v1_dot_key__service__pb2.RepriceUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
