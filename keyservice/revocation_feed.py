@@ -9,6 +9,10 @@ many wake-ups arrive. Wake-ups come from:
   thread that reconnects with backoff; plus a safety-net poll every `safety_poll_interval` (1 s);
 - on SQLite, polling every `poll_interval` (no cross-process notification exists there).
 The feed starts at `last_revocation_sequence()`: subscribers get what happens after start, no replay.
+On stop, `close_subscribers()` ends every subscription first (a None in each queue: the WatchRevocations stream
+returns), so a stopping replica's watchers move to another replica at once instead of watching, for the whole
+shutdown grace, a feed that no longer delivers; a proxy clears its lease cache on every new stream, so the move
+loses nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ class RevocationFeed:
     ) -> None:
         self._store = store
         self._poll_interval = poll_interval if store.dialect == "sqlite" else safety_poll_interval
-        self._subscribers: list[asyncio.Queue[RevocationRow]] = []
+        self._subscribers: list[asyncio.Queue[RevocationRow | None]] = []
+        self._closed = False
         self._last = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -52,6 +57,7 @@ class RevocationFeed:
     async def start(self) -> None:
         if self._pump_task is not None:
             return
+        self._closed = False
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -68,7 +74,15 @@ class RevocationFeed:
             self._listen_thread.start()
         self._pump_task = asyncio.create_task(self._pump(), name="byok-revocation-pump")
 
+    def close_subscribers(self) -> None:
+        """End every subscription (each queue gets None) and every later one at once."""
+        self._closed = True
+        for q in self._subscribers:
+            q.put_nowait(None)
+        self._subscribers.clear()
+
     async def stop(self) -> None:
+        self.close_subscribers()
         self._store.remove_revocation_listener(self.poke)
         self._listen_stop.set()
         if self._pump_task is not None:
@@ -83,13 +97,17 @@ class RevocationFeed:
             await asyncio.to_thread(self._listen_thread.join, 5.0)
             self._listen_thread = None
 
-    def subscribe(self) -> asyncio.Queue[RevocationRow]:
-        """A queue that receives every revocation committed from now on, in sequence order."""
-        q: asyncio.Queue[RevocationRow] = asyncio.Queue()
-        self._subscribers.append(q)
+    def subscribe(self) -> asyncio.Queue[RevocationRow | None]:
+        """A queue that receives every revocation committed from now on, in sequence order, and None when the
+        feed closes (at once if it has)."""
+        q: asyncio.Queue[RevocationRow | None] = asyncio.Queue()
+        if self._closed:
+            q.put_nowait(None)
+        else:
+            self._subscribers.append(q)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue[RevocationRow]) -> None:
+    def unsubscribe(self, q: asyncio.Queue[RevocationRow | None]) -> None:
         with contextlib.suppress(ValueError):
             self._subscribers.remove(q)
 

@@ -54,8 +54,11 @@ class KeyServiceApp(ServingApp):
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.cancel_tasks()
-        await self.feed.stop()
+        # Revocation watches end first, so that the grace period waits only for unary calls and the proxies
+        # follow another replica's feed at once (this one stops delivering now).
+        self.feed.close_subscribers()
         await self.server.stop(grace)
+        await self.feed.stop()
         await self.close_side_ports()
         if self._executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -153,8 +156,7 @@ async def _forget_revoked(feed: RevocationFeed, derivations: Derivations) -> Non
     replica or another: they must not outlive their need in this process's memory."""
     queue = feed.subscribe()
     try:
-        while True:
-            row = await queue.get()
+        while (row := await queue.get()) is not None:  # None: the feed closed (keyservice is stopping)
             if row.credential_id and row.reason in _SECRET_GONE:
                 derivations.forget(row.credential_id)
     finally:

@@ -318,8 +318,7 @@ class KeyServicer(UsageRpcs, RateLimitRpcs, pb_grpc.KeyServiceServicer):
         queue = self.feed.subscribe()
         try:
             yield pb.WatchRevocationsResponse(ready=True, time=convert.timestamp(audit.now()))
-            while True:
-                row = await queue.get()
+            while (row := await queue.get()) is not None:  # None: this replica is stopping
                 yield pb.WatchRevocationsResponse(
                     sequence=row.sequence,
                     reason=convert.REASON_TO_PB.get(row.reason, pb.REVOCATION_REASON_UNSPECIFIED),

@@ -36,8 +36,19 @@ def served(app: KeyServiceApp, method: str) -> float:
 
 
 def watchers(app: KeyServiceApp) -> int:
-    """Open WatchRevocations streams on this replica."""
+    """Subscribers of this replica's revocation feed: its open WatchRevocations streams, and its own forgetting of
+    derived credentials (compare with a count taken before a proxy connects)."""
     return len(app.feed._subscribers)  # noqa: SLF001 - the only place the server keeps them
+
+
+class CountingEvent(asyncio.Event):
+    """The follower's `connected` event, counting how often it was set (once per stream that reached READY)."""
+
+    sets = 0
+
+    def set(self) -> None:
+        self.sets += 1
+        super().set()
 
 
 @pytest.fixture
@@ -138,3 +149,37 @@ async def _reconnected(connected: asyncio.Event, survivor: KeyServiceApp) -> Non
     """Until the watch has reopened (READY received again) on the surviving replica."""
     while not (connected.is_set() and watchers(survivor)):
         await asyncio.sleep(0.02)
+
+
+async def test_a_stopping_replica_ends_its_watches_at_once_rather_than_after_its_grace(
+        replicas: tuple[Identities, list[KeyServiceApp]]) -> None:
+    """A replica stopping with a long grace (a rolling deploy) no longer delivers revocations; its watches must
+    end when the stop begins, not when the grace runs out, so the proxy follows the survivor meanwhile."""
+    ids, apps = replicas
+    org, credential_id = await tenant(ids, apps[0])
+    keys = client(ids, apps)
+    cache = LeaseCache(keys.issue_lease)
+    connected, applied = CountingEvent(), asyncio.Event()
+    before = [watchers(app) for app in apps]
+    follower = asyncio.create_task(follow_revocations(keys, cache, on_event=applied.set, connected=connected))
+    try:
+        await asyncio.wait_for(connected.wait(), 10)
+        holder = next(app for app, n in zip(apps, before, strict=True) if watchers(app) > n)
+        survivor = next(app for app in apps if app is not holder)
+        stopping = asyncio.create_task(holder.stop(grace=60))
+        # A second READY: the watch reopened, on the survivor (the stopping holder takes no new call).
+        await asyncio.wait_for(_set_twice(connected), 10)
+        async with secure_channel(survivor.port, ids.admin) as channel:
+            await kpb_grpc.KeyServiceStub(channel).DeactivateCredential(
+                kpb.DeactivateCredentialRequest(credential_id=credential_id), timeout=10)
+        await asyncio.wait_for(applied.wait(), 10)
+        await asyncio.wait_for(stopping, 10)  # with no call in flight, the stop did not wait out the grace
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await keys.close()
+
+
+async def _set_twice(event: CountingEvent) -> None:
+    while event.sets < 2:
+        await asyncio.sleep(0.01)
