@@ -6,9 +6,10 @@
   (`/openai/chat/completions`, native passthrough, the tenant in `x-byok-org`) and the HTTP floor.
 
 `stream(model, org)` returns a `StreamResult` with the time to the first *text* frame (so the proxy's
-StreamStart and OpenAI's role-only first chunk do not count as content), the total time and the arrival time
-of every text frame. Every call is bounded by a timeout. Errors are returned, not raised, so a load step
-counts them instead of stopping.
+StreamStart and OpenAI's role-only first chunk do not count as content), the time to its first message of any
+kind (the proxy's StreamStart; an HTTP answer's head), the total time and the arrival time of every text frame.
+Every call is bounded by a timeout. Errors are returned, not raised, so a load step counts them instead of
+stopping.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class StreamResult:
     total: float = 0.0  # seconds to the end of the stream
     arrivals: list[float] = field(default_factory=list)  # perf_counter() of each text frame
     error: str = ""
+    first: float = 0.0  # seconds to the first message of any kind: the proxy's StreamStart, an HTTP answer's head
 
     @property
     def frames(self) -> int:
@@ -50,11 +52,11 @@ class StreamResult:
         return [a[i] - a[i - 1] for i in range(1, len(a))]
 
 
-def _completed(t0: float, end: float, arrivals: list[float]) -> StreamResult:
+def _completed(t0: float, end: float, arrivals: list[float], first: float) -> StreamResult:
     """A stream that ended without error: OK with its TTFB and total, unless no text ever arrived."""
     if not arrivals:
         return StreamResult(False, total=end - t0, error="NO_TEXT")
-    return StreamResult(True, arrivals[0] - t0, end - t0, arrivals)
+    return StreamResult(True, arrivals[0] - t0, end - t0, arrivals, first=first - t0)
 
 
 class Target(Protocol):
@@ -88,17 +90,20 @@ class GrpcTarget:
         clock = time.perf_counter
         t0 = clock()
         arrivals: list[float] = []
+        first = 0.0
         try:
             call = next(self._stubs).StreamChat(pb.StreamChatRequest(parameters=self._params(model, org)),
                                                 timeout=timeout)
             async for message in call:
+                if not first:
+                    first = clock()
                 if message.choices and message.choices[0].text:
                     arrivals.append(clock())
         except grpc.aio.AioRpcError as exc:
             return StreamResult(False, arrivals=arrivals, error=exc.code().name)
         except TimeoutError:
             return StreamResult(False, arrivals=arrivals, error="TIMEOUT")
-        return _completed(t0, clock(), arrivals)
+        return _completed(t0, clock(), arrivals, first)
 
     async def unary(self, model: str, org: str, timeout: float) -> float:
         t0 = time.perf_counter()
@@ -154,6 +159,7 @@ class HttpTarget:
             async with asyncio.timeout(timeout):
                 async with self._client.stream("POST", "/chat/completions", json=body,
                                                headers=self._headers(org)) as response:
+                    first = clock()
                     if response.status_code != 200:
                         return StreamResult(False, error=f"HTTP_{response.status_code}")
                     async for line in response.aiter_lines():
@@ -161,7 +167,7 @@ class HttpTarget:
                             arrivals.append(clock())
         except (httpx.HTTPError, TimeoutError) as exc:
             return StreamResult(False, arrivals=arrivals, error=type(exc).__name__)
-        return _completed(t0, clock(), arrivals)
+        return _completed(t0, clock(), arrivals, first)
 
     async def unary(self, model: str, org: str, timeout: float) -> float:
         t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Scenario 1: time to first byte and total time at concurrency 1 (zero-delay 16-frame streams).
+"""Scenario 1: time to first byte and total time at concurrency 1 (zero-delay 16-frame streams), and the time to
+each contender's first message (the proxy's StreamStart; a direct call's response head).
 
 Requests are interleaved round by round (one per contender per round, the order rotated each round) so
 that drift on a shared machine hits every contender alike. The proxy is measured twice: warm (its lease
@@ -39,6 +40,7 @@ async def run(c: Contenders, cfg: BenchConfig) -> dict[str, Any]:
         out["contenders"][name] = {
             "requests": len(rs), "errors": len(rs) - len(ok),
             "ttfb_ms": summary_ms([r.ttfb for r in ok]), "total_ms": summary_ms([r.total for r in ok]),
+            "first_message_ms": summary_ms([r.first for r in ok]),
         }
     direct = out["contenders"].get("direct")
     if direct and direct["ttfb_ms"].get("n"):
@@ -46,4 +48,8 @@ async def run(c: Contenders, cfg: BenchConfig) -> dict[str, Any]:
             if name != "direct" and row["ttfb_ms"].get("n"):
                 row["added_ttfb_ms"] = {q: round(row["ttfb_ms"][q] - direct["ttfb_ms"][q], 3)
                                         for q in ("p50", "p99")}
+                # The proxy's own time before it answers: its StreamStart against the provider's first byte
+                # (the direct call's response head), i.e. what it does before and around its upstream call.
+                row["own_first_message_ms"] = {q: round(row["first_message_ms"][q] - direct["first_message_ms"][q],
+                                                        3) for q in ("p50", "p99")}
     return out

@@ -147,7 +147,7 @@ def test_help_shows_examples_and_no_flag_takes_a_key(cli: Cli) -> None:
     # Every leaf command documents examples (checked in-process: the parser is the same object).
     parser = build_parser()
     leaves = _leaf_parsers(parser)
-    assert len(leaves) == 29  # 19, embed, usage, prices list/set, budgets and limits set/list/delete
+    assert len(leaves) == 30  # 19, embed, usage, prices list/set/reprice, budgets and limits set/list/delete
     for path, leaf in leaves.items():
         examples = leaf.format_help().partition("\nexamples:\n")[2]
         assert f"byokctl {path}" in examples, path
